@@ -1,0 +1,35 @@
+# journey: `make demo` runs the pipeline on the embedded default; `make test` runs the tests.
+# Both set up .venv first when needed (torch's CPU build first, then the project).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= demo-out
+
+.PHONY: setup demo test test-slow lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	DEMO_DIR=$(DEMO_DIR) PATH=$(abspath $(VENV))/bin:$$PATH bash examples/demo.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check journey tests examples benchmarks
+
+bench: setup
+	$(PY) benchmarks/bench_build_tree.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

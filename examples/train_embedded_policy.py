@@ -1,0 +1,118 @@
+"""Train the embedded policy: a ~0.9M-parameter Llama on correct `arith` solutions, on the CPU.
+
+    python examples/train_embedded_policy.py                 # writes journey/assets/embedded-policy
+    python examples/train_embedded_policy.py --steps 200 --out /tmp/p   # a quick look
+
+Seeded and reproducible (same torch build, same threads). The model is meant to stay
+imperfect: a few minutes of training on 2-4-operation problems leaves it making real arithmetic
+slips at temperature, which is what gives reasoning trees their wrong branches. Held-out
+problems (`journey.models.embedded.heldout_problems`) are kept out of the training pool.
+Measure the result with `python examples/measure_embedded_policy.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from journey.models.embedded import EMBEDDED_PATH, build_config, build_tokenizer, heldout_problems
+from journey.tasks.arith import ArithTask
+
+
+def encode_pool(tok, task: ArithTask, n: int, seed: int, exclude: set[str]) -> list[tuple[list[int], list[int]]]:
+    """`n` training examples as (input_ids, assistant_mask), rendered by the chat template."""
+    pool = []
+    for p in task.generate(n, seed):
+        if p.question in exclude:
+            continue
+        msgs = task.messages(p.question) + [
+            {"role": "assistant", "content": task.join_steps(task.solution(p.question))}
+        ]
+        enc = tok.apply_chat_template(msgs, return_assistant_tokens_mask=True, return_dict=True)
+        pool.append((enc["input_ids"], enc["assistant_masks"]))
+    return pool
+
+
+def make_batch(examples, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch; labels are -100 outside the assistant turn."""
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad_id)
+    labels = torch.full((len(examples), width), -100)
+    attn = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, (x, mask) in enumerate(examples):
+        ids[i, : len(x)] = torch.tensor(x)
+        attn[i, : len(x)] = 1
+        labels[i, : len(x)] = torch.where(torch.tensor(mask) == 1, torch.tensor(x), -100)
+    return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+
+
+def lr_at(step: int, steps: int, peak: float, warmup: float = 0.05) -> float:
+    """One-cycle schedule: linear warm-up over `warmup` of the run, then cosine to 0."""
+    w = max(1, int(steps * warmup))
+    if step < w:
+        return peak * (step + 1) / w
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - w) / max(1, steps - w)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=EMBEDDED_PATH)
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--pool", type=int, default=100_000, help="training problems generated")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(2)
+    rng = random.Random(args.seed)
+    tok = build_tokenizer()
+    task = ArithTask()
+    exclude = {p.question for p in heldout_problems()}
+    pool = encode_pool(tok, task, args.pool, seed=10_000 + args.seed, exclude=exclude)
+    model = AutoModelForCausalLM.from_config(build_config(tok))
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{n_params / 1e6:.2f}M parameters, {len(pool)} training problems")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.95))
+
+    model.train()
+    t0, losses = time.time(), []
+    for step in range(args.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr)
+        loss = model(**make_batch(rng.sample(pool, args.batch_size), tok.pad_token_id)).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 100 == 0 or step == args.steps - 1:
+            print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - t0:.0f}s", flush=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(args.out)
+    tok.save_pretrained(args.out)
+    record = {
+        "script": "examples/train_embedded_policy.py",
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "parameters": n_params,
+        "torch": torch.__version__,
+        "final_loss": sum(losses[-50:]) / len(losses[-50:]),
+        "seconds": round(time.time() - t0, 1),
+    }
+    (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"saved to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The `journey` command line: one command per pipeline stage.
+
+    journey problems --task arith --n 100 --seed 0 --out problems.jsonl
+    journey build-tree --problems problems.jsonl --out trees.jsonl
+    journey --help
+
+Every command takes `--config recipe.yaml` (keys are the flag names with underscores; flags
+given on the command line win), prints a summary table at the end, and turns bad input into a
+one-line error with exit code 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from journey import __version__
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Synthesize o1-style long-thought data by tree search (journey learning), and train on it.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit 1."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+def load_recipe(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """Eager `--config`: a YAML mapping of flag names to values, used as defaults (flags win)."""
+    if value is None:
+        return value
+    try:
+        recipe = yaml.safe_load(value.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        fail(f"--config {value}: cannot read it as YAML ({err.__class__.__name__})")
+    if not isinstance(recipe, dict):
+        fail(f"--config {value}: expected a mapping of flag names to values")
+    known = {p.name for p in ctx.command.params}
+    unknown = sorted(set(k.replace("-", "_") for k in recipe) - known)
+    if unknown:
+        fail(f"--config {value}: unknown keys {', '.join(unknown)}")
+    ctx.default_map = {**(ctx.default_map or {}), **{k.replace("-", "_"): v for k, v in recipe.items()}}
+    return value
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML recipe of flag values (flags on the command line win).",
+                 callback=load_recipe, is_eager=True, exists=True, dir_okay=False),
+]
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        console.print(f"journey {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+) -> None:
+    """journey: long-thought training data by tree search, and training on it."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False)])
+    for noisy in ("transformers", "httpx", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+@app.command()
+def problems(
+    out: Annotated[Path, typer.Option(help="Where to write problems.jsonl.")],
+    task: Annotated[str, typer.Option(help="Problem domain.")] = "arith",
+    n: Annotated[int, typer.Option(help="How many problems.")] = 100,
+    seed: Annotated[int, typer.Option(help="Generator seed: the same seed gives the same problems.")] = 0,
+    config: ConfigOption = None,
+) -> None:
+    """Generate problems (id, question, answer) as JSONL for the other stages."""
+    from journey.io import DataError, check_writable, write_jsonl_atomic
+    from journey.tasks import get_task
+
+    if n <= 0:
+        fail(f"--n must be > 0, got {n}")
+    try:
+        t = get_task(task)
+        check_writable(out)
+        rows = [p.to_row() for p in t.generate(n, seed)]
+        write_jsonl_atomic(out, rows)
+    except (DataError, ValueError, OSError) as err:
+        fail(str(err))
+    console.print(f"wrote {len(rows)} {task} problems to {out}")
+
+
+@app.command("build-tree")
+def build_tree(
+    problems: Annotated[Path, typer.Option(help="problems.jsonl to build trees for.")],
+    out: Annotated[Path, typer.Option(help="trees.jsonl to append finished trees to (resumable).")],
+    model: Annotated[str, typer.Option(help="Policy: 'embedded', a checkpoint folder, or a hub id.")] = "embedded",
+    task: Annotated[str, typer.Option(help="Problem domain.")] = "arith",
+    prm: Annotated[str, typer.Option(help="Process reward model: 'verifier' (the task's exact check).")] = "verifier",
+    width: Annotated[int, typer.Option("--width", "-w", help="w: candidate next steps per expanded node.")] = 3,
+    depth: Annotated[int, typer.Option("--depth", "-D", help="D: maximum steps from the root.")] = 8,
+    top_k: Annotated[int, typer.Option("--top-k", "-K", help="K: children kept for expansion per tree per depth.")] = 2,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.7,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
+    max_step_tokens: Annotated[int, typer.Option(help="Longest step; longer ones are cut and marked invalid.")] = 48,
+    batch_size: Annotated[int, typer.Option(help="Sequences per policy call (speed only).")] = 256,
+    trees_in_flight: Annotated[int, typer.Option(help="Trees expanded in lockstep (speed and memory only).")] = 64,
+    seed: Annotated[int, typer.Option(help="Run seed; every node's sampling seed derives from it.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Only the first N problems.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming an existing --out.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Expand a reasoning tree per problem: w candidates per node, PRM-scored, top-K kept, to depth D.
+
+    Trees are appended to --out as they finish; rerunning the same command resumes.
+    """
+    from journey.build_tree import BuildTreeConfig, run_build_tree
+    from journey.io import DataError
+
+    try:
+        cfg = BuildTreeConfig(problems, out, model, task, prm, width, depth, top_k, temperature,
+                              top_p, max_step_tokens, batch_size, trees_in_flight, seed, overwrite,
+                              limit)
+    except ValueError as err:
+        fail(str(err))
+    columns = [TextColumn("[bold]build-tree"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("trees  {task.fields[nodes]} nodes  {task.fields[rate]}"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err_console) as bar:
+        job = bar.add_task("trees", total=None, nodes=0, rate="")
+        state = {"nodes": 0}
+
+        def progress(event: str, value: int) -> None:
+            if event == "total":
+                bar.update(job, total=value)
+            elif event == "tree":
+                bar.advance(job, value)
+            else:
+                state["nodes"] += value
+                elapsed = bar.tasks[0].elapsed or 1e-9
+                bar.update(job, nodes=state["nodes"], rate=f"({state['nodes'] / elapsed:.0f} nodes/s)")
+
+        try:
+            stats = run_build_tree(cfg, progress)
+        except (DataError, ValueError) as err:
+            bar.stop()
+            fail(str(err))
+    exhaustive = stats.extra["exhaustive_steps"]
+    mean = lambda x: f"{x / stats.trees:,.1f}" if stats.trees else "-"  # noqa: E731
+    console.print(summary_table(f"build-tree -> {out}", [
+        ("problems", f"{stats.extra['problems']:,} ({stats.resumed:,} already done)"),
+        ("trees with a correct answer", f"{stats.solved:,} / {stats.trees:,}"),
+        ("mean nodes per tree", mean(stats.nodes)),
+        ("mean steps generated per tree", f"{mean(stats.steps_generated)} (exhaustive: {exhaustive:,})"),
+        ("tokens generated", f"{stats.tokens:,}"),
+        ("time (this run)", f"{stats.seconds:,.1f} s"),
+    ]))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,89 @@
+"""The embedded policy: a ~1M-parameter Llama with a character tokenizer, shipped in the package.
+
+`--model embedded` means `EMBEDDED_PATH` everywhere. It is an ordinary transformers checkpoint:
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from journey.models.embedded import EMBEDDED_PATH
+    model = AutoModelForCausalLM.from_pretrained(EMBEDDED_PATH)
+    tok = AutoTokenizer.from_pretrained(EMBEDDED_PATH)
+
+The weights come from `examples/train_embedded_policy.py` (seeded, CPU); this module holds the
+pieces that script and the tests share: the tokenizer and the model config. The architecture is
+Llama on purpose: with a Qwen2 config, `AutoTokenizer` swaps in Qwen2's byte-level tokenizer
+and silently drops spaces and newlines (see shared/API_NOTES.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EMBEDDED_PATH = Path(__file__).resolve().parent.parent / "assets" / "embedded-policy"
+EMBEDDED_NAME = "embedded"
+HELDOUT_SEED = 424_242  # the problems the embedded policy is measured on; never trained on
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+# Every printable ASCII character plus newline: enough for arithmetic and for the English of
+# reflections ("Wait, 42 * 3 is 126, not 116."). Anything else maps to <unk>.
+CHARACTERS = ["\n"] + [chr(c) for c in range(32, 127)]
+
+# One message is `<|role|>content<|end|>`; the assistant's content and its <|end|> sit in
+# {% generation %} so TRL's assistant-only loss can find them. Written on one line because
+# templates render with trim_blocks.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "<|assistant|>{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}"
+    "{%- else -%}"
+    "<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
+)
+
+
+def resolve_model(name_or_path: str | Path) -> str:
+    """`embedded` -> the shipped checkpoint's path; anything else is returned as given."""
+    return str(EMBEDDED_PATH) if str(name_or_path) == EMBEDDED_NAME else str(name_or_path)
+
+
+def build_tokenizer():
+    """A character-level `PreTrainedTokenizerFast` with the chat template above."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + CHARACTERS)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    core.decoder = decoders.Fuse()  # without it, decode puts a space between characters
+    core.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", eos_token="<|end|>"
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def build_config(tok, hidden_size: int = 128, layers: int = 4, heads: int = 4):
+    """The Llama config of the embedded policy (about 0.8M parameters at the defaults)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=3 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=4096,  # RoPE: costs no parameters, leaves room for long thoughts
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+        eos_token_id=tok.eos_token_id,
+    )
+
+
+def heldout_problems(n: int = 200):
+    """The held-out `arith` problems (default mix) the embedded policy is measured on."""
+    from journey.tasks.arith import ArithTask
+
+    return ArithTask().generate(n, seed=HELDOUT_SEED)

@@ -1,0 +1,216 @@
+"""Policies: models that propose the next reasoning step (or a whole solution) for many prompts.
+
+The interface is one batched call, `propose(prefixes, n)`: for every prefix (a question's
+messages, the steps so far, and a seed) `n` candidate next steps, each with its text, token
+count, summed log-prob and why it ended. Search hands a whole depth of a whole batch of trees
+to one call; a backend chunks it as it likes.
+
+Sampling is seeded per row, not per batch: candidate j of a prefix with seed s is drawn from
+its own `torch.Generator` seeded from (s, j). A prefix therefore gets the same candidates
+whatever else shares its batch, which is what lets `build-tree` resume a killed run and write
+exactly what an uninterrupted run would (up to float noise from different padding).
+
+    from journey.models.policy import TransformersPolicy, Prefix
+    policy = TransformersPolicy("embedded", delimiter="\\n", max_step_tokens=48)
+    policy.propose([Prefix([{"role": "user", "content": "2 + 3 * 4"}], [], seed=0)], n=3)
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from journey.models.embedded import resolve_model
+
+log = logging.getLogger(__name__)
+
+Finish = Literal["stop", "eos", "length"]
+
+
+@dataclass
+class Prefix:
+    """A node to extend: the question as chat messages, the steps so far, and its seed."""
+
+    messages: list[dict]
+    steps: list[str] = field(default_factory=list)
+    seed: int = 0
+
+
+@dataclass
+class Proposal:
+    """One generated step (or completion): its text without the delimiter, and its costs."""
+
+    text: str
+    tokens: int
+    logprob: float
+    finish: Finish
+
+
+@dataclass
+class SamplingConfig:
+    """How candidates are drawn. temperature 0 means greedy."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_step_tokens: int = 48
+    batch_size: int = 256  # sequences (prompts x n) per generate call
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_step_tokens < 1 or self.batch_size < 1:
+            raise ValueError("max_step_tokens and batch_size must be >= 1")
+
+
+def row_seed(seed: int, j: int) -> int:
+    """The seed of candidate `j` of a prefix seeded `seed` (a fixed mix, stable across runs)."""
+    return (seed * 1_000_003 + j * 7_919 + 12_345) % (2**63 - 1)
+
+
+class Policy(ABC):
+    """Proposes next steps for many prefixes in one call."""
+
+    delimiter: str
+
+    @abstractmethod
+    def propose(self, prefixes: list[Prefix], n: int) -> list[list[Proposal]]:
+        """For each prefix, `n` candidate next steps (ending at the delimiter, or at EOS)."""
+
+    @abstractmethod
+    def complete(self, prefixes: list[Prefix], n: int, max_new_tokens: int) -> list[list[Proposal]]:
+        """For each prefix, `n` whole continuations up to EOS (for eval and sampling pairs)."""
+
+
+class SeededSampler:
+    """A logits processor that samples each row from its own generator.
+
+    It returns logits that are -inf except at the chosen token, so `generate` runs greedy on
+    top of it; the chosen token's log-prob (under temperature and top-p) is kept per step.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature, self.top_p = temperature, top_p
+        self.logprobs: list[torch.Tensor] = []  # one (B,) tensor per generated position
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float().cpu()  # (B, V)
+        if self.temperature == 0:
+            choice = scores.argmax(-1, keepdim=True)
+            logp = torch.log_softmax(scores, -1)
+        else:
+            logp = torch.log_softmax(scores / self.temperature, -1)
+            choice = self._sample(logp.exp())
+        self.logprobs.append(logp.gather(1, choice).squeeze(1))
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(1, choice, 0.0)
+        return out.to(input_ids.device)
+
+    def _sample(self, probs: torch.Tensor) -> torch.Tensor:
+        """Top-p sampling by inverse CDF, one uniform draw per row from that row's generator."""
+        sorted_p, order = probs.sort(-1, descending=True)
+        cum = sorted_p.cumsum(-1)
+        keep = (cum - sorted_p) < self.top_p  # the smallest prefix whose mass reaches top_p
+        sorted_p = sorted_p * keep
+        cum = sorted_p.cumsum(-1)
+        u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.generators])
+        target = (u * cum[:, -1].double()).unsqueeze(1).float()
+        idx = torch.searchsorted(cum, target, right=True).clamp(max=probs.shape[1] - 1)
+        idx = torch.minimum(idx, keep.sum(-1, keepdim=True) - 1)
+        return order.gather(1, idx)
+
+
+class TransformersPolicy(Policy):
+    """A causal LM through transformers' `generate` (CPU or GPU), chat template for prompts."""
+
+    def __init__(
+        self,
+        model: str | Path = "embedded",
+        delimiter: str = "\n",
+        sampling: SamplingConfig | None = None,
+        device: str | None = None,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bars speak for the run
+        path = resolve_model(model)
+        self.model_id = str(model)
+        self.delimiter = delimiter
+        self.sampling = sampling or SamplingConfig()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
+
+    def render(self, prefix: Prefix) -> str:
+        """The prompt text: the chat template's assistant turn, continued by the steps so far."""
+        head = self.tokenizer.apply_chat_template(
+            prefix.messages, tokenize=False, add_generation_prompt=True
+        )
+        return head + "".join(s + self.delimiter for s in prefix.steps)
+
+    def propose(self, prefixes: list[Prefix], n: int) -> list[list[Proposal]]:
+        return self._generate(prefixes, n, self.sampling.max_step_tokens, stop=self.delimiter)
+
+    def complete(self, prefixes: list[Prefix], n: int, max_new_tokens: int) -> list[list[Proposal]]:
+        return self._generate(prefixes, n, max_new_tokens, stop=None)
+
+    def _generate(
+        self, prefixes: list[Prefix], n: int, max_new_tokens: int, stop: str | None
+    ) -> list[list[Proposal]]:
+        per_call = max(1, self.sampling.batch_size // n)
+        out: list[list[Proposal]] = []
+        for i in range(0, len(prefixes), per_call):
+            out.extend(self._generate_chunk(prefixes[i : i + per_call], n, max_new_tokens, stop))
+        return out
+
+    @torch.inference_mode()
+    def _generate_chunk(
+        self, prefixes: list[Prefix], n: int, max_new_tokens: int, stop: str | None
+    ) -> list[list[Proposal]]:
+        tok = self.tokenizer
+        # Each prompt repeated n times, prompt-major (generate refuses n > 1 without sampling).
+        texts = [self.render(p) for p in prefixes for _ in range(n)]
+        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        seeds = [row_seed(p.seed, j) for p in prefixes for j in range(n)]  # prompt-major rows
+        sampler = SeededSampler(seeds, self.sampling.temperature, self.sampling.top_p)
+        seqs = self.model.generate(
+            **batch,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            logits_processor=[sampler],
+            stop_strings=[stop] if stop else None,
+            tokenizer=tok,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        new = seqs[:, batch["input_ids"].shape[1] :].cpu()  # (B*n, T)
+        logps = torch.stack(sampler.logprobs, 1) if sampler.logprobs else torch.zeros(len(seeds), 0)
+        rows = [self._to_proposal(new[r], logps[r], stop) for r in range(new.shape[0])]
+        return [rows[i * n : (i + 1) * n] for i in range(len(prefixes))]
+
+    def _to_proposal(self, ids: torch.Tensor, logps: torch.Tensor, stop: str | None) -> Proposal:
+        """Cut one generated row at EOS or the stop string; count its tokens and log-prob."""
+        tok = self.tokenizer
+        ids_list = ids.tolist()
+        if tok.eos_token_id in ids_list:
+            k = ids_list.index(tok.eos_token_id)
+            return Proposal(tok.decode(ids_list[:k]), k + 1, float(logps[: k + 1].sum()), "eos")
+        # Rows that stopped early are padded after their last token.
+        k = len(ids_list)
+        while k > 0 and ids_list[k - 1] == tok.pad_token_id:
+            k -= 1
+        text = tok.decode(ids_list[:k])
+        if stop and stop in text:
+            return Proposal(text[: text.index(stop)], k, float(logps[:k].sum()), "stop")
+        return Proposal(text, k, float(logps[:k].sum()), "length")

@@ -1,0 +1,204 @@
+"""Tree expansion (O1 Replication Journey Part 1, §6.5): width w, depth D, top-K PRM pruning.
+
+From the root, each frontier node gets `w` candidate next steps from the policy; identical
+siblings are merged (their `count` says how many samples gave them); every new step is scored
+by the PRM given the question and the steps above it; final-answer steps are checked against
+the ground truth. Of a tree's expandable children at one depth (valid, not terminal), only the
+top K are expanded next; the rest stay in the tree marked `pruned`. Ranking: PRM score, then
+how many samples proposed the step, then policy log-prob, then node id — reproducible and
+preferring what the policy believes. A tree is done at depth D or when its frontier is empty.
+
+Expansion is lockstep across problems: each call to `TreeBuilder.advance` takes every tree in
+flight one level down with ONE policy call for all their frontier nodes and ONE PRM call for
+all their new children. `build_trees` keeps up to `trees_in_flight` trees going, admitting a
+new problem whenever one finishes, and hands each finished tree to a callback at once.
+
+Seeds are per node (run seed, problem id, node id), so a tree comes out the same whatever
+else is in flight — which is what makes resuming a killed run exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from journey.models.policy import Policy, Prefix, Proposal
+from journey.models.prm import PRM
+from journey.search.tree import Tree
+from journey.tasks.base import Problem, Task
+
+
+@dataclass
+class SearchConfig:
+    """The shape of the search (these, with the models, decide every tree's content)."""
+
+    width: int = 3  # w: candidate next steps per expanded node
+    depth: int = 8  # D: maximum steps from the root
+    top_k: int = 2  # K: children kept for expansion per tree per depth
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("width", "depth", "top_k"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.top_k > self.width:
+            raise ValueError(f"--top-k ({self.top_k}) cannot exceed --width ({self.width})")
+
+    def exhaustive_expansions(self) -> int:
+        """(w^D - 1)/(w - 1): the node expansions of the full tree (the paper's cost formula)."""
+        w, d = self.width, self.depth
+        return d if w == 1 else (w**d - 1) // (w - 1)
+
+
+def node_seed(run_seed: int, problem_id: str, node_id: int) -> int:
+    """A seed for expanding one node, stable across runs and batch layouts."""
+    digest = hashlib.sha256(f"{run_seed}/{problem_id}/{node_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def merge_duplicates(proposals: list[Proposal]) -> list[tuple[Proposal, int]]:
+    """Identical sibling texts become one child with a count, first occurrence kept.
+
+    ["a", "b", "a"] -> [("a", 2), ("b", 1)]  (as proposals)
+    """
+    merged: dict[str, list] = {}
+    for p in proposals:
+        key = p.text.strip()
+        if key in merged:
+            merged[key][1] += 1
+        else:
+            merged[key] = [p, 1]
+    return [(p, c) for p, c in merged.values()]
+
+
+def rank_key(node: dict) -> tuple:
+    """Sort key for top-K: best score, most samples, highest log-prob, then lowest id."""
+    return (-node["score"], -node["count"], -(node["logprob"] or 0.0), node["id"])
+
+
+def select_top_k(nodes: list[dict], k: int) -> tuple[list[int], list[int]]:
+    """Split candidate nodes into (kept ids, pruned ids) by `rank_key`."""
+    ranked = sorted(nodes, key=rank_key)
+    return [n["id"] for n in ranked[:k]], [n["id"] for n in ranked[k:]]
+
+
+@dataclass
+class InFlight:
+    """A tree being built: its frontier (node ids to expand next) and when it started."""
+
+    tree: Tree
+    frontier: list[int] = field(default_factory=lambda: [0])
+    depth: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def done(self) -> bool:
+        return not self.frontier
+
+
+class TreeBuilder:
+    """Expands many trees in lockstep with a policy and a PRM (see module docstring)."""
+
+    def __init__(self, task: Task, policy: Policy, prm: PRM, config: SearchConfig):
+        self.task, self.policy, self.prm, self.config = task, policy, prm, config
+
+    def start(self, problem: Problem, run: dict | None = None) -> InFlight:
+        row = {"id": problem.id, "question": problem.question, "answer": problem.answer}
+        tree = Tree(row, run=run or {})
+        tree.costs = {"steps_generated": 0, "tokens": 0, "steps_scored": 0, "seconds": 0.0}
+        return InFlight(tree)
+
+    def advance(self, flights: list[InFlight]) -> None:
+        """Take every unfinished tree one level down: one policy call, one PRM call."""
+        live = [f for f in flights if not f.done]
+        jobs = [(f, nid) for f in live for nid in f.frontier]
+        prefixes = [self._prefix(f.tree, nid) for f, nid in jobs]
+        proposals = self.policy.propose(prefixes, self.config.width)
+        new_by_flight: dict[int, list[int]] = {id(f): [] for f in live}
+        for (f, nid), props in zip(jobs, proposals):
+            f.tree.costs["steps_generated"] += len(props)
+            f.tree.costs["tokens"] += sum(p.tokens for p in props)
+            for p, count in merge_duplicates(props):
+                new_by_flight[id(f)].append(self._add_step(f.tree, nid, p, count))
+        self._score([(f, nid) for f in live for nid in new_by_flight[id(f)]])
+        for f in live:
+            self._prune(f, new_by_flight[id(f)])
+
+    def _prefix(self, tree: Tree, nid: int) -> Prefix:
+        seed = node_seed(self.config.seed, tree.id, nid)
+        return Prefix(self.task.messages(tree.problem["question"]), tree.steps(nid), seed)
+
+    def _add_step(self, tree: Tree, parent: int, p: Proposal, count: int) -> int:
+        """Add one proposed step: invalid if cut off or empty; terminal if it answers or ends."""
+        text = p.text.strip()
+        node = dict(text=text, tokens=p.tokens, logprob=round(p.logprob, 4), count=count,
+                    finish=p.finish, score=None, verdict=None, reason=None,
+                    terminal=False, answer=None, correct=None)
+        if p.finish == "length" or not text:
+            why = "The step is empty." if not text else f"The step was cut off after {p.tokens} tokens."
+            node.update(score=0.0, verdict="invalid", reason=why)
+        elif self.task.is_terminal(text) or p.finish == "eos":
+            answer = self.task.extract_answer(text)
+            node.update(terminal=True, answer=answer,
+                        correct=self.task.check_answer(answer, tree.problem["answer"]))
+        return tree.add_child(parent, **node)
+
+    def _score(self, items: list[tuple[InFlight, int]]) -> None:
+        """Score every new valid step of every tree with one PRM call."""
+        items = [(f, nid) for f, nid in items if f.tree.node(nid)["verdict"] is None]
+        if not items:
+            return
+        questions = [f.tree.problem["question"] for f, _ in items]
+        scores = self.prm.score(questions, [f.tree.steps(nid) for f, nid in items])
+        for (f, nid), s in zip(items, scores):
+            f.tree.node(nid).update(score=round(s.score, 6), reason=s.reason,
+                                    verdict="correct" if s.ok else "incorrect")
+            f.tree.costs["steps_scored"] += 1
+
+    def _prune(self, f: InFlight, new: list[int]) -> None:
+        """Keep the top K expandable children as the next frontier; mark the rest pruned."""
+        f.depth += 1
+        expandable = [f.tree.node(n) for n in new
+                      if not f.tree.node(n)["terminal"] and f.tree.node(n)["verdict"] != "invalid"]
+        keep, pruned = select_top_k(expandable, self.config.top_k)
+        if f.depth >= self.config.depth:  # the last level: nothing is expanded, nothing pruned
+            keep, pruned = [], []
+        for nid in pruned:
+            f.tree.node(nid)["pruned"] = True
+        f.frontier = keep
+        if f.done:
+            f.tree.costs["seconds"] = round(time.perf_counter() - f.started, 3)
+
+
+def build_trees(
+    problems: Iterable[Problem],
+    builder: TreeBuilder,
+    trees_in_flight: int = 64,
+    run: dict | None = None,
+    on_level: Callable[[int], None] | None = None,
+) -> Iterator[Tree]:
+    """Yield finished trees, keeping up to `trees_in_flight` in lockstep expansion.
+
+    `on_level(n_nodes)` is called after each lockstep level with the number of nodes it added.
+    """
+    pending = iter(problems)
+    flights: list[InFlight] = []
+    exhausted = False
+    while True:
+        while not exhausted and len(flights) < trees_in_flight:
+            nxt = next(pending, None)
+            if nxt is None:
+                exhausted = True
+            else:
+                flights.append(builder.start(nxt, run))
+        if not flights:
+            return
+        before = sum(f.tree.graph.number_of_nodes() for f in flights)
+        builder.advance(flights)
+        if on_level:
+            on_level(sum(f.tree.graph.number_of_nodes() for f in flights) - before)
+        for f in [f for f in flights if f.done]:
+            flights.remove(f)
+            yield f.tree

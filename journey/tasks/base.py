@@ -1,0 +1,83 @@
+"""The `Task` interface: one problem domain (prompting, steps, answers, step checks).
+
+A task knows how to write the policy prompt for a question, where one reasoning step ends
+(`step_delimiter`), whether a step is a final answer, how to extract and check that answer,
+and — when the domain allows — how to verify one step exactly, with a reason a reflection
+can quote. Search, long-thought derivation and eval only talk to tasks through this class.
+
+    from journey.tasks import get_task
+    task = get_task("arith")
+    problems = task.generate(n=10, seed=0)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Problem:
+    """One row of `problems.jsonl`: `{"id", "question", "answer", ...extra}`."""
+
+    id: str
+    question: str
+    answer: str
+    meta: dict = field(default_factory=dict)
+
+    def to_row(self) -> dict:
+        row = asdict(self)
+        meta = row.pop("meta")
+        return {**row, **meta}
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """The verdict on one step: `ok` and a short sentence saying why (usable in a reflection)."""
+
+    ok: bool
+    reason: str
+
+
+class Task(ABC):
+    """One problem domain. Subclasses are registered by name in `journey.tasks.TASKS`."""
+
+    name: str
+    step_delimiter: str = "\n"
+
+    @abstractmethod
+    def generate(self, n: int, seed: int) -> list[Problem]:
+        """`n` problems, the same for the same seed."""
+
+    def messages(self, question: str) -> list[dict]:
+        """The chat messages that ask the policy to solve `question`."""
+        return [{"role": "user", "content": question}]
+
+    @abstractmethod
+    def is_terminal(self, step: str) -> bool:
+        """Whether `step` states a final answer."""
+
+    @abstractmethod
+    def extract_answer(self, text: str) -> str | None:
+        """The final answer stated in `text` (a step or a whole solution), or None."""
+
+    @abstractmethod
+    def check_answer(self, predicted: str | None, gold: str) -> bool:
+        """Whether `predicted` matches the ground-truth answer `gold`."""
+
+    def verify_steps(self, question: str, steps: list[str]) -> list[StepCheck] | None:
+        """An exact local check of every step, or None when the domain has no exact check."""
+        return None
+
+    def verify_step(self, question: str, previous: list[str], step: str) -> StepCheck | None:
+        """The exact check of `step` after `previous`, or None when the domain has none."""
+        checks = self.verify_steps(question, [*previous, step])
+        return None if checks is None else checks[-1]
+
+    def solution(self, question: str) -> list[str]:
+        """A reference solution as a list of steps (used to train and to test)."""
+        raise NotImplementedError(f"task {self.name!r} has no reference solver")
+
+    def join_steps(self, steps: list[str]) -> str:
+        """A whole solution: the steps joined by the delimiter."""
+        return self.step_delimiter.join(steps)

@@ -1,0 +1,167 @@
+"""The command line as a user meets it: help, problems, build-tree, its bad inputs, and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from journey import __version__
+from journey.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_built_commands_only():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("problems", "build-tree"):
+        assert command in result.output
+    assert "derive-longthought" not in result.output
+    assert run("--version").output.strip() == f"journey {__version__}"
+
+
+def test_problems_writes_jsonl(tmp_path):
+    out = tmp_path / "sub" / "p.jsonl"
+    result = run("problems", "--n", 5, "--seed", 3, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 5 and {"id", "question", "answer"} <= set(rows[0])
+    assert run("problems", "--n", 5, "--seed", 3, "--out", tmp_path / "q.jsonl").exit_code == 0
+    assert (tmp_path / "q.jsonl").read_text() == out.read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--n", "0"], "--n must be > 0"),
+        (["--task", "nope"], "unknown task 'nope'"),
+    ],
+)
+def test_problems_bad_input(tmp_path, args, message):
+    out = tmp_path / "p.jsonl"
+    result = run("problems", "--out", out, *args)
+    assert result.exit_code == 1 and message in result.output
+    assert not out.exists()
+
+
+def test_problems_unwritable_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run("problems", "--out", blocker / "p.jsonl")
+    assert result.exit_code == 1 and "cannot create folder" in result.output
+
+
+def test_recipe_sets_defaults_and_flags_win(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("n: 4\nseed: 9\n")
+    assert run("problems", "--config", recipe, "--out", tmp_path / "a.jsonl").exit_code == 0
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 4
+    assert run("problems", "--config", recipe, "--n", 2, "--out", tmp_path / "b.jsonl").exit_code == 0
+    assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 2
+    recipe.write_text("wdith: 3\n")
+    result = run("problems", "--config", recipe, "--out", tmp_path / "c.jsonl")
+    assert result.exit_code == 1 and "unknown keys wdith" in result.output
+
+
+# ---------------------------------------------------------------- build-tree
+
+
+def write_problems(path: Path, n=3, seed=5):
+    assert run("problems", "--n", n, "--seed", seed, "--out", path).exit_code == 0
+    return path
+
+
+BAD_PROBLEMS = {
+    "malformed": ('{"id": "a", "question": "1 + 2", "answer": "3"}\n{"id": \n', ":2: not valid JSON"),
+    "missing": ('{"id": "a", "question": "1 + 2"}\n', ":1: missing 'answer'"),
+    "duplicate": ('{"id": "a", "question": "1 + 2", "answer": "3"}\n' * 2, ":2: duplicate id 'a' (first on line 1)"),
+    "empty": ("\n", "no problems in the file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PROBLEMS))
+def test_build_tree_bad_problems(tmp_path, case):
+    text, message = BAD_PROBLEMS[case]
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(text)
+    out = tmp_path / "t.jsonl"
+    result = run("build-tree", "--problems", problems, "--out", out)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--width", "0"], "--width must be > 0"),
+        (["--depth", "0"], "--depth must be > 0"),
+        (["--top-k", "-1"], "--top-k must be > 0"),
+        (["--width", "2", "--top-k", "3"], "--top-k (3) cannot exceed --width (2)"),
+        (["--model", "./no/such/model"], "--model ./no/such/model: no such model directory"),
+        (["--prm", "oracle"], "unknown PRM 'oracle'"),
+        (["--problems", "missing.jsonl"], "missing.jsonl: no such file"),
+    ],
+)
+def test_build_tree_bad_flags(tmp_path, args, message):
+    problems = write_problems(tmp_path / "p.jsonl")
+    out = tmp_path / "t.jsonl"
+    result = run("build-tree", "--problems", problems, "--out", out, *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not out.exists()
+
+
+def tree_content(path: Path) -> dict:
+    """id -> nodes without float log-probs (they differ in the last digits with padding)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r["problem"]["id"]: [{k: v for k, v in n.items() if k != "logprob"} for n in r["nodes"]] for r in rows}
+
+
+def test_build_tree_refuses_a_different_config_then_overwrites(tmp_path):
+    problems = write_problems(tmp_path / "p.jsonl", n=2)
+    out = tmp_path / "t.jsonl"
+    base = ["build-tree", "--problems", problems, "--out", out, "--depth", "3"]
+    first = run(*base)
+    assert first.exit_code == 0, first.output
+    assert "trees with a correct answer" in first.output
+    before = out.read_text()
+    assert "2 already done" in run(*base).output and out.read_text() == before
+    changed = run(*base, "--width", "2")
+    assert changed.exit_code == 1 and "different config (width 3 -> 2)" in changed.output
+    assert out.read_text() == before
+    assert run(*base, "--width", "2", "--overwrite").exit_code == 0
+    assert all(r["run"]["config"]["width"] == 2 for r in map(json.loads, out.read_text().splitlines()))
+
+
+def test_build_tree_resumes_after_sigkill(tmp_path):
+    """Kill a real `journey build-tree` mid-run, rerun it, and compare with an uninterrupted run."""
+    problems = write_problems(tmp_path / "p.jsonl", n=10, seed=21)
+    cmd = [sys.executable, "-m", "journey.cli", "build-tree", "--problems", str(problems),
+           "--depth", "6", "--trees-in-flight", "2", "--seed", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    killed = tmp_path / "killed.jsonl"
+    proc = subprocess.Popen([*cmd, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if killed.exists() and len(killed.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(killed.read_text().splitlines())
+    assert 2 <= partial < 10
+    subprocess.run([*cmd, "--out", str(killed)], env=env, check=True, capture_output=True)
+    whole = tmp_path / "whole.jsonl"
+    subprocess.run([*cmd, "--out", str(whole)], env=env, check=True, capture_output=True)
+    assert len(killed.read_text().splitlines()) == 10
+    assert tree_content(killed) == tree_content(whole)

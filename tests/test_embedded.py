@@ -1,0 +1,55 @@
+"""The shipped policy: a standard checkpoint, a lossless character tokenizer, a parseable first step."""
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+from journey.models.embedded import EMBEDDED_PATH, build_tokenizer, resolve_model
+from journey.models.policy import Prefix, SamplingConfig, TransformersPolicy
+from journey.tasks.arith import STEP_RE, check_steps
+
+TEXTS = [
+    "(23 + 19) * 3 - 41",
+    "Q: (1 + 2)\nA:",
+    "Wait, 42 * 3 is 126, not 116. Let me go back to step 2.\n",
+    "  two  spaces\n\nand blank lines  ",
+]
+
+
+def test_loads_as_a_standard_checkpoint():
+    assert resolve_model("embedded") == str(EMBEDDED_PATH)
+    model = AutoModelForCausalLM.from_pretrained(EMBEDDED_PATH)
+    assert isinstance(model, LlamaForCausalLM)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 0.5e6 <= n_params <= 3e6
+    size = sum(f.stat().st_size for f in EMBEDDED_PATH.iterdir())
+    assert size <= 10 * 2**20
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_tokenizer_round_trip_after_reload(text, tmp_path):
+    shipped = AutoTokenizer.from_pretrained(EMBEDDED_PATH)
+    ids = shipped(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text)  # one token per character
+    assert shipped.decode(ids) == text
+    build_tokenizer().save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again.decode(again(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_chat_template_marks_the_assistant_turn():
+    tok = AutoTokenizer.from_pretrained(EMBEDDED_PATH)
+    messages = [{"role": "user", "content": "1 + 2"}, {"role": "assistant", "content": "1 + 2 = 3"}]
+    enc = tok.apply_chat_template(messages, return_assistant_tokens_mask=True, return_dict=True)
+    masked = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m]
+    assert tok.decode(masked) == "1 + 2 = 3<|end|>"
+    prompt = tok.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    assert prompt == "<|user|>1 + 2<|end|><|assistant|>"
+
+
+def test_greedy_first_step_is_a_parseable_reduction():
+    policy = TransformersPolicy("embedded", sampling=SamplingConfig(temperature=0))
+    question = "(23 + 19) * 3 - 41"
+    [[step]] = policy.propose([Prefix([{"role": "user", "content": question}])], n=1)
+    assert step.finish == "stop" and STEP_RE.match(step.text), step
+    assert step.tokens == len(step.text) + 1 and step.logprob < 0
+    assert check_steps(question, [step.text])[0].ok

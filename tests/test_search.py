@@ -1,0 +1,139 @@
+"""Tree expansion: the pure pieces by hand, then real lockstep builds on the embedded model."""
+
+import json
+
+import pytest
+
+from journey.models.policy import Proposal
+from journey.models.prm import build_prm
+from journey.search.build import (
+    SearchConfig,
+    TreeBuilder,
+    build_trees,
+    merge_duplicates,
+    node_seed,
+    select_top_k,
+)
+from journey.search.tree import FORMAT, Tree, check_invariants
+from journey.tasks import get_task
+
+
+def P(text, logprob=-1.0):
+    return Proposal(text, tokens=len(text), logprob=logprob, finish="stop")
+
+
+def test_merge_duplicates_counts_and_keeps_first():
+    merged = merge_duplicates([P("a", -1), P("b", -2), P(" a", -3)])
+    assert [(p.text, p.logprob, c) for p, c in merged] == [("a", -1, 2), ("b", -2, 1)]
+
+
+def test_select_top_k_ranks_score_then_count_then_logprob_then_id():
+    nodes = [
+        {"id": 1, "score": 0.0, "count": 3, "logprob": -0.1},
+        {"id": 2, "score": 1.0, "count": 1, "logprob": -5.0},
+        {"id": 3, "score": 1.0, "count": 2, "logprob": -9.0},
+        {"id": 4, "score": 1.0, "count": 1, "logprob": -1.0},
+        {"id": 5, "score": 1.0, "count": 1, "logprob": -1.0},
+    ]
+    assert select_top_k(nodes, 2) == ([3, 4], [5, 2, 1])
+    assert select_top_k(nodes, 5)[1] == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"width": 0}, "--width"), ({"depth": -1}, "--depth"), ({"top_k": 0}, "--top-k"),
+     ({"width": 2, "top_k": 3}, "cannot exceed")],
+)
+def test_search_config_rejects(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SearchConfig(**kwargs)
+
+
+def test_exhaustive_bound_matches_paper_formula():
+    assert SearchConfig(width=3, depth=10, top_k=1).exhaustive_expansions() == (3**10 - 1) // 2
+    assert SearchConfig(width=1, depth=4, top_k=1).exhaustive_expansions() == 4
+
+
+def test_node_seed_is_stable():
+    assert node_seed(0, "a", 1) == node_seed(0, "a", 1)
+    assert len({node_seed(0, "a", 1), node_seed(1, "a", 1), node_seed(0, "b", 1), node_seed(0, "a", 2)}) == 4
+
+
+def hand_tree() -> Tree:
+    tree = Tree({"id": "p1", "question": "2 + 3 * 4", "answer": "14"})
+    a = tree.add_child(0, text="3 * 4 = 12", score=1.0, verdict="correct", reason="ok")
+    tree.add_child(0, text="2 + 3 = 5", score=0.0, verdict="incorrect", reason="order", pruned=True)
+    b = tree.add_child(a, text="2 + 12 = 14", score=1.0, verdict="correct", reason="ok")
+    tree.add_child(b, text="The answer is 14.", score=1.0, verdict="correct", reason="ok",
+                   terminal=True, answer="14", correct=True)
+    return tree
+
+
+def test_tree_paths_and_round_trip():
+    tree = hand_tree()
+    assert tree.steps(4) == ["3 * 4 = 12", "2 + 12 = 14", "The answer is 14."]
+    assert tree.correct_leaves() == [4]
+    row = json.loads(json.dumps(tree.to_json()))
+    assert row["format"] == FORMAT
+    again = Tree.from_json(row)
+    assert again.to_json() == tree.to_json()
+    check_invariants(again, depth=3, top_k=1)
+
+
+def test_from_json_rejects_other_formats_and_bad_nodes():
+    row = hand_tree().to_json()
+    with pytest.raises(ValueError, match="expected format 'journey.tree/v1', got 'x/v0'"):
+        Tree.from_json({**row, "format": "x/v0"}, where="f.jsonl:3")
+    bad = json.loads(json.dumps(row))
+    del bad["nodes"][2]["verdict"]
+    with pytest.raises(ValueError, match="f.jsonl:3: node 2 is malformed"):
+        Tree.from_json(bad, where="f.jsonl:3")
+
+
+def test_invariants_catch_a_pruned_node_with_children():
+    tree = hand_tree()
+    tree.node(1)["pruned"] = True
+    with pytest.raises(AssertionError, match="pruned/terminal/invalid but has children"):
+        check_invariants(tree, depth=3, top_k=1)
+
+
+# ---------------------------------------------------------------- real builds
+
+
+def build(policy, problems, cfg: SearchConfig, in_flight: int) -> list[dict]:
+    task = get_task("arith")
+    builder = TreeBuilder(task, policy, build_prm("verifier", task), cfg)
+    return [t.to_json() for t in build_trees(problems, builder, trees_in_flight=in_flight)]
+
+
+def content(rows):
+    """Trees without timings and float log-probs (padding changes them in the last digits)."""
+    out = {}
+    for r in rows:
+        nodes = [{k: v for k, v in n.items() if k != "logprob"} for n in r["nodes"]]
+        out[r["problem"]["id"]] = nodes
+    return out
+
+
+def test_build_trees_on_embedded_model(policy, arith_problems):
+    cfg = SearchConfig(width=3, depth=6, top_k=2, seed=0)
+    rows = build(policy, arith_problems, cfg, in_flight=8)
+    assert sorted(r["problem"]["id"] for r in rows) == sorted(p.id for p in arith_problems)
+    for r in rows:
+        tree = Tree.from_json(r)
+        check_invariants(tree, depth=6, top_k=2)
+        for n in tree.nodes()[1:]:
+            assert n["verdict"] in ("correct", "incorrect", "invalid") and n["reason"]
+        assert r["costs"]["steps_generated"] >= len(r["nodes"]) - 1
+    # The embedded policy is imperfect on purpose: trees hold right and wrong steps.
+    verdicts = [n["verdict"] for r in rows for n in r["nodes"][1:]]
+    assert "correct" in verdicts and "incorrect" in verdicts
+    assert any(Tree.from_json(r).correct_leaves() for r in rows)
+
+
+def test_lockstep_equals_one_tree_at_a_time(policy, arith_problems):
+    cfg = SearchConfig(width=3, depth=5, top_k=2, seed=3)
+    together = build(policy, arith_problems[:4], cfg, in_flight=4)
+    alone = build(policy, arith_problems[:4], cfg, in_flight=1)
+    assert content(together) == content(alone)
+    assert content(together) != content(build(policy, arith_problems[:4], SearchConfig(3, 5, 2, seed=4), 4))
