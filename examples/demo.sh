@@ -10,9 +10,9 @@ export HF_HUB_OFFLINE=1
 echo "== 1. problems: 24 arith problems"
 journey problems --task arith --n 24 --seed 0 --out "$out/problems.jsonl"
 
-echo "== 2. build-tree: embedded policy, exact verifier PRM, w=3, D=8, K=2"
+echo "== 2. build-tree: embedded policy, exact verifier PRM, w=4, D=8, K=2"
 journey build-tree --problems "$out/problems.jsonl" --out "$out/trees.jsonl" \
-  --width 3 --depth 8 --top-k 2 --overwrite
+  --width 4 --depth 8 --top-k 2 --overwrite
 
 echo "== 3. a few solutions from the trees, with the verifier's verdicts"
 python examples/show_paths.py "$out/trees.jsonl" --n 3

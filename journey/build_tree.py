@@ -47,10 +47,10 @@ class BuildTreeConfig:
     model: str = EMBEDDED_NAME
     task: str = "arith"
     prm: str = "verifier"
-    width: int = 3
+    width: int = 4
     depth: int = 8
     top_k: int = 2
-    temperature: float = 0.7
+    temperature: float = 1.0
     top_p: float = 0.95
     max_step_tokens: int = 48
     batch_size: int = 256  # sequences per policy call (a speed knob; does not change trees)

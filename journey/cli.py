@@ -130,10 +130,10 @@ def build_tree(
     model: Annotated[str, typer.Option(help="Policy: 'embedded', a checkpoint folder, or a hub id.")] = "embedded",
     task: Annotated[str, typer.Option(help="Problem domain.")] = "arith",
     prm: Annotated[str, typer.Option(help="Process reward model: 'verifier' (the task's exact check).")] = "verifier",
-    width: Annotated[int, typer.Option("--width", "-w", help="w: candidate next steps per expanded node.")] = 3,
+    width: Annotated[int, typer.Option("--width", "-w", help="w: candidate next steps per expanded node.")] = 4,
     depth: Annotated[int, typer.Option("--depth", "-D", help="D: maximum steps from the root.")] = 8,
     top_k: Annotated[int, typer.Option("--top-k", "-K", help="K: children kept for expansion per tree per depth.")] = 2,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.7,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy); 1 samples the model's own distribution, for diverse trees.")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
     max_step_tokens: Annotated[int, typer.Option(help="Longest step; longer ones are cut and marked invalid.")] = 48,
     batch_size: Annotated[int, typer.Option(help="Sequences per policy call (speed only).")] = 256,
@@ -188,6 +188,44 @@ def build_tree(
         ("tokens generated", f"{stats.tokens:,}"),
         ("time (this run)", f"{stats.seconds:,.1f} s"),
     ]))
+
+
+@app.command("derive-longthought")
+def derive_longthought(
+    trees: Annotated[Path, typer.Option(help="trees.jsonl from build-tree.")],
+    out_dir: Annotated[Path, typer.Option(help="Folder for sft_journey.jsonl, sft_shortcut.jsonl, dpo_pairs.jsonl.")],
+    max_trials: Annotated[int, typer.Option("--max-trials", "-K", help="K: trials per correct-path node, the correct one included (1 = shortcut only).")] = 2,
+    trial_prob: Annotated[float, typer.Option(help="p: chance of each failed trial at a correct-path node.")] = 0.8,
+    pairs_per_problem: Annotated[int, typer.Option(help="P: DPO pairs per tree (chosen right, rejected wrong).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for trial choices and reflection phrasing.")] = 0,
+    task: Annotated[str | None, typer.Option(help="Problem domain (default: the one recorded in the trees).")] = None,
+    tokenizer: Annotated[str, typer.Option(help="Tokenizer for the token counts in the summary.")] = "embedded",
+    rewrite_model: Annotated[str | None, typer.Option(help="Optional LLM that rewrites each journey draft (our published prompt).")] = None,
+    rewrite_backend: Annotated[str, typer.Option(help="Backend of the rewrite model.")] = "transformers",
+    config: ConfigOption = None,
+) -> None:
+    """Derive long thoughts from trees: the shortcut, the journey (trials, reflection, backtracking), DPO pairs."""
+    from journey.derive import DeriveConfig, run_derive
+    from journey.io import DataError
+
+    try:
+        cfg = DeriveConfig(trees, out_dir, max_trials, trial_prob, pairs_per_problem, seed, task,
+                           tokenizer, rewrite_model, rewrite_backend)
+        stats = run_derive(cfg)
+    except (DataError, ValueError) as err:
+        fail(str(err))
+    used = max(stats.used, 1)
+    words = ", ".join(f"{w} {c / used:.2f}" for w, c in stats.reflection_words.items())
+    rows = [
+        ("trees used / skipped (no clean correct path)", f"{stats.used:,} / {stats.skipped_no_correct:,}"),
+        ("mean trials per journey", f"{stats.trials / used:.2f}"),
+        ("mean tokens: journey vs shortcut", f"{stats.journey_tokens / used:,.1f} vs {stats.shortcut_tokens / used:,.1f}"),
+        ("reflection words per journey", words),
+        ("DPO pairs written", f"{stats.pairs:,}"),
+    ]
+    if rewrite_model:
+        rows.append(("rewrites discarded for the draft", f"{stats.rewrite_fallbacks:,} / {stats.used:,}"))
+    console.print(summary_table(f"derive-longthought -> {out_dir}", rows))
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def test_build_tree_refuses_a_different_config_then_overwrites(tmp_path):
     before = out.read_text()
     assert "2 already done" in run(*base).output and out.read_text() == before
     changed = run(*base, "--width", "2")
-    assert changed.exit_code == 1 and "different config (width 3 -> 2)" in changed.output
+    assert changed.exit_code == 1 and "different config (width 4 -> 2)" in changed.output
     assert out.read_text() == before
     assert run(*base, "--width", "2", "--overwrite").exit_code == 0
     assert all(r["run"]["config"]["width"] == 2 for r in map(json.loads, out.read_text().splitlines()))

@@ -1,0 +1,165 @@
+"""The `derive-longthought` stage: trees.jsonl -> SFT rows (journey, shortcut) and DPO pairs.
+
+    journey derive-longthought --trees trees.jsonl --out-dir data/ --max-trials 2 --trial-prob 0.5
+
+Writes into the output folder:
+    sft_journey.jsonl   {"messages": [user, assistant], "id", "kind": "journey", "trials"}
+    sft_shortcut.jsonl  the same trees' shortcuts ("kind": "shortcut", "trials": 0)
+    dpo_pairs.jsonl     {"prompt": [user], "chosen": [assistant], "rejected": [assistant], "id"}
+    derive.json         provenance: command, config, input hash, counts
+All four are written only after every tree has been read and derived (each atomically), so bad
+input leaves nothing behind. Trees with no correct answer are skipped and counted. The
+algorithm is documented in `journey.longthought.paths` and `journey.longthought.render`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from journey.build_tree import load_trees
+from journey.io import DataError, check_writable, write_jsonl_atomic
+from journey.longthought.paths import journey, preference_leaves, shortcut
+from journey.longthought.render import REFLECTION_WORDS, count_reflection_words, render
+from journey.models.embedded import EMBEDDED_NAME
+from journey.provenance import provenance
+from journey.search.tree import Tree
+from journey.tasks import get_task
+from journey.tasks.base import Task
+
+OUTPUTS = ("sft_journey.jsonl", "sft_shortcut.jsonl", "dpo_pairs.jsonl")
+
+
+@dataclass
+class DeriveConfig:
+    """Everything `derive-longthought` needs. Fields mirror the CLI flags."""
+
+    trees: Path
+    out_dir: Path
+    max_trials: int = 2  # K: trials per correct-path node, the correct continuation included
+    trial_prob: float = 0.8  # p: chance of each failed trial at a correct-path node
+    pairs_per_problem: int = 5  # P: DPO pairs per tree (the paper drew 5)
+    seed: int = 0
+    task: str | None = None  # default: the task recorded in the trees
+    tokenizer: str = EMBEDDED_NAME  # for the token counts in the summary
+    rewrite_model: str | None = None
+    rewrite_backend: str = "transformers"
+    rewrite_max_tokens: int = 1024
+
+    def __post_init__(self):
+        if self.max_trials < 1:
+            raise ValueError(f"--max-trials must be >= 1, got {self.max_trials}")
+        if not 0.0 <= self.trial_prob <= 1.0:
+            raise ValueError(f"--trial-prob must be in [0, 1], got {self.trial_prob}")
+        if self.pairs_per_problem < 0:
+            raise ValueError(f"--pairs-per-problem must be >= 0, got {self.pairs_per_problem}")
+        if self.rewrite_backend != "transformers":
+            raise ValueError(f"--rewrite-backend {self.rewrite_backend!r}: only 'transformers' is built so far")
+
+
+@dataclass
+class DeriveStats:
+    """Counts for the summary table and derive.json."""
+
+    trees: int = 0
+    used: int = 0
+    skipped_no_correct: int = 0
+    trials: int = 0
+    journey_tokens: int = 0
+    shortcut_tokens: int = 0
+    pairs: int = 0
+    rewrite_fallbacks: int = 0
+    reflection_words: dict = field(default_factory=lambda: dict.fromkeys(REFLECTION_WORDS, 0))
+
+
+def tree_rng(seed: int, tree_id: str) -> random.Random:
+    """A generator per tree, so a tree's trace does not depend on the others in the file."""
+    return random.Random(hashlib.sha256(f"{seed}/{tree_id}".encode()).hexdigest())
+
+
+def sft_row(task: Task, tree: Tree, text: str, kind: str, trials: int) -> dict:
+    messages = task.messages(tree.problem["question"]) + [{"role": "assistant", "content": text}]
+    return {"messages": messages, "id": tree.id, "kind": kind, "trials": trials}
+
+
+def dpo_rows(task: Task, tree: Tree, max_pairs: int, rng: random.Random) -> list[dict]:
+    prompt = task.messages(tree.problem["question"])
+    rows = []
+    for chosen, rejected in preference_leaves(tree, max_pairs, rng):
+        rows.append({
+            "prompt": prompt,
+            "chosen": [{"role": "assistant", "content": task.join_steps(tree.steps(chosen))}],
+            "rejected": [{"role": "assistant", "content": task.join_steps(tree.steps(rejected))}],
+            "id": tree.id,
+        })
+    return rows
+
+
+def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[str, list[dict]], DeriveStats]:
+    """The three output files' rows for `trees` (no I/O besides the optional rewrite model)."""
+    stats = DeriveStats(trees=len(trees))
+    out: dict[str, list[dict]] = {name: [] for name in OUTPUTS}
+    drafts: list[tuple[Tree, str, int]] = []
+    for tree in trees:
+        rng = tree_rng(cfg.seed, tree.id)
+        out["dpo_pairs.jsonl"] += dpo_rows(task, tree, cfg.pairs_per_problem, rng)
+        path = shortcut(tree)
+        if path is None:
+            stats.skipped_no_correct += 1
+            continue
+        events, trials = journey(tree, path, cfg.max_trials, cfg.trial_prob, rng)
+        drafts.append((tree, render(events, tree, rng, task.step_delimiter), sum(trials)))
+        out["sft_shortcut.jsonl"].append(sft_row(task, tree, task.join_steps(tree.steps(path[-1])), "shortcut", 0))
+    texts = [d for _, d, _ in drafts]
+    if cfg.rewrite_model and drafts:
+        texts, stats.rewrite_fallbacks = rewrite_all(cfg, task, drafts)
+    for (tree, _, trials), text in zip(drafts, texts):
+        out["sft_journey.jsonl"].append(sft_row(task, tree, text, "journey", trials))
+        stats.trials += trials
+        for w, c in count_reflection_words(text).items():
+            stats.reflection_words[w] += c
+    stats.used = len(drafts)
+    stats.pairs = len(out["dpo_pairs.jsonl"])
+    return out, stats
+
+
+def rewrite_all(cfg: DeriveConfig, task: Task, drafts) -> tuple[list[str], int]:
+    from journey.longthought.rewrite import rewrite_drafts
+    from journey.models.policy import SamplingConfig, TransformersPolicy
+
+    try:
+        policy = TransformersPolicy(cfg.rewrite_model, sampling=SamplingConfig(temperature=0.0))
+    except OSError as err:
+        raise DataError(f"--rewrite-model {cfg.rewrite_model}: cannot load ({str(err).splitlines()[0]})") from None
+    items = [(t.problem["question"], d, t.problem["answer"]) for t, d, _ in drafts]
+    return rewrite_drafts(policy, task, items, cfg.rewrite_max_tokens, cfg.seed)
+
+
+def count_tokens(tokenizer_name: str, rows: list[dict]) -> int:
+    from transformers import AutoTokenizer
+
+    from journey.models.embedded import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer_name))
+    texts = [r["messages"][-1]["content"] for r in rows]
+    return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]) if texts else 0
+
+
+def run_derive(cfg: DeriveConfig) -> DeriveStats:
+    """Read every tree, derive every row, then write the files (nothing on any error)."""
+    trees = load_trees(cfg.trees)
+    task = get_task(cfg.task or trees[0].run.get("config", {}).get("task", "arith"))
+    check_writable(cfg.out_dir / OUTPUTS[0])
+    out, stats = derive_all(cfg, trees, task)
+    stats.journey_tokens = count_tokens(cfg.tokenizer, out["sft_journey.jsonl"])
+    stats.shortcut_tokens = count_tokens(cfg.tokenizer, out["sft_shortcut.jsonl"])
+    for name, rows in out.items():
+        write_jsonl_atomic(cfg.out_dir / name, rows)
+    digest = hashlib.sha256(Path(cfg.trees).read_bytes()).hexdigest()
+    record = provenance("derive-longthought", {k: str(v) for k, v in asdict(cfg).items()},
+                        inputs={str(cfg.trees): digest}, stats=asdict(stats))
+    (cfg.out_dir / "derive.json").write_text(json.dumps(record, indent=2) + "\n")
+    return stats

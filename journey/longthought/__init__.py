@@ -1,0 +1,1 @@
+"""Long thought from trees: shortcut and journey paths (`paths`), rendering (`render`), rewrite (`rewrite`)."""

@@ -1,0 +1,122 @@
+"""From a finished tree to paths: the shortcut, the journey (Part 1 §6.6), and DPO leaf pairs.
+
+Pure functions over `Tree`; the only randomness is the `random.Random` passed in.
+
+**Shortcut.** Among terminal nodes with the right answer whose every step is judged correct
+(a right answer reached through two slips that cancel is not a solution to learn from), take
+the path with (1) the highest mean PRM score, then (2) the fewest steps, then (3) the lowest
+leaf id.
+
+**Journey.** Walk the shortcut c_0 (root), c_1, ..., c_m. At each correct-path node c_i that
+has a next step c_{i+1}, make up to K - 1 failed trials, each one taken with probability p
+(the first miss ends the trials at that node), then step to c_{i+1}; so every correct-path
+node gets at most K trials, the last one correct, and K = 1 gives exactly the shortcut.
+A trial enters an off-path child of c_i and follows ONE randomly chosen child at a time (no
+branching) until it reaches a step judged wrong; then it reflects on that step and backtracks
+to c_i. Candidates for a trial are tried in this order: children judged wrong (the paper's
+"incorrect" branches, pruned or not) in random order, then children judged right that have
+children of their own, in random order; a walk from those that ends without meeting a wrong
+step (a correct leaf, a dead end) is dropped and the next candidate is tried. Invalid steps
+(cut off, empty) are never entered: a trace must not teach garbage text.
+
+The journey is a list of `Event`s (`step`, `reflect`, `backtrack`); `render` turns it into text.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from itertools import product
+from typing import Literal
+
+from journey.search.tree import Tree
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of a journey: a step (node), a reflection on a wrong step, or a backtrack to a node."""
+
+    kind: Literal["step", "reflect", "backtrack"]
+    node: int
+
+
+def clean_correct_leaves(tree: Tree) -> list[int]:
+    """Terminal nodes with the right answer whose every step is judged correct."""
+    return [leaf for leaf in tree.correct_leaves()
+            if all(tree.node(i)["verdict"] == "correct" for i in tree.path_ids(leaf))]
+
+
+def shortcut(tree: Tree) -> list[int] | None:
+    """Node ids (root excluded) of the chosen correct path, or None if there is none."""
+    leaves = clean_correct_leaves(tree)
+    if not leaves:
+        return None
+
+    def key(leaf: int) -> tuple:
+        scores = [tree.node(i)["score"] or 0.0 for i in tree.path_ids(leaf)]
+        return (-sum(scores) / len(scores), len(scores), leaf)
+
+    return tree.path_ids(min(leaves, key=key))
+
+
+def trial_walk(tree: Tree, start: int, rng: random.Random) -> list[int] | None:
+    """From `start`, follow one random non-invalid child at a time until a step judged wrong.
+
+    Returns the node ids walked (ending at the wrong step), or None if the walk ends first.
+    """
+    walk, node = [start], start
+    while tree.node(node)["verdict"] == "correct":
+        kids = [k for k in tree.children(node) if tree.node(k)["verdict"] != "invalid"]
+        if not kids:
+            return None
+        node = rng.choice(kids)
+        walk.append(node)
+    return walk if tree.node(node)["verdict"] == "incorrect" else None
+
+
+def trial_candidates(tree: Tree, anchor: int, on_path: int, rng: random.Random) -> list[int]:
+    """Off-path children of `anchor` in the order trials try them (see module docstring)."""
+    off = [k for k in tree.children(anchor) if k != on_path]
+    wrong = [k for k in off if tree.node(k)["verdict"] == "incorrect"]
+    right = [k for k in off if tree.node(k)["verdict"] == "correct" and tree.children(k)]
+    rng.shuffle(wrong)
+    rng.shuffle(right)
+    return wrong + right
+
+
+def journey(
+    tree: Tree, path: list[int], max_trials: int, trial_prob: float, rng: random.Random
+) -> tuple[list[Event], list[int]]:
+    """The journey along `path` (a shortcut): its events and the failed trials per path node."""
+    assert max_trials >= 1 and 0.0 <= trial_prob <= 1.0
+    events: list[Event] = []
+    trials: list[int] = []
+    for anchor, nxt in zip([0, *path[:-1]], path):
+        candidates = trial_candidates(tree, anchor, nxt, rng)
+        made = 0
+        while made < max_trials - 1 and candidates and rng.random() < trial_prob:
+            walk = None
+            while candidates and walk is None:
+                walk = trial_walk(tree, candidates.pop(0), rng)
+            if walk is None:
+                break
+            events += [Event("step", n) for n in walk]
+            events += [Event("reflect", walk[-1]), Event("backtrack", anchor)]
+            made += 1
+        trials.append(made)
+        events.append(Event("step", nxt))
+    return events, trials
+
+
+def preference_leaves(tree: Tree, max_pairs: int, rng: random.Random) -> list[tuple[int, int]]:
+    """Up to `max_pairs` (chosen leaf, rejected leaf) pairs, drawn at random without repeats.
+
+    Chosen: terminal nodes with the right answer and every step judged correct.
+    Rejected: terminal nodes with a wrong answer, and invalid steps (a broken solution).
+    """
+    chosen = clean_correct_leaves(tree)
+    rejected = [n["id"] for n in tree.nodes()
+                if (n["terminal"] and n["correct"] is False) or n["verdict"] == "invalid"]
+    pairs = list(product(chosen, rejected))
+    rng.shuffle(pairs)
+    return pairs[:max_pairs]

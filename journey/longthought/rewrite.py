@@ -1,0 +1,39 @@
+"""Optional rewrite of journey drafts by an LLM (the paper's GPT-4o step), with our published prompt.
+
+The prompt lives beside this file (`rewrite_prompt.md`); the paper never published theirs. It
+asks the model to keep every step, wrong ones and reflections included, and to end with the
+draft's answer. A rewrite whose final answer no longer checks against the ground truth is
+discarded in favour of the draft, and counted. Any `Policy` backend can rewrite.
+
+    journey derive-longthought --trees trees.jsonl --out-dir data --rewrite-model PATH
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from journey.models.policy import Policy, Prefix
+from journey.tasks.base import Task
+
+PROMPT = (Path(__file__).parent / "rewrite_prompt.md").read_text()
+
+
+def rewrite_prompt(question: str, draft: str) -> list[dict]:
+    """The chat messages asking for a rewrite of `draft`."""
+    return [{"role": "user", "content": PROMPT.format(question=question, draft=draft)}]
+
+
+def rewrite_drafts(
+    policy: Policy, task: Task, items: list[tuple[str, str, str]], max_new_tokens: int, seed: int = 0
+) -> tuple[list[str], int]:
+    """Rewrite (question, draft, gold answer) items; returns the texts kept and how many drafts
+    were kept because the rewrite's answer did not check (or it came back empty/cut off)."""
+    prefixes = [Prefix(rewrite_prompt(q, d), [], seed=seed + i) for i, (q, d, _) in enumerate(items)]
+    outs = policy.complete(prefixes, n=1, max_new_tokens=max_new_tokens)
+    texts, fallbacks = [], 0
+    for (_, draft, gold), [out] in zip(items, outs):
+        ok = out.finish != "length" and out.text.strip() and task.check_answer(
+            task.extract_answer(out.text), gold)
+        texts.append(out.text.strip() if ok else draft)
+        fallbacks += not ok
+    return texts, fallbacks
