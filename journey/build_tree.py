@@ -24,7 +24,7 @@ from journey.io import (
     read_jsonl,
 )
 from journey.models.embedded import EMBEDDED_NAME
-from journey.models.policy import SamplingConfig, TransformersPolicy
+from journey.models.policy import SamplingConfig, load_policy
 from journey.models.prm import build_prm
 from journey.provenance import provenance
 from journey.search.build import SearchConfig, TreeBuilder, build_trees
@@ -114,19 +114,6 @@ def resume_state(cfg: BuildTreeConfig) -> tuple[set[str], TreeStats]:
     return done, stats
 
 
-def load_policy(cfg: BuildTreeConfig, delimiter: str) -> TransformersPolicy:
-    """The policy model; DataError with one line if it cannot be loaded."""
-    # A hub id ("org/name") is passed on to transformers; anything path-like must exist here.
-    looks_local = cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") > 1
-    if looks_local and not Path(cfg.model).expanduser().exists():
-        raise DataError(f"--model {cfg.model}: no such model directory")
-    try:
-        return TransformersPolicy(cfg.model, delimiter=delimiter, sampling=cfg.sampling)
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"--model {cfg.model}: cannot load ({first})") from None
-
-
 def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
     """Build (or finish building) every tree for `cfg.problems` into `cfg.out`.
 
@@ -137,7 +124,7 @@ def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
     check_writable(cfg.out)
     done, stats = resume_state(cfg)
     prm = build_prm(cfg.prm, task)
-    policy = load_policy(cfg, task.step_delimiter)
+    policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling)
     todo = [p for p in problems if p.id not in done]
     run = provenance("build-tree", cfg.content(),
                      exhaustive_expansions=cfg.search.exhaustive_expansions(),

@@ -228,5 +228,139 @@ def derive_longthought(
     console.print(summary_table(f"derive-longthought -> {out_dir}", rows))
 
 
+def parse_files(value: str) -> list[Path]:
+    return [Path(v.strip()) for v in value.split(",") if v.strip()]
+
+
+@app.command()
+def train(
+    stage: Annotated[str, typer.Option(help="'sft' (TRL SFTTrainer, loss on the answer only) or 'dpo' (TRL DPOTrainer).")],
+    data: Annotated[str, typer.Option(help="Data file(s), comma-separated: SFT {messages} or DPO {prompt, chosen, rejected} rows.")],
+    out: Annotated[Path, typer.Option(help="Folder for the trained checkpoint (HF format).")],
+    model: Annotated[str, typer.Option(help="Starting model: 'embedded', a checkpoint folder, or a hub id.")] = "embedded",
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: TRL's, 2e-5 for SFT and 1e-6 for DPO).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per device per step.")] = 8,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    max_length: Annotated[int, typer.Option(help="Longest tokenized row; longer rows are truncated.")] = 1024,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (overrides --epochs when > 0).")] = -1,
+    lora: Annotated[bool, typer.Option(help="Train LoRA adapters (peft), merged into the saved checkpoint.")] = False,
+    beta: Annotated[float, typer.Option(help="DPO: strength of the KL penalty.")] = 0.1,
+    loss_type: Annotated[str, typer.Option(help="DPO: TRL loss type (sigmoid, ipo, hinge, ...).")] = "sigmoid",
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Fine-tune with TRL: SFT on long thoughts or shortcuts, or DPO on preference pairs."""
+    from journey.io import DataError
+    from journey.train import TrainConfig, run_train
+
+    try:
+        cfg = TrainConfig(stage, parse_files(data), out, model, epochs, lr, batch_size, grad_accum,
+                          max_length, max_steps, lora, beta=beta, loss_type=loss_type, seed=seed,
+                          overwrite=overwrite)
+        record = run_train(cfg)
+    except (DataError, ValueError) as err:
+        fail(str(err))
+    curve = record["loss_curve"]
+    console.print(summary_table(f"train --stage {stage} -> {out}", [
+        ("rows", f"{record['rows']:,}"),
+        ("steps", f"{record['steps']:,}"),
+        ("loss: first -> last", f"{curve[0]['loss']:.4f} -> {curve[-1]['loss']:.4f}" if curve else "-"),
+        ("time", f"{record['seconds']:,.1f} s"),
+        ("files", f"{out}/ (checkpoint, train.json, loss.png)"),
+    ]))
+
+
+def generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
+                     batch_size, seed, limit):
+    from journey.evaluate import GenerateConfig
+
+    try:
+        return GenerateConfig(model, problems, out, task, samples, temperature, top_p,
+                              max_new_tokens, batch_size, seed, limit)
+    except ValueError as err:
+        fail(str(err))
+
+
+ModelOpt = Annotated[str, typer.Option(help="'embedded', a checkpoint folder, or a hub id.")]
+ProblemsOpt = Annotated[Path, typer.Option(help="problems.jsonl (id, question, answer).")]
+TaskOpt = Annotated[str, typer.Option(help="Problem domain.")]
+TopPOpt = Annotated[float, typer.Option(help="Nucleus sampling mass.")]
+MaxNewOpt = Annotated[int, typer.Option(help="Longest answer, in tokens.")]
+BatchOpt = Annotated[int, typer.Option(help="Sequences per generate call.")]
+SeedOpt = Annotated[int, typer.Option(help="Sampling seed.")]
+LimitOpt = Annotated[int | None, typer.Option(help="Only the first N problems.")]
+
+
+@app.command("eval")
+def eval_(
+    model: ModelOpt,
+    problems: ProblemsOpt,
+    out: Annotated[Path, typer.Option(help="metrics.json to write (generations go beside it).")] = Path("metrics.json"),
+    task: TaskOpt = "arith",
+    samples: Annotated[int, typer.Option("--samples", "-k", help="k samples per problem for maj@k and pass@k (1 = greedy only).")] = 1,
+    temperature: Annotated[float, typer.Option(help="Temperature of the k samples (greedy accuracy is always at 0).")] = 0.7,
+    top_p: TopPOpt = 0.95,
+    max_new_tokens: MaxNewOpt = 512,
+    batch_size: BatchOpt = 64,
+    seed: SeedOpt = 0,
+    limit: LimitOpt = None,
+    config: ConfigOption = None,
+) -> None:
+    """Measure a model on held-out problems: accuracy, maj@k, pass@k, tokens, reflection words."""
+    from journey.evaluate import run_eval
+    from journey.io import DataError
+
+    cfg = generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
+                           batch_size, seed, limit)
+    try:
+        m = run_eval(cfg)
+    except (DataError, ValueError) as err:
+        fail(str(err))
+    rows = [("problems", f"{m['problems']:,}"),
+            ("greedy accuracy", f"{m['accuracy']:.3f} ± {m['accuracy_se']:.3f}")]
+    if samples > 1:
+        rows += [(f"maj@{samples}", f"{m[f'maj@{samples}']:.3f}"), ("pass@1", f"{m['pass@1']:.3f}"),
+                 (f"pass@{samples}", f"{m[f'pass@{samples}']:.3f}")]
+    rows += [("mean tokens (greedy)", f"{m['mean_tokens']:,.1f}"),
+             ("reflection words per answer", ", ".join(f"{w} {c:.2f}" for w, c in m["reflection_words_per_answer"].items())),
+             ("files", f"{out}, {out.with_name(out.stem + '.generations.jsonl')}")]
+    console.print(summary_table(f"eval {model}", rows))
+
+
+@app.command("sample-pairs")
+def sample_pairs(
+    model: ModelOpt,
+    problems: ProblemsOpt,
+    out: Annotated[Path, typer.Option(help="dpo_pairs.jsonl to write.")],
+    pairs: Annotated[int, typer.Option(help="P: pairs per problem (P right and P wrong answers drawn at random).")] = 5,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="Responses sampled per problem.")] = 20,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    top_p: TopPOpt = 0.95,
+    task: TaskOpt = "arith",
+    max_new_tokens: MaxNewOpt = 512,
+    batch_size: BatchOpt = 64,
+    seed: SeedOpt = 0,
+    limit: LimitOpt = None,
+    config: ConfigOption = None,
+) -> None:
+    """On-policy DPO pairs (the paper's recipe): sample answers, check them, pair right with wrong."""
+    from journey.evaluate import run_sample_pairs
+    from journey.io import DataError
+
+    cfg = generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
+                           batch_size, seed, limit)
+    try:
+        s = run_sample_pairs(cfg, pairs)
+    except (DataError, ValueError) as err:
+        fail(str(err))
+    console.print(summary_table(f"sample-pairs -> {out}", [
+        ("problems", f"{s['problems']:,}"),
+        ("samples right", f"{s['right']:,} / {s['samples']:,}"),
+        ("pairs written", f"{s['pairs']:,} (from {s['problems_with_pairs']:,} problems)"),
+    ]))
+
+
 if __name__ == "__main__":
     app()

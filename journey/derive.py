@@ -128,12 +128,12 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
 
 def rewrite_all(cfg: DeriveConfig, task: Task, drafts) -> tuple[list[str], int]:
     from journey.longthought.rewrite import rewrite_drafts
-    from journey.models.policy import SamplingConfig, TransformersPolicy
+    from journey.models.policy import SamplingConfig, load_policy
 
     try:
-        policy = TransformersPolicy(cfg.rewrite_model, sampling=SamplingConfig(temperature=0.0))
-    except OSError as err:
-        raise DataError(f"--rewrite-model {cfg.rewrite_model}: cannot load ({str(err).splitlines()[0]})") from None
+        policy = load_policy(cfg.rewrite_model, task.step_delimiter, SamplingConfig(temperature=0.0))
+    except ValueError as err:
+        raise DataError(str(err).replace("--model", "--rewrite-model", 1)) from None
     items = [(t.problem["question"], d, t.problem["answer"]) for t, d, _ in drafts]
     return rewrite_drafts(policy, task, items, cfg.rewrite_max_tokens, cfg.seed)
 

@@ -46,6 +46,20 @@ def resolve_model(name_or_path: str | Path) -> str:
     return str(EMBEDDED_PATH) if str(name_or_path) == EMBEDDED_NAME else str(name_or_path)
 
 
+def check_model_path(name_or_path: str) -> None:
+    """ValueError if `name_or_path` looks like a local checkpoint folder but holds none.
+
+    A hub id ("org/name") is left for transformers to resolve; `embedded` and anything
+    path-like ("./x", "/x", "~/x", "a/b/c") must be a folder with a config.json.
+    """
+    name = str(name_or_path)
+    looks_local = name == EMBEDDED_NAME or name.startswith((".", "/", "~")) or name.count("/") > 1
+    path = Path(resolve_model(name)).expanduser()
+    if looks_local and not (path / "config.json").is_file():
+        what = "no such model directory" if not path.exists() else "no checkpoint there (no config.json)"
+        raise ValueError(f"--model {name}: {what}")
+
+
 def build_tokenizer():
     """A character-level `PreTrainedTokenizerFast` with the chat template above."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers

@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 
-from journey.models.embedded import resolve_model
+from journey.models.embedded import check_model_path, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -214,3 +214,13 @@ class TransformersPolicy(Policy):
         if stop and stop in text:
             return Proposal(text[: text.index(stop)], k, float(logps[:k].sum()), "stop")
         return Proposal(text, k, float(logps[:k].sum()), "length")
+
+
+def load_policy(model: str, delimiter: str, sampling: SamplingConfig) -> TransformersPolicy:
+    """The policy for `--model`, or a one-line ValueError naming the flag if it cannot be loaded."""
+    check_model_path(model)
+    try:
+        return TransformersPolicy(model, delimiter=delimiter, sampling=sampling)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"--model {model}: cannot load ({first})") from None

@@ -1,0 +1,197 @@
+"""The `train` stage: thin wrappers on TRL's SFTTrainer and DPOTrainer.
+
+    journey train --stage sft --data data/sft_journey.jsonl --model embedded --out ckpt/journey
+    journey train --stage dpo --data data/dpo_pairs.jsonl --model ckpt/journey --out ckpt/dpo
+
+SFT rows are `{"messages": [...]}`; they are handed to TRL as conversational prompt-completion
+rows (prompt = every message but the last, completion = the last assistant message), so the
+loss falls on the assistant's answer only and any chat template works — not just ones marked
+with `{% generation %}`. DPO rows are `{"prompt", "chosen", "rejected"}` as TRL takes them.
+Both run on a CPU (`use_cpu`, no bf16) or on GPUs unchanged (`accelerate launch` for several).
+
+The run trains into `OUT.partial/` and renames it to `OUT/` only when the checkpoint is saved,
+so an interrupted run never leaves a folder that looks finished. `OUT/` holds a normal HF
+checkpoint (LoRA adapters are merged in), `train.json` (provenance: data files and hashes,
+config, versions, the loss curve) and `loss.png`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from journey.io import DataError, read_jsonl
+from journey.models.embedded import EMBEDDED_NAME, check_model_path, resolve_model
+from journey.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+Stage = Literal["sft", "dpo"]
+DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6}  # TRL's defaults; tiny models want far more (see recipes)
+
+
+@dataclass
+class TrainConfig:
+    """Everything `train` needs. Fields mirror the CLI flags."""
+
+    stage: Stage
+    data: list[Path]
+    out: Path
+    model: str = EMBEDDED_NAME
+    epochs: float = 1.0
+    lr: float | None = None  # default: DEFAULT_LR[stage]
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 1024
+    max_steps: int = -1  # > 0 overrides epochs
+    lora: bool = False
+    lora_r: int = 16
+    beta: float = 0.1  # DPO only
+    loss_type: str = "sigmoid"  # DPO only
+    seed: int = 0
+    overwrite: bool = False
+    extra: dict = field(default_factory=dict)  # passed to SFTConfig / DPOConfig as is
+
+    def __post_init__(self):
+        if self.stage not in ("sft", "dpo"):
+            raise ValueError(f"--stage must be 'sft' or 'dpo', got {self.stage!r}")
+        if not self.data:
+            raise ValueError("--data: give at least one file")
+        if self.epochs <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.max_length < 8:
+            raise ValueError("--epochs must be > 0, --batch-size and --grad-accum >= 1, --max-length >= 8")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.stage]
+
+
+REQUIRED = {"sft": ("messages",), "dpo": ("prompt", "chosen", "rejected")}
+
+
+def load_rows(stage: Stage, files: list[Path]) -> list[dict]:
+    """Every row of the data files, checked for the stage's keys (DataError naming file:line)."""
+    rows = []
+    for path in files:
+        n = 0
+        for lineno, row in read_jsonl(path):
+            missing = [k for k in REQUIRED[stage] if k not in row]
+            if missing:
+                raise DataError(f"{path}:{lineno}: a {stage} row needs {', '.join(map(repr, missing))}")
+            if stage == "sft":
+                msgs = row["messages"]
+                if not (isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict)
+                        and msgs[-1].get("role") == "assistant"):
+                    raise DataError(f"{path}:{lineno}: 'messages' must end with an assistant message")
+                rows.append({"prompt": msgs[:-1], "completion": msgs[-1:]})
+            else:
+                rows.append({k: row[k] for k in REQUIRED["dpo"]})
+            n += 1
+        if n == 0:
+            raise DataError(f"{path}: no rows in the file")
+    return rows
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def trl_args(cfg: TrainConfig, output_dir: Path):
+    """The SFTConfig or DPOConfig for `cfg` (CPU when there is no GPU)."""
+    import torch
+    from trl import DPOConfig, SFTConfig
+
+    on_gpu = torch.cuda.is_available()
+    common = dict(
+        output_dir=str(output_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length, seed=cfg.seed,
+        logging_steps=1, save_strategy="no", report_to="none", use_cpu=not on_gpu,
+        bf16=on_gpu and torch.cuda.is_bf16_supported(), gradient_checkpointing=on_gpu,
+        disable_tqdm=False,
+    )
+    if cfg.stage == "sft":
+        return SFTConfig(**common, **cfg.extra)
+    return DPOConfig(**common, beta=cfg.beta, loss_type=[cfg.loss_type], **cfg.extra)
+
+
+def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import DPOTrainer, SFTTrainer
+
+    model_path = resolve_model(cfg.model)
+    tok = AutoTokenizer.from_pretrained(model_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    dataset = Dataset.from_list(rows)
+    args = trl_args(cfg, output_dir)
+    if cfg.stage == "sft":
+        return SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tok,
+                          peft_config=peft_config)
+    return DPOTrainer(model=model_path, ref_model=None, args=args, train_dataset=dataset,
+                      processing_class=tok, peft_config=peft_config)
+
+
+def run_train(cfg: TrainConfig) -> dict:
+    """Train, save a checkpoint to `cfg.out`, and return the provenance record."""
+    rows = load_rows(cfg.stage, cfg.data)
+    check_model_path(cfg.model)
+    if cfg.out.exists() and not cfg.overwrite:
+        raise DataError(f"--out {cfg.out} already exists; pass --overwrite or pick another folder")
+    partial = cfg.out.with_name(cfg.out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    t0 = time.perf_counter()
+    trainer = build_trainer(cfg, rows, partial / "trainer")
+    result = trainer.train()
+    model = trainer.model
+    if cfg.lora:
+        model = model.merge_and_unload()
+    model.save_pretrained(partial)
+    trainer.processing_class.save_pretrained(partial)
+    shutil.rmtree(partial / "trainer", ignore_errors=True)
+    losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
+    record = provenance(
+        f"train --stage {cfg.stage}",
+        {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items() if k != "data"},
+        data={str(p): sha256(p) for p in cfg.data},
+        base_model=cfg.model,
+        rows=len(rows),
+        steps=trainer.state.global_step,
+        train_loss=result.training_loss,
+        seconds=round(time.perf_counter() - t0, 1),
+        loss_curve=losses,
+    )
+    (partial / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    plot_losses(losses, partial / "loss.png", f"{cfg.stage} on {', '.join(p.name for p in cfg.data)}")
+    if cfg.out.exists():
+        shutil.rmtree(cfg.out)
+    partial.rename(cfg.out)
+    return record
+
+
+def plot_losses(losses: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([x["step"] for x in losses], [x["loss"] for x in losses], lw=1.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
