@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo experiment test test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	DEMO_DIR=$(DEMO_DIR) PATH=$(abspath $(VENV))/bin:$$PATH bash examples/demo.sh
+
+experiment: setup
+	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/part1_experiment.py --out experiment-out
 
 test: setup
 	$(PY) -m pytest -q
@@ -32,4 +35,4 @@ bench: setup
 	$(PY) benchmarks/bench_build_tree.py
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache
+	rm -rf $(DEMO_DIR) experiment-out .pytest_cache

@@ -1,21 +1,43 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: problems -> build-tree, then a look at the trees.
+# The main job on the embedded default, end to end:
+#   problems -> build-tree -> derive-longthought -> train (SFT on journey traces) -> eval
 # Run through `make demo` (which sets up .venv first). Outputs go to $DEMO_DIR (default demo-out/).
+# About 3 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${DEMO_DIR:-demo-out}
 mkdir -p "$out"
-export HF_HUB_OFFLINE=1
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-echo "== 1. problems: 24 arith problems"
-journey problems --task arith --n 24 --seed 0 --out "$out/problems.jsonl"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-echo "== 2. build-tree: embedded policy, exact verifier PRM, w=4, D=8, K=2"
-journey build-tree --problems "$out/problems.jsonl" --out "$out/trees.jsonl" \
+step "1/6 problems: 300 arith problems to learn from, 200 held out to test on"
+journey problems --task arith --n 300 --seed 0 --out "$out/train.jsonl"
+journey problems --task arith --n 200 --seed 1 --out "$out/test.jsonl"
+
+step "2/6 build-tree: embedded policy, exact-verifier PRM, w=4, D=8, K=2"
+journey build-tree --problems "$out/train.jsonl" --out "$out/trees.jsonl" \
   --width 4 --depth 8 --top-k 2 --overwrite
 
-echo "== 3. a few solutions from the trees, with the verifier's verdicts"
-python examples/show_paths.py "$out/trees.jsonl" --n 3
+step "3/6 a look inside: solutions from the trees, with the verifier's verdicts"
+python examples/show_paths.py "$out/trees.jsonl" --n 2
 
-echo
-echo "files: $out/problems.jsonl  $out/trees.jsonl"
+step "4/6 derive-longthought: shortcut + journey (K=2 trials per correct-path node) + DPO pairs"
+journey derive-longthought --trees "$out/trees.jsonl" --out-dir "$out/data" --max-trials 2 --trial-prob 1.0 --style concise
+python - "$out/data/sft_journey.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+row = max(rows, key=lambda r: r["trials"])
+print(f"\na journey trace ({row['trials']} failed trials) for {row['messages'][0]['content']}:")
+print("  " + row["messages"][1]["content"].replace("\n", "\n  "))
+PY
+
+step "5/6 train: SFT of the embedded policy on the journey traces (TRL, 3 epochs)"
+journey train --stage sft --data "$out/data/sft_journey.jsonl" --model embedded \
+  --out "$out/journey-sft" --epochs 3 --lr 5e-4 --batch-size 16 --overwrite
+
+step "6/6 eval: the embedded policy and the journey-trained one, on the held-out problems"
+journey eval --model embedded --problems "$out/test.jsonl" --samples 4 --out "$out/eval/embedded.json"
+journey eval --model "$out/journey-sft" --problems "$out/test.jsonl" --samples 4 --out "$out/eval/journey-sft.json"
+
+printf '\nfiles in %s/: train.jsonl test.jsonl trees.jsonl data/ journey-sft/ eval/\n' "$out"

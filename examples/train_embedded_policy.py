@@ -3,6 +3,11 @@
     python examples/train_embedded_policy.py                 # writes journey/assets/embedded-policy
     python examples/train_embedded_policy.py --steps 200 --out /tmp/p   # a quick look
 
+Its data: 80% chats asking for a solution, answered with the canonical one; 20% chats asking
+to check one reduction ("Check: 42 * 3 = 116"), answered with the exact verifier's sentence
+("Wait, 42 * 3 is 126, not 116."). A real phase-1 model knows the language of reflection from
+pretraining; ours learns it here, but never sees a reflection inside a solution.
+
 Seeded and reproducible (same torch build, same threads). The model is meant to stay
 imperfect: a few minutes of training on 2-4-operation problems leaves it making real arithmetic
 slips at temperature, which is what gives reasoning trees their wrong branches. Held-out
@@ -26,18 +31,51 @@ from journey.models.embedded import EMBEDDED_PATH, build_config, build_tokenizer
 from journey.tasks.arith import ArithTask
 
 
-def encode_pool(tok, task: ArithTask, n: int, seed: int, exclude: set[str]) -> list[tuple[list[int], list[int]]]:
-    """`n` training examples as (input_ids, assistant_mask), rendered by the chat template."""
-    pool = []
-    for p in task.generate(n, seed):
-        if p.question in exclude:
-            continue
-        msgs = task.messages(p.question) + [
-            {"role": "assistant", "content": task.join_steps(task.solution(p.question))}
-        ]
-        enc = tok.apply_chat_template(msgs, return_assistant_tokens_mask=True, return_dict=True)
-        pool.append((enc["input_ids"], enc["assistant_masks"]))
-    return pool
+def solution_chats(task: ArithTask, n: int, seed: int, exclude: set[str]) -> list[list[dict]]:
+    """Chats asking for a problem's solution, answered with the canonical one."""
+    return [task.messages(p.question) + [{"role": "assistant", "content": task.join_steps(task.solution(p.question))}]
+            for p in task.generate(n, seed) if p.question not in exclude]
+
+
+def near_miss(value: int, rng: random.Random) -> int:
+    """A plausible wrong result: off by a little, off by ten, or digits swapped."""
+    kind = rng.random()
+    if kind < 0.4:
+        wrong = value + rng.choice([-2, -1, 1, 2])
+    elif kind < 0.7:
+        wrong = value + rng.choice([-10, 10])
+    elif kind < 0.85 and len(str(abs(value))) > 1:
+        digits = str(abs(value))
+        wrong = int(digits[::-1]) if digits[::-1] != digits else value + 1
+    else:
+        wrong = value + rng.randint(3, 9) * rng.choice([-1, 1])
+    return wrong if wrong != value else value + 1
+
+
+def check_chats(task: ArithTask, chats: list[list[dict]], rng: random.Random) -> list[list[dict]]:
+    """One "Check: a op b = c" exchange per solution, half of them with a wrong c.
+
+    The answer is the exact verifier's sentence: "Wait, 42 * 3 is 126, not 116." or
+    "42 * 3 = 126 is right." So the policy knows the words of a reflection and can check a
+    reduction when asked, but has never seen a reflection inside a solution: using them
+    there is what journey learning has to teach (phase 2).
+    """
+    out = []
+    for chat in chats:
+        steps = chat[-1]["content"].split("\n")[:-1]
+        a, op, b, _, c = rng.choice(steps).split()
+        c = int(c) if rng.random() < 0.5 else near_miss(int(c), rng)
+        check = task.verify_step(f"{a} {op} {b}", [], f"{a} {op} {b} = {c}")
+        answer = check.reason if check.ok else f"Wait, {check.reason}"
+        out.append([{"role": "user", "content": f"Check: {a} {op} {b} = {c}"},
+                    {"role": "assistant", "content": answer}])
+    return out
+
+
+def encode(tok, chats: list[list[dict]]) -> list[tuple[list[int], list[int]]]:
+    """Chats as (input_ids, assistant_mask), rendered by the chat template."""
+    encs = [tok.apply_chat_template(c, return_assistant_tokens_mask=True, return_dict=True) for c in chats]
+    return [(e["input_ids"], e["assistant_masks"]) for e in encs]
 
 
 def make_batch(examples, pad_id: int) -> dict[str, torch.Tensor]:
@@ -68,6 +106,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--pool", type=int, default=100_000, help="training problems generated")
+    ap.add_argument("--check-fraction", type=float, default=0.2,
+                    help="share of training chats that check one reduction (0 = solutions only)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -77,10 +117,12 @@ def main() -> None:
     tok = build_tokenizer()
     task = ArithTask()
     exclude = {p.question for p in heldout_problems()}
-    pool = encode_pool(tok, task, args.pool, seed=10_000 + args.seed, exclude=exclude)
+    chats = solution_chats(task, args.pool, seed=10_000 + args.seed, exclude=exclude)
+    n_checks = int(len(chats) * args.check_fraction / (1 - args.check_fraction))
+    pool = encode(tok, chats + check_chats(task, rng.sample(chats, n_checks), rng))
     model = AutoModelForCausalLM.from_config(build_config(tok))
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{n_params / 1e6:.2f}M parameters, {len(pool)} training problems")
+    print(f"{n_params / 1e6:.2f}M parameters, {len(chats)} solutions + {n_checks} checks")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.95))
 
     model.train()

@@ -12,6 +12,7 @@ one-line error with exit code 1.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +45,17 @@ def fail(message: str) -> None:
     """Print a one-line error and exit 1."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=1)
+
+
+@contextmanager
+def user_errors():
+    """Turn bad input (ValueError, our DataError included, or a file OSError) into one line, exit 1."""
+    try:
+        yield
+    except (ValueError, OSError) as err:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise  # --verbose: the whole traceback
+        fail(str(err))
 
 
 def load_recipe(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
@@ -108,18 +120,16 @@ def problems(
     config: ConfigOption = None,
 ) -> None:
     """Generate problems (id, question, answer) as JSONL for the other stages."""
-    from journey.io import DataError, check_writable, write_jsonl_atomic
+    from journey.io import check_writable, write_jsonl_atomic
     from journey.tasks import get_task
 
     if n <= 0:
         fail(f"--n must be > 0, got {n}")
-    try:
+    with user_errors():
         t = get_task(task)
         check_writable(out)
         rows = [p.to_row() for p in t.generate(n, seed)]
         write_jsonl_atomic(out, rows)
-    except (DataError, ValueError, OSError) as err:
-        fail(str(err))
     console.print(f"wrote {len(rows)} {task} problems to {out}")
 
 
@@ -148,18 +158,15 @@ def build_tree(
     Trees are appended to --out as they finish; rerunning the same command resumes.
     """
     from journey.build_tree import BuildTreeConfig, run_build_tree
-    from journey.io import DataError
 
-    try:
+    with user_errors():
         cfg = BuildTreeConfig(problems, out, model, task, prm, width, depth, top_k, temperature,
                               top_p, max_step_tokens, batch_size, trees_in_flight, seed, overwrite,
                               limit)
-    except ValueError as err:
-        fail(str(err))
     columns = [TextColumn("[bold]build-tree"), BarColumn(), MofNCompleteColumn(),
                TextColumn("trees  {task.fields[nodes]} nodes  {task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err_console) as bar:
+    with user_errors(), Progress(*columns, console=err_console) as bar:
         job = bar.add_task("trees", total=None, nodes=0, rate="")
         state = {"nodes": 0}
 
@@ -175,9 +182,9 @@ def build_tree(
 
         try:
             stats = run_build_tree(cfg, progress)
-        except (DataError, ValueError) as err:
+        except ValueError:
             bar.stop()
-            fail(str(err))
+            raise
     exhaustive = stats.extra["exhaustive_steps"]
     mean = lambda x: f"{x / stats.trees:,.1f}" if stats.trees else "-"  # noqa: E731
     console.print(summary_table(f"build-tree -> {out}", [
@@ -197,6 +204,7 @@ def derive_longthought(
     max_trials: Annotated[int, typer.Option("--max-trials", "-K", help="K: trials per correct-path node, the correct one included (1 = shortcut only).")] = 2,
     trial_prob: Annotated[float, typer.Option(help="p: chance of each failed trial at a correct-path node.")] = 0.8,
     pairs_per_problem: Annotated[int, typer.Option(help="P: DPO pairs per tree (chosen right, rejected wrong).")] = 5,
+    style: Annotated[str, typer.Option(help="Reflection phrasing: 'verbose' (varied, the paper's words) or 'concise' (one short form; easier for tiny models).")] = "verbose",
     seed: Annotated[int, typer.Option(help="Seed for trial choices and reflection phrasing.")] = 0,
     task: Annotated[str | None, typer.Option(help="Problem domain (default: the one recorded in the trees).")] = None,
     tokenizer: Annotated[str, typer.Option(help="Tokenizer for the token counts in the summary.")] = "embedded",
@@ -206,14 +214,11 @@ def derive_longthought(
 ) -> None:
     """Derive long thoughts from trees: the shortcut, the journey (trials, reflection, backtracking), DPO pairs."""
     from journey.derive import DeriveConfig, run_derive
-    from journey.io import DataError
 
-    try:
-        cfg = DeriveConfig(trees, out_dir, max_trials, trial_prob, pairs_per_problem, seed, task,
-                           tokenizer, rewrite_model, rewrite_backend)
+    with user_errors():
+        cfg = DeriveConfig(trees, out_dir, max_trials, trial_prob, pairs_per_problem, style, seed,
+                           task, tokenizer, rewrite_model, rewrite_backend)
         stats = run_derive(cfg)
-    except (DataError, ValueError) as err:
-        fail(str(err))
     used = max(stats.used, 1)
     words = ", ".join(f"{w} {c / used:.2f}" for w, c in stats.reflection_words.items())
     rows = [
@@ -252,16 +257,13 @@ def train(
     config: ConfigOption = None,
 ) -> None:
     """Fine-tune with TRL: SFT on long thoughts or shortcuts, or DPO on preference pairs."""
-    from journey.io import DataError
     from journey.train import TrainConfig, run_train
 
-    try:
+    with user_errors():
         cfg = TrainConfig(stage, parse_files(data), out, model, epochs, lr, batch_size, grad_accum,
                           max_length, max_steps, lora, beta=beta, loss_type=loss_type, seed=seed,
                           overwrite=overwrite)
         record = run_train(cfg)
-    except (DataError, ValueError) as err:
-        fail(str(err))
     curve = record["loss_curve"]
     console.print(summary_table(f"train --stage {stage} -> {out}", [
         ("rows", f"{record['rows']:,}"),
@@ -276,11 +278,9 @@ def generate_options(model, problems, out, task, samples, temperature, top_p, ma
                      batch_size, seed, limit):
     from journey.evaluate import GenerateConfig
 
-    try:
+    with user_errors():
         return GenerateConfig(model, problems, out, task, samples, temperature, top_p,
                               max_new_tokens, batch_size, seed, limit)
-    except ValueError as err:
-        fail(str(err))
 
 
 ModelOpt = Annotated[str, typer.Option(help="'embedded', a checkpoint folder, or a hub id.")]
@@ -310,14 +310,11 @@ def eval_(
 ) -> None:
     """Measure a model on held-out problems: accuracy, maj@k, pass@k, tokens, reflection words."""
     from journey.evaluate import run_eval
-    from journey.io import DataError
 
     cfg = generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
                            batch_size, seed, limit)
-    try:
+    with user_errors():
         m = run_eval(cfg)
-    except (DataError, ValueError) as err:
-        fail(str(err))
     rows = [("problems", f"{m['problems']:,}"),
             ("greedy accuracy", f"{m['accuracy']:.3f} ± {m['accuracy_se']:.3f}")]
     if samples > 1:
@@ -347,14 +344,11 @@ def sample_pairs(
 ) -> None:
     """On-policy DPO pairs (the paper's recipe): sample answers, check them, pair right with wrong."""
     from journey.evaluate import run_sample_pairs
-    from journey.io import DataError
 
     cfg = generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
                            batch_size, seed, limit)
-    try:
+    with user_errors():
         s = run_sample_pairs(cfg, pairs)
-    except (DataError, ValueError) as err:
-        fail(str(err))
     console.print(summary_table(f"sample-pairs -> {out}", [
         ("problems", f"{s['problems']:,}"),
         ("samples right", f"{s['right']:,} / {s['samples']:,}"),

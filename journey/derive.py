@@ -23,7 +23,7 @@ from pathlib import Path
 from journey.build_tree import load_trees
 from journey.io import DataError, check_writable, write_jsonl_atomic
 from journey.longthought.paths import journey, preference_leaves, shortcut
-from journey.longthought.render import REFLECTION_WORDS, count_reflection_words, render
+from journey.longthought.render import REFLECTION_WORDS, STYLES, count_reflection_words, render
 from journey.models.embedded import EMBEDDED_NAME
 from journey.provenance import provenance
 from journey.search.tree import Tree
@@ -42,6 +42,7 @@ class DeriveConfig:
     max_trials: int = 2  # K: trials per correct-path node, the correct continuation included
     trial_prob: float = 0.8  # p: chance of each failed trial at a correct-path node
     pairs_per_problem: int = 5  # P: DPO pairs per tree (the paper drew 5)
+    style: str = "verbose"  # reflection phrasing: verbose (varied, paper words) | concise
     seed: int = 0
     task: str | None = None  # default: the task recorded in the trees
     tokenizer: str = EMBEDDED_NAME  # for the token counts in the summary
@@ -56,6 +57,8 @@ class DeriveConfig:
             raise ValueError(f"--trial-prob must be in [0, 1], got {self.trial_prob}")
         if self.pairs_per_problem < 0:
             raise ValueError(f"--pairs-per-problem must be >= 0, got {self.pairs_per_problem}")
+        if self.style not in STYLES:
+            raise ValueError(f"--style must be one of {', '.join(STYLES)}, got {self.style!r}")
         if self.rewrite_backend != "transformers":
             raise ValueError(f"--rewrite-backend {self.rewrite_backend!r}: only 'transformers' is built so far")
 
@@ -111,7 +114,7 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
             stats.skipped_no_correct += 1
             continue
         events, trials = journey(tree, path, cfg.max_trials, cfg.trial_prob, rng)
-        drafts.append((tree, render(events, tree, rng, task.step_delimiter), sum(trials)))
+        drafts.append((tree, render(events, tree, rng, task.step_delimiter, STYLES[cfg.style]), sum(trials)))
         out["sft_shortcut.jsonl"].append(sft_row(task, tree, task.join_steps(tree.steps(path[-1])), "shortcut", 0))
     texts = [d for _, d, _ in drafts]
     if cfg.rewrite_model and drafts:

@@ -24,6 +24,7 @@ from journey.io import check_writable, load_problems, write_jsonl_atomic
 from journey.longthought.render import REFLECTION_WORDS, count_reflection_words
 from journey.metrics import majority_vote, mean_and_se, pass_at_k
 from journey.models.policy import Policy, Prefix, Proposal, SamplingConfig, load_policy
+from journey.progress import progress_bar
 from journey.provenance import provenance
 from journey.tasks import get_task
 from journey.tasks.base import Problem, Task
@@ -54,12 +55,19 @@ class GenerateConfig:
 
 
 def generate(policy: Policy, task: Task, problems: list[Problem], n: int, cfg: GenerateConfig,
-             temperature: float) -> list[list[Proposal]]:
-    """n whole answers per problem, seeded per problem."""
+             temperature: float, label: str = "generate") -> list[list[Proposal]]:
+    """n whole answers per problem, seeded per problem, with a progress bar."""
     policy.sampling = SamplingConfig(temperature, cfg.top_p, 1, cfg.batch_size)
     prefixes = [Prefix(task.messages(p.question), [], seed=cfg.seed * 1_000_003 + i)
                 for i, p in enumerate(problems)]
-    return policy.complete(prefixes, n, cfg.max_new_tokens)
+    per_call = max(1, cfg.batch_size // n)
+    out: list[list[Proposal]] = []
+    with progress_bar(label, len(prefixes), "problems") as advance:
+        for i in range(0, len(prefixes), per_call):
+            chunk = prefixes[i : i + per_call]
+            out += policy.complete(chunk, n, cfg.max_new_tokens)
+            advance(len(chunk))
+    return out
 
 
 def score(task: Task, problems: list[Problem], greedy: list[Proposal],
@@ -112,8 +120,10 @@ def load_for_generation(cfg: GenerateConfig) -> tuple[Task, list[Problem], Polic
 
 def run_eval(cfg: GenerateConfig) -> dict:
     task, problems, policy = load_for_generation(cfg)
-    greedy = [g[0] for g in generate(policy, task, problems, 1, cfg, temperature=0.0)]
-    samples = generate(policy, task, problems, cfg.samples, cfg, cfg.temperature) if cfg.samples > 1 else None
+    greedy = [g[0] for g in generate(policy, task, problems, 1, cfg, 0.0, "eval (greedy)")]
+    samples = None
+    if cfg.samples > 1:
+        samples = generate(policy, task, problems, cfg.samples, cfg, cfg.temperature, f"eval ({cfg.samples} samples)")
     metrics, records = score(task, problems, greedy, samples)
     metrics = {"model": cfg.model, **metrics,
                "provenance": provenance("eval", {k: str(v) for k, v in asdict(cfg).items()})}
@@ -139,7 +149,7 @@ def run_sample_pairs(cfg: GenerateConfig, pairs: int) -> dict:
     if pairs < 1:
         raise ValueError(f"--pairs must be >= 1, got {pairs}")
     task, problems, policy = load_for_generation(cfg)
-    samples = generate(policy, task, problems, cfg.samples, cfg, cfg.temperature)
+    samples = generate(policy, task, problems, cfg.samples, cfg, cfg.temperature, "sample-pairs")
     rng = random.Random(cfg.seed)
     rows = [row for p, s in zip(problems, samples) for row in draw_pairs(task, p, [x.text for x in s], pairs, rng)]
     write_jsonl_atomic(cfg.out, rows)

@@ -26,8 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from transformers import PrinterCallback, TrainerCallback
+
 from journey.io import DataError, read_jsonl
 from journey.models.embedded import EMBEDDED_NAME, check_model_path, resolve_model
+from journey.progress import progress_bar
 from journey.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -111,7 +114,7 @@ def trl_args(cfg: TrainConfig, output_dir: Path):
         gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length, seed=cfg.seed,
         logging_steps=1, save_strategy="no", report_to="none", use_cpu=not on_gpu,
         bf16=on_gpu and torch.cuda.is_bf16_supported(), gradient_checkpointing=on_gpu,
-        disable_tqdm=False,
+        disable_tqdm=True,
     )
     if cfg.stage == "sft":
         return SFTConfig(**common, **cfg.extra)
@@ -119,9 +122,14 @@ def trl_args(cfg: TrainConfig, output_dir: Path):
 
 
 def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path):
+    import datasets
     from datasets import Dataset
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
     from trl import DPOTrainer, SFTTrainer
+
+    datasets.disable_progress_bars()  # one bar for the run is enough
+    hf_logging.disable_progress_bar()
 
     model_path = resolve_model(cfg.model)
     tok = AutoTokenizer.from_pretrained(model_path)
@@ -136,10 +144,35 @@ def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path):
     dataset = Dataset.from_list(rows)
     args = trl_args(cfg, output_dir)
     if cfg.stage == "sft":
-        return SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tok,
-                          peft_config=peft_config)
-    return DPOTrainer(model=model_path, ref_model=None, args=args, train_dataset=dataset,
-                      processing_class=tok, peft_config=peft_config)
+        trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tok,
+                             peft_config=peft_config)
+    else:
+        trainer = DPOTrainer(model=model_path, ref_model=None, args=args, train_dataset=dataset,
+                             processing_class=tok, peft_config=peft_config)
+    trainer.remove_callback(PrinterCallback)  # our bar shows the loss; the full log goes to train.json
+    trainer.add_callback(RichProgress(f"train {cfg.stage}"))
+    return trainer
+
+
+class RichProgress(TrainerCallback):
+    """A rich progress bar over optimizer steps, showing the latest loss."""
+
+    def __init__(self, label: str):
+        self.label, self.ctx, self.advance = label, None, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.ctx = progress_bar(self.label, state.max_steps, "steps")
+        self.advance = self.ctx.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.advance(1)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.advance(0, info=f"loss {float(logs['loss']):.4f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.ctx.__exit__(None, None, None)
 
 
 def run_train(cfg: TrainConfig) -> dict:

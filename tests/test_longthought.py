@@ -8,18 +8,18 @@ from typer.testing import CliRunner
 
 from journey.cli import app
 from journey.longthought.paths import Event, journey, preference_leaves, shortcut
-from journey.longthought.render import Templates, count_reflection_words, render, uncapitalize
+from journey.longthought.render import (
+    CONCISE_TEMPLATES,
+    count_reflection_words,
+    render,
+    uncapitalize,
+)
 from journey.models.prm import build_prm
 from journey.search.build import SearchConfig, TreeBuilder, build_trees
 from journey.search.tree import Tree
 from journey.tasks import get_task
 
 runner = CliRunner()
-ONE_TEMPLATE = Templates(
-    reflect=("Wait, {reason}",),
-    backtrack=('Let me go back to "{anchor}".',),
-    backtrack_root=("Let me start over.",),
-)
 
 
 def hand_tree() -> Tree:
@@ -54,15 +54,15 @@ def hand_tree() -> Tree:
 
 HAND_JOURNEY = """3 * 4 = 12
 Wait, 3 * 4 cannot be computed yet in (2 + 3) * 4 - 5; 2 + 3 comes first.
-Let me start over.
+Back to the start.
 2 + 3 = 5
 5 * 4 = 24
 Wait, 5 * 4 is 20, not 24.
-Let me go back to "2 + 3 = 5".
+Back to "2 + 3 = 5".
 5 * 4 = 20
 20 - 5 = 16
 Wait, 20 - 5 is 15, not 16.
-Let me go back to "5 * 4 = 20".
+Back to "5 * 4 = 20".
 20 - 5 = 15
 The answer is 15."""
 
@@ -74,7 +74,7 @@ def test_hand_worked_journey():
     events, trials = journey(tree, path, max_trials=2, trial_prob=1.0, rng=random.Random(0))
     assert trials == [1, 1, 1, 0]
     assert events[:3] == [Event("step", 2), Event("reflect", 2), Event("backtrack", 0)]
-    assert render(events, tree, random.Random(0), templates=ONE_TEMPLATE) == HAND_JOURNEY
+    assert render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES) == HAND_JOURNEY
 
 
 @pytest.mark.parametrize("k, p", [(1, 1.0), (3, 0.0)])
@@ -105,6 +105,19 @@ def test_preference_leaves():
     pairs = preference_leaves(hand_tree(), max_pairs=5, rng=random.Random(0))
     assert sorted(pairs) == [(8, 3), (8, 9)]  # chosen: right answer; rejected: wrong answer, invalid step
     assert len(preference_leaves(hand_tree(), max_pairs=1, rng=random.Random(0))) == 1
+
+
+def test_verbose_style_draws_its_phrasings_from_the_seed():
+    tree = hand_tree()
+    events, _ = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
+    a = render(events, tree, random.Random(1))
+    assert a == render(events, tree, random.Random(1))
+    texts = {render(events, tree, random.Random(s)) for s in range(20)}
+    assert len(texts) > 1
+    for text in texts:
+        lines = text.split("\n")
+        assert lines[1].startswith("Wait") and "2 + 3 comes first." in lines[1]
+        assert lines[-1] == "The answer is 15." and len(lines) == len(HAND_JOURNEY.split("\n"))
 
 
 def test_render_helpers():
@@ -181,6 +194,7 @@ def test_derive_cli_writes_trl_ready_files(real_trees, tmp_path):
         ("GOOD\n{not json\n", [], "trees.jsonl:2: not valid JSON"),
         ("GOOD\n", ["--max-trials", "0"], "--max-trials must be >= 1"),
         ("GOOD\n", ["--trial-prob", "1.5"], "--trial-prob must be in [0, 1]"),
+        ("GOOD\n", ["--style", "poetic"], "--style must be one of verbose, concise"),
     ],
 )
 def test_derive_bad_input(tmp_path, content, args, message):

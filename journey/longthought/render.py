@@ -5,7 +5,8 @@ verifier's reason for the wrong step ("Wait, 42 * 3 is 126, not 116."); a backtr
 the trace resumes, quoting that step ('Let me go back to "23 + 19 = 42" and try again.'). The
 templates use the words the paper counts in o1's thoughts — "Wait", "Alternatively",
 "Let me recompute", "Therefore" — and are picked by a seeded `random.Random`, so a trace is
-reproducible. Lines are joined with the task's step delimiter; the trace ends with the
+reproducible. The `concise` style keeps one short phrasing of each ("Wait, {reason}",
+'Back to "{anchor}".'), which a tiny model learns in far fewer steps. Lines are joined with the task's step delimiter; the trace ends with the
 shortcut's final step, so the task's answer extractor reads the right answer from it.
 
     >>> count_reflection_words("Wait, no. Alternatively, ... Wait.")
@@ -45,7 +46,14 @@ class Templates:
     )
 
 
+# Short, regular lines for small models: the reason is the only content that varies.
+CONCISE_TEMPLATES = Templates(
+    reflect=("Wait, {reason}",),
+    backtrack=('Back to "{anchor}".',),
+    backtrack_root=("Back to the start.",),
+)
 DEFAULT_TEMPLATES = Templates()
+STYLES = {"verbose": DEFAULT_TEMPLATES, "concise": CONCISE_TEMPLATES}
 
 
 def uncapitalize(reason: str) -> str:
