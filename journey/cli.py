@@ -356,5 +356,35 @@ def sample_pairs(
     ]))
 
 
+@app.command()
+def show(
+    trees: Annotated[Path, typer.Option(help="trees.jsonl from build-tree.")],
+    out: Annotated[Path, typer.Option(help="HTML file to write (self-contained: opens offline).")] = Path("trees.html"),
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Only these tree ids (repeat the flag for more).")] = None,
+    max_trials: Annotated[int, typer.Option("--max-trials", "-K", help="K for the journey drawn on the tree (as derive-longthought).")] = 2,
+    trial_prob: Annotated[float, typer.Option(help="p for the journey drawn on the tree (as derive-longthought).")] = 0.8,
+    seed: Annotated[int, typer.Option(help="Seed for the journey drawn on the tree (as derive-longthought).")] = 0,
+    config: ConfigOption = None,
+) -> None:
+    """Draw reasoning trees as one HTML page: verdicts, scores, reasons, the shortcut and the journey."""
+    from journey.build_tree import load_trees
+    from journey.io import check_writable
+    from journey.show import write_page
+
+    with user_errors():
+        if max_trials < 1 or not 0 <= trial_prob <= 1:
+            raise ValueError("--max-trials must be >= 1 and --trial-prob in [0, 1]")
+        chosen = load_trees(trees)
+        if ids:
+            known = {t.id for t in chosen}
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise ValueError(f"--id {missing[0]}: no such tree in {trees}")
+            chosen = [t for t in chosen if t.id in set(ids)]
+        check_writable(out)
+        shown = write_page(chosen, out, max_trials, trial_prob, seed, title=f"journey trees: {trees.name}")
+    console.print(f"wrote {shown} tree(s) to {out}; open it in a browser")
+
+
 if __name__ == "__main__":
     app()
