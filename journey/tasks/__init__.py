@@ -2,8 +2,9 @@
 
 from journey.tasks.arith import ArithTask
 from journey.tasks.base import Problem, StepCheck, Task
+from journey.tasks.math import MathTask
 
-TASKS: dict[str, type[Task]] = {"arith": ArithTask}
+TASKS: dict[str, type[Task]] = {"arith": ArithTask, "math": MathTask}
 
 
 def get_task(name: str) -> Task:
