@@ -45,6 +45,7 @@ class BuildTreeConfig:
     problems: Path
     out: Path
     model: str = EMBEDDED_NAME
+    backend: str = "transformers"  # transformers | openai | vllm (does not change trees)
     task: str = "arith"
     prm: str = "verifier"
     width: int = 4
@@ -124,7 +125,7 @@ def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
     check_writable(cfg.out)
     done, stats = resume_state(cfg)
     prm = build_prm(cfg.prm, task)
-    policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling)
+    policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling, cfg.backend)
     todo = [p for p in problems if p.id not in done]
     run = provenance("build-tree", cfg.content(),
                      exhaustive_expansions=cfg.search.exhaustive_expansions(),

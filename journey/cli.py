@@ -138,6 +138,7 @@ def build_tree(
     problems: Annotated[Path, typer.Option(help="problems.jsonl to build trees for.")],
     out: Annotated[Path, typer.Option(help="trees.jsonl to append finished trees to (resumable).")],
     model: Annotated[str, typer.Option(help="Policy: 'embedded', a checkpoint folder, or a hub id.")] = "embedded",
+    backend: Annotated[str, typer.Option(help="transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU).")] = "transformers",
     task: Annotated[str, typer.Option(help="Problem domain.")] = "arith",
     prm: Annotated[str, typer.Option(help="Process reward model: 'verifier' (the task's exact check).")] = "verifier",
     width: Annotated[int, typer.Option("--width", "-w", help="w: candidate next steps per expanded node.")] = 4,
@@ -160,7 +161,7 @@ def build_tree(
     from journey.build_tree import BuildTreeConfig, run_build_tree
 
     with user_errors():
-        cfg = BuildTreeConfig(problems, out, model, task, prm, width, depth, top_k, temperature,
+        cfg = BuildTreeConfig(problems, out, model, backend, task, prm, width, depth, top_k, temperature,
                               top_p, max_step_tokens, batch_size, trees_in_flight, seed, overwrite,
                               limit)
     columns = [TextColumn("[bold]build-tree"), BarColumn(), MofNCompleteColumn(),

@@ -49,6 +49,7 @@ class Proposal:
     tokens: int
     logprob: float
     finish: Finish
+    token_logprobs: list[float] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass
@@ -168,22 +169,30 @@ class TransformersPolicy(Policy):
     def _generate(
         self, prefixes: list[Prefix], n: int, max_new_tokens: int, stop: str | None
     ) -> list[list[Proposal]]:
+        return self.generate_texts([self.render(p) for p in prefixes], [p.seed for p in prefixes],
+                                   n, max_new_tokens, stop)
+
+    def generate_texts(
+        self, prompts: list[str], seeds: list[int], n: int, max_new_tokens: int, stop: str | None
+    ) -> list[list[Proposal]]:
+        """n continuations of each rendered prompt text (chunked by the sampling batch size)."""
         per_call = max(1, self.sampling.batch_size // n)
         out: list[list[Proposal]] = []
-        for i in range(0, len(prefixes), per_call):
-            out.extend(self._generate_chunk(prefixes[i : i + per_call], n, max_new_tokens, stop))
+        for i in range(0, len(prompts), per_call):
+            out.extend(self._generate_chunk(prompts[i : i + per_call], seeds[i : i + per_call], n,
+                                            max_new_tokens, stop))
         return out
 
     @torch.inference_mode()
     def _generate_chunk(
-        self, prefixes: list[Prefix], n: int, max_new_tokens: int, stop: str | None
+        self, prompts: list[str], seeds: list[int], n: int, max_new_tokens: int, stop: str | None
     ) -> list[list[Proposal]]:
         tok = self.tokenizer
         # Each prompt repeated n times, prompt-major (generate refuses n > 1 without sampling).
-        texts = [self.render(p) for p in prefixes for _ in range(n)]
+        texts = [t for t in prompts for _ in range(n)]
         batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        seeds = [row_seed(p.seed, j) for p in prefixes for j in range(n)]  # prompt-major rows
-        sampler = SeededSampler(seeds, self.sampling.temperature, self.sampling.top_p)
+        row_seeds = [row_seed(s, j) for s in seeds for j in range(n)]  # prompt-major rows
+        sampler = SeededSampler(row_seeds, self.sampling.temperature, self.sampling.top_p)
         seqs = self.model.generate(
             **batch,
             do_sample=False,
@@ -195,29 +204,53 @@ class TransformersPolicy(Policy):
             eos_token_id=tok.eos_token_id,
         )
         new = seqs[:, batch["input_ids"].shape[1] :].cpu()  # (B*n, T)
-        logps = torch.stack(sampler.logprobs, 1) if sampler.logprobs else torch.zeros(len(seeds), 0)
+        logps = torch.stack(sampler.logprobs, 1) if sampler.logprobs else torch.zeros(len(texts), 0)
         rows = [self._to_proposal(new[r], logps[r], stop) for r in range(new.shape[0])]
-        return [rows[i * n : (i + 1) * n] for i in range(len(prefixes))]
+        return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     def _to_proposal(self, ids: torch.Tensor, logps: torch.Tensor, stop: str | None) -> Proposal:
-        """Cut one generated row at EOS or the stop string; count its tokens and log-prob."""
+        """Cut one generated row at EOS or the stop string; count its tokens and log-probs."""
         tok = self.tokenizer
         ids_list = ids.tolist()
         if tok.eos_token_id in ids_list:
             k = ids_list.index(tok.eos_token_id)
-            return Proposal(tok.decode(ids_list[:k]), k + 1, float(logps[: k + 1].sum()), "eos")
+            return self._proposal(tok.decode(ids_list[:k]), logps[: k + 1], "eos")
         # Rows that stopped early are padded after their last token.
         k = len(ids_list)
         while k > 0 and ids_list[k - 1] == tok.pad_token_id:
             k -= 1
         text = tok.decode(ids_list[:k])
         if stop and stop in text:
-            return Proposal(text[: text.index(stop)], k, float(logps[:k].sum()), "stop")
-        return Proposal(text, k, float(logps[:k].sum()), "length")
+            return self._proposal(text[: text.index(stop)], logps[:k], "stop")
+        return self._proposal(text, logps[:k], "length")
+
+    @staticmethod
+    def _proposal(text: str, logps: torch.Tensor, finish: Finish) -> Proposal:
+        per_token = [round(x, 6) for x in logps.tolist()]
+        return Proposal(text, len(per_token), float(logps.sum()), finish, per_token)
 
 
-def load_policy(model: str, delimiter: str, sampling: SamplingConfig) -> TransformersPolicy:
-    """The policy for `--model`, or a one-line ValueError naming the flag if it cannot be loaded."""
+BACKENDS = ("transformers", "openai", "vllm")
+
+
+def load_policy(model: str, delimiter: str, sampling: SamplingConfig,
+                backend: str = "transformers") -> Policy:
+    """The policy for `--model` on `--backend`, or a one-line ValueError naming the flag.
+
+    transformers: a local folder, `embedded`, or a hub id, run in this process (CPU or GPU).
+    openai: a model served by an OpenAI-compatible server at $OPENAI_BASE_URL.
+    vllm: vLLM in this process (GPU; the optional `vllm` extra).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "openai":
+        from journey.models.openai_policy import OpenAIPolicy
+
+        return OpenAIPolicy(model, delimiter=delimiter, sampling=sampling)
+    if backend == "vllm":
+        from journey.models.vllm_policy import VLLMPolicy
+
+        return VLLMPolicy(model, delimiter=delimiter, sampling=sampling)
     check_model_path(model)
     try:
         return TransformersPolicy(model, delimiter=delimiter, sampling=sampling)

@@ -53,9 +53,12 @@ class SearchConfig:
 
 
 def node_seed(run_seed: int, problem_id: str, node_id: int) -> int:
-    """A seed for expanding one node, stable across runs and batch layouts."""
+    """A seed for expanding one node, stable across runs and batch layouts.
+
+    31 bits, so servers that take a 32-bit signed seed (vLLM, the OpenAI protocol) get it whole.
+    """
     digest = hashlib.sha256(f"{run_seed}/{problem_id}/{node_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    return int.from_bytes(digest[:4], "big") >> 1
 
 
 def merge_duplicates(proposals: list[Proposal]) -> list[tuple[Proposal, int]]:

@@ -1,0 +1,65 @@
+"""Policy backends: `openai` against a real local server end to end through build-tree; `vllm`'s error."""
+
+import json
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+from journey.cli import app
+from journey.models.openai_policy import OpenAIPolicy
+from journey.models.policy import Prefix, SamplingConfig
+from tests.openai_server import make_server
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = make_server("embedded", port=0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+
+
+def content(path):
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r["problem"]["id"]: [(n["parent"], n["text"], n["verdict"], n["pruned"], n["count"], n["finish"])
+                                 for n in r["nodes"]] for r in rows}
+
+
+def test_openai_backend_builds_the_same_trees(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", server)
+    problems = tmp_path / "p.jsonl"
+    assert runner.invoke(app, ["problems", "--n", 4, "--seed", 13, "--out", str(problems)]).exit_code == 0
+    outs = {}
+    for backend in ("openai", "transformers"):
+        outs[backend] = tmp_path / f"{backend}.jsonl"
+        result = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(outs[backend]),
+                                     "--backend", backend, "--depth", "6"])
+        assert result.exit_code == 0, result.output
+    assert content(outs["openai"]) == content(outs["transformers"])
+
+
+def test_openai_policy_reports_costs_and_finish(server):
+    policy = OpenAIPolicy("embedded", base_url=server, sampling=SamplingConfig(temperature=0.7))
+    [props] = policy.propose([Prefix([{"role": "user", "content": "(23 + 19) * 3 - 41"}], [], seed=5)], n=3)
+    assert len(props) == 3 and all(p.finish == "stop" and p.tokens > 0 and p.logprob < 0 for p in props)
+    [[whole]] = policy.complete([Prefix([{"role": "user", "content": "(2 + 3) * 4 - 5"}], [], seed=1)], 1, 200)
+    assert whole.finish == "eos" and "The answer is" in whole.text
+
+
+def test_openai_unreachable_server_is_a_clear_error():
+    policy = OpenAIPolicy("embedded", base_url="http://127.0.0.1:9/v1", retries=1, timeout=2)
+    with pytest.raises(ValueError, match="cannot reach the server"):
+        policy.propose([Prefix([{"role": "user", "content": "1 + 1"}])], n=1)
+
+
+def test_vllm_backend_without_vllm_is_a_clear_error(tmp_path):
+    problems = tmp_path / "p.jsonl"
+    runner.invoke(app, ["problems", "--n", 2, "--out", str(problems)])
+    result = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(tmp_path / "t.jsonl"),
+                                 "--backend", "vllm"])
+    assert result.exit_code == 1 and "--backend vllm needs vLLM" in result.output
+    assert not (tmp_path / "t.jsonl").exists()
