@@ -48,8 +48,8 @@ class Timed(Policy, PRM):
     def complete(self, prefixes, n, max_new_tokens):
         return self._timed(self.inner.complete, prefixes, n, max_new_tokens)
 
-    def score(self, questions: list[str], paths: list[list[str]]) -> list[StepScore]:
-        return self._timed(self.inner.score, questions, paths)
+    def score(self, questions: list[str], paths: list[list[str]], answers=None) -> list[StepScore]:
+        return self._timed(self.inner.score, questions, paths, answers)
 
 
 class PerNode(Policy, PRM):
@@ -65,8 +65,9 @@ class PerNode(Policy, PRM):
     def complete(self, prefixes, n, max_new_tokens):
         return [self.inner.complete([p], n, max_new_tokens)[0] for p in prefixes]
 
-    def score(self, questions, paths):
-        return [self.inner.score([q], [s])[0] for q, s in zip(questions, paths)]
+    def score(self, questions, paths, answers=None):
+        answers = answers or [None] * len(paths)
+        return [self.inner.score([q], [s], [a])[0] for q, s, a in zip(questions, paths, answers)]
 
 
 def run(problems, policy, prm, cfg, in_flight) -> tuple[int, float, list]:

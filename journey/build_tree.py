@@ -25,7 +25,7 @@ from journey.io import (
 )
 from journey.models.embedded import EMBEDDED_NAME
 from journey.models.policy import SamplingConfig, load_policy
-from journey.models.prm import build_prm
+from journey.models.prm import PRMS, build_prm
 from journey.provenance import provenance
 from journey.search.build import SearchConfig, TreeBuilder, build_trees
 from journey.search.tree import FORMAT, Tree
@@ -34,7 +34,7 @@ from journey.tasks import get_task
 log = logging.getLogger(__name__)
 
 # The config keys that decide a tree's content: a resumed run must match them.
-CONTENT_KEYS = ("model", "task", "prm", "width", "depth", "top_k", "temperature", "top_p",
+CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "width", "depth", "top_k", "temperature", "top_p",
                 "max_step_tokens", "seed")
 
 
@@ -48,6 +48,8 @@ class BuildTreeConfig:
     backend: str = "transformers"  # transformers | openai | vllm (does not change trees)
     task: str = "arith"
     prm: str = "verifier"
+    prm_model: str | None = None  # the checkpoint of a token/qwen PRM, or the judge LLM
+    rollouts: int = 4  # m, for the rollout PRM
     width: int = 4
     depth: int = 8
     top_k: int = 2
@@ -64,6 +66,8 @@ class BuildTreeConfig:
         self.search = SearchConfig(self.width, self.depth, self.top_k, self.seed)
         self.sampling = SamplingConfig(self.temperature, self.top_p, self.max_step_tokens,
                                        self.batch_size)
+        if self.prm not in PRMS:
+            raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
         if self.trees_in_flight < 1:
             raise ValueError(f"--trees-in-flight must be >= 1, got {self.trees_in_flight}")
 
@@ -124,8 +128,8 @@ def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
     problems = load_problems(cfg.problems)[: cfg.limit]
     check_writable(cfg.out)
     done, stats = resume_state(cfg)
-    prm = build_prm(cfg.prm, task)
     policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling, cfg.backend)
+    prm = build_prm(cfg.prm, task, policy, cfg.prm_model, cfg.rollouts)
     todo = [p for p in problems if p.id not in done]
     run = provenance("build-tree", cfg.content(),
                      exhaustive_expansions=cfg.search.exhaustive_expansions(),

@@ -140,7 +140,9 @@ def build_tree(
     model: Annotated[str, typer.Option(help="Policy: 'embedded', a checkpoint folder, or a hub id.")] = "embedded",
     backend: Annotated[str, typer.Option(help="transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU).")] = "transformers",
     task: Annotated[str, typer.Option(help="Problem domain.")] = "arith",
-    prm: Annotated[str, typer.Option(help="Process reward model: 'verifier' (the task's exact check).")] = "verifier",
+    prm: Annotated[str, typer.Option(help="Process reward model: verifier (the task's exact check), rollout, token, qwen or judge.")] = "verifier",
+    prm_model: Annotated[str | None, typer.Option(help="Checkpoint of a token/qwen PRM, or the judge LLM (default: the policy).")] = None,
+    rollouts: Annotated[int, typer.Option(help="m: rollouts per step for --prm rollout.")] = 4,
     width: Annotated[int, typer.Option("--width", "-w", help="w: candidate next steps per expanded node.")] = 4,
     depth: Annotated[int, typer.Option("--depth", "-D", help="D: maximum steps from the root.")] = 8,
     top_k: Annotated[int, typer.Option("--top-k", "-K", help="K: children kept for expansion per tree per depth.")] = 2,
@@ -161,9 +163,12 @@ def build_tree(
     from journey.build_tree import BuildTreeConfig, run_build_tree
 
     with user_errors():
-        cfg = BuildTreeConfig(problems, out, model, backend, task, prm, width, depth, top_k, temperature,
-                              top_p, max_step_tokens, batch_size, trees_in_flight, seed, overwrite,
-                              limit)
+        cfg = BuildTreeConfig(
+            problems=problems, out=out, model=model, backend=backend, task=task, prm=prm,
+            prm_model=prm_model, rollouts=rollouts, width=width, depth=depth, top_k=top_k,
+            temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
+            batch_size=batch_size, trees_in_flight=trees_in_flight, seed=seed, overwrite=overwrite,
+            limit=limit)
     columns = [TextColumn("[bold]build-tree"), BarColumn(), MofNCompleteColumn(),
                TextColumn("trees  {task.fields[nodes]} nodes  {task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn()]
@@ -217,8 +222,10 @@ def derive_longthought(
     from journey.derive import DeriveConfig, run_derive
 
     with user_errors():
-        cfg = DeriveConfig(trees, out_dir, max_trials, trial_prob, pairs_per_problem, style, seed,
-                           task, tokenizer, rewrite_model, rewrite_backend)
+        cfg = DeriveConfig(
+            trees=trees, out_dir=out_dir, max_trials=max_trials, trial_prob=trial_prob,
+            pairs_per_problem=pairs_per_problem, style=style, seed=seed, task=task,
+            tokenizer=tokenizer, rewrite_model=rewrite_model, rewrite_backend=rewrite_backend)
         stats = run_derive(cfg)
     used = max(stats.used, 1)
     words = ", ".join(f"{w} {c / used:.2f}" for w, c in stats.reflection_words.items())
@@ -261,9 +268,11 @@ def train(
     from journey.train import TrainConfig, run_train
 
     with user_errors():
-        cfg = TrainConfig(stage, parse_files(data), out, model, epochs, lr, batch_size, grad_accum,
-                          max_length, max_steps, lora, beta=beta, loss_type=loss_type, seed=seed,
-                          overwrite=overwrite)
+        cfg = TrainConfig(
+            stage=stage, data=parse_files(data), out=out, model=model, epochs=epochs, lr=lr,
+            batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
+            max_steps=max_steps, lora=lora, beta=beta, loss_type=loss_type, seed=seed,
+            overwrite=overwrite)
         record = run_train(cfg)
     curve = record["loss_curve"]
     console.print(summary_table(f"train --stage {stage} -> {out}", [
@@ -280,8 +289,10 @@ def generate_options(model, problems, out, task, samples, temperature, top_p, ma
     from journey.evaluate import GenerateConfig
 
     with user_errors():
-        return GenerateConfig(model, problems, out, task, samples, temperature, top_p,
-                              max_new_tokens, batch_size, seed, limit)
+        return GenerateConfig(
+            model=model, problems=problems, out=out, task=task, samples=samples,
+            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+            batch_size=batch_size, seed=seed, limit=limit)
 
 
 ModelOpt = Annotated[str, typer.Option(help="'embedded', a checkpoint folder, or a hub id.")]

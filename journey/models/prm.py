@@ -1,8 +1,10 @@
 """Process reward models: score the last step of many (question, steps) paths in one call.
 
-`PRM.score(questions, paths)` returns, for each path, a `StepScore`: a score in [0, 1], a
-verdict (`ok`) and a reason a reflection can quote ("42 * 3 is 126, not 116."). Model PRMs,
-rollout PRMs and LLM judges fit the same signature; `PRMS` maps a name to a builder.
+`PRM.score(questions, paths, answers)` returns, for each path, a `StepScore`: a score in [0, 1],
+a verdict (`ok`) and a reason a reflection can quote ("42 * 3 is 126, not 116."). `build_prm`
+picks one by name: `verifier` (the task's exact check), `rollout` (Math-Shepherd-style rollouts),
+`token` and `qwen` (model PRMs, `journey.models.model_prms`), `judge` (an LLM asked for a
+verdict and a reason, `journey.models.judge`).
 
 The `verifier` PRM is the task's exact step check, taken along the whole path: a step is
 right (score 1) only if it and every step above it are right, because a step built on a slip
@@ -16,9 +18,11 @@ PRM estimates, computed exactly.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from journey.models.policy import Policy, Prefix
 from journey.tasks.base import Task
 
 
@@ -37,8 +41,12 @@ class PRM(ABC):
     name: str
 
     @abstractmethod
-    def score(self, questions: list[str], paths: list[list[str]]) -> list[StepScore]:
-        """One `StepScore` per (question, path) pair, for the path's last step."""
+    def score(self, questions: list[str], paths: list[list[str]],
+              answers: list[str] | None = None) -> list[StepScore]:
+        """One `StepScore` per (question, path) pair, for the path's last step.
+
+        `answers` (the ground truth per question) is for PRMs that need it, like `rollout`.
+        """
 
 
 class VerifierPRM(PRM):
@@ -53,7 +61,8 @@ class VerifierPRM(PRM):
             )
         self.task = task
 
-    def score(self, questions: list[str], paths: list[list[str]]) -> list[StepScore]:
+    def score(self, questions: list[str], paths: list[list[str]],
+              answers: list[str] | None = None) -> list[StepScore]:
         assert len(questions) == len(paths), "one question per path"
         return [self._score_one(q, steps) for q, steps in zip(questions, paths)]
 
@@ -66,11 +75,79 @@ class VerifierPRM(PRM):
         return StepScore(1.0 if last.ok else 0.0, last.ok, last.reason)
 
 
-PRMS = {"verifier": VerifierPRM}
+class RolloutPRM(PRM):
+    """Math-Shepherd-style: the fraction of m policy rollouts from the step that reach the right
+    answer. Needs only the ground truth, so it works for any task. A final-answer step needs no
+    rollout: it scores 1 if its answer is right, else 0. All rollouts of a call go to the
+    policy at once (one `complete` call); each path's rollouts are seeded from its text.
+    """
+
+    name = "rollout"
+
+    def __init__(self, task: Task, policy: Policy, rollouts: int = 4, max_new_tokens: int = 256):
+        if rollouts < 1:
+            raise ValueError(f"--rollouts must be >= 1, got {rollouts}")
+        self.task, self.policy, self.m, self.max_new_tokens = task, policy, rollouts, max_new_tokens
+
+    def score(self, questions: list[str], paths: list[list[str]],
+              answers: list[str] | None = None) -> list[StepScore]:
+        if answers is None:
+            raise ValueError("the rollout PRM needs the ground-truth answers")
+        todo = [i for i, steps in enumerate(paths) if not self.task.is_terminal(steps[-1])]
+        prefixes = [Prefix(self.task.messages(questions[i]), paths[i], seed=text_seed(questions[i], paths[i]))
+                    for i in todo]
+        rolled = dict(zip(todo, self.policy.complete(prefixes, self.m, self.max_new_tokens))) if todo else {}
+        out = []
+        for i, (steps, gold) in enumerate(zip(paths, answers)):
+            if i not in rolled:
+                ok = self.task.check_answer(self.task.extract_answer(steps[-1]), gold)
+                out.append(StepScore(float(ok), ok, "The final answer is right." if ok else "The final answer is wrong."))
+                continue
+            head = self.task.join_steps(steps) + self.task.step_delimiter
+            right = sum(self.task.check_answer(self.task.extract_answer(head + r.text), gold) for r in rolled[i])
+            score = right / self.m
+            out.append(StepScore(score, score >= 0.5,
+                                 f"{right} of {self.m} rollouts from this step reach the right answer."))
+        return out
 
 
-def build_prm(name: str, task: Task) -> PRM:
-    """The PRM called `name` for `task` (ValueError naming the known PRMs otherwise)."""
-    if name not in PRMS:
-        raise ValueError(f"unknown PRM {name!r}; known PRMs: {', '.join(sorted(PRMS))}")
-    return PRMS[name](task)
+def text_seed(question: str, steps: list[str]) -> int:
+    """A 31-bit seed from a path's text, so a path's rollouts repeat across runs."""
+    digest = hashlib.sha256("\x00".join([question, *steps]).encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+PRMS = ("verifier", "rollout", "token", "qwen", "judge")
+
+
+def build_prm(name: str, task: Task, policy: Policy | None = None, model: str | None = None,
+              rollouts: int = 4) -> PRM:
+    """The PRM called `name` for `task` (ValueError naming the known PRMs otherwise).
+
+    rollout uses `policy`; token and qwen read the PRM checkpoint `model`; judge asks the LLM
+    `model` (default: the policy itself).
+    """
+    if name == "verifier":
+        return VerifierPRM(task)
+    if name == "rollout":
+        if policy is None:
+            raise ValueError("the rollout PRM needs a policy")
+        return RolloutPRM(task, policy, rollouts)
+    if name in ("token", "qwen"):
+        if not model:
+            raise ValueError(f"--prm {name} needs --prm-model (a PRM checkpoint)")
+        from journey.models.model_prms import QwenPRM, TokenPRM
+
+        return (TokenPRM if name == "token" else QwenPRM)(model, task)
+    if name == "judge":
+        from journey.models.judge import JudgePRM
+
+        judge = policy
+        if model:
+            from journey.models.policy import SamplingConfig, load_policy
+
+            judge = load_policy(model, task.step_delimiter, SamplingConfig(temperature=0.0))
+        if judge is None:
+            raise ValueError("--prm judge needs --prm-model or a policy")
+        return JudgePRM(task, judge)
+    raise ValueError(f"unknown PRM {name!r}; known PRMs: {', '.join(PRMS)}")

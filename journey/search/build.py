@@ -154,7 +154,8 @@ class TreeBuilder:
         if not items:
             return
         questions = [f.tree.problem["question"] for f, _ in items]
-        scores = self.prm.score(questions, [f.tree.steps(nid) for f, nid in items])
+        answers = [f.tree.problem["answer"] for f, _ in items]
+        scores = self.prm.score(questions, [f.tree.steps(nid) for f, nid in items], answers)
         for (f, nid), s in zip(items, scores):
             f.tree.node(nid).update(score=round(s.score, 6), reason=s.reason,
                                     verdict="correct" if s.ok else "incorrect")

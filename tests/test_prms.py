@@ -1,0 +1,143 @@
+"""PRMs beyond the verifier: rollout, token (Math-Shepherd style), qwen (Qwen2.5-Math-PRM style), judge."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from journey.cli import app
+from journey.models.embedded import build_tokenizer
+from journey.models.judge import JudgePRM, read_verdict
+from journey.models.model_prms import QwenPRM, TokenPRM
+from journey.models.prm import RolloutPRM, build_prm
+from journey.tasks import get_task
+from journey.tasks.arith import solve
+
+runner = CliRunner()
+QUESTIONS = ["(23 + 19) * 3 - 41", "2 * 3 + 4 * 5", "50 - (3 + 4) * 2"]
+PATHS = [["23 + 19 = 42", "42 * 3 = 126"], ["2 * 3 = 6"], ["3 + 4 = 7", "7 * 2 = 14", "50 - 14 = 36"]]
+
+
+def test_rollout_prm_scores_right_steps_above_wrong_ones(policy):
+    task = get_task("arith")
+    prm = RolloutPRM(task, policy, rollouts=6)
+    problems = task.generate(12, seed=3)
+    right = [[solve(p.question)[0]] for p in problems]
+    wrong = []
+    for [step] in right:
+        lhs, value = step.rsplit(" = ", 1)
+        wrong.append([f"{lhs} = {int(value) + 7}"])
+    qs, golds = [p.question for p in problems], [p.answer for p in problems]
+    good = prm.score(qs, right, golds)
+    bad = prm.score(qs, wrong, golds)
+    mean = lambda xs: sum(x.score for x in xs) / len(xs)  # noqa: E731
+    assert mean(good) > mean(bad) + 0.2
+    assert all(0 <= s.score <= 1 and "rollouts from this step" in s.reason for s in good + bad)
+    final = prm.score([problems[0].question], [solve(problems[0].question)], [problems[0].answer])
+    assert final[0].score == 1.0 and final[0].ok
+    with pytest.raises(ValueError, match="needs the ground-truth answers"):
+        prm.score(qs, right)
+
+
+@pytest.fixture(scope="module")
+def token_prm_dir(tmp_path_factory):
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    d = tmp_path_factory.mktemp("token-prm")
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def test_token_prm_batched_equals_one_by_one(token_prm_dir):
+    batched = TokenPRM(str(token_prm_dir), tag="#", batch_size=8)
+    single = TokenPRM(str(token_prm_dir), tag="#", batch_size=1)
+    a, b = batched.score(QUESTIONS, PATHS), single.score(QUESTIONS, PATHS)
+    assert [x.score for x in a] == pytest.approx([x.score for x in b], abs=1e-5)
+    assert all(0 < x.score < 1 for x in a)
+    assert batched.render("Q", ["a", "b"]) == "Q a #\nb #"
+    with pytest.raises(ValueError, match="does not have 'ки' as one token"):
+        TokenPRM(str(token_prm_dir))  # the default Math-Shepherd tag is not in a character vocab
+
+
+@pytest.fixture(scope="module")
+def qwen_prm_dir(tmp_path_factory):
+    """A tiny Qwen2.5-Math-PRM-shaped checkpoint: Qwen2 body under model.*, head under score.*."""
+    from tokenizers import AddedToken
+    from transformers import Qwen2Config, Qwen2Model
+
+    d = tmp_path_factory.mktemp("qwen-prm")
+    tok = build_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": [AddedToken("<extra_0>", special=True)]})
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id)
+    body = Qwen2Model(cfg)
+    head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    weights = {f"model.{k}": v.contiguous() for k, v in body.state_dict().items()}
+    weights |= {f"score.{k}": v.contiguous() for k, v in head.state_dict().items()}
+    save_file(weights, str(d / "model.safetensors"))
+    cfg.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def test_qwen_prm_batched_equals_one_by_one(qwen_prm_dir):
+    batched = QwenPRM(str(qwen_prm_dir), batch_size=8)
+    single = QwenPRM(str(qwen_prm_dir), batch_size=1)
+    a, b = batched.score(QUESTIONS, PATHS), single.score(QUESTIONS, PATHS)
+    assert [x.score for x in a] == pytest.approx([x.score for x in b], abs=1e-5)
+    assert all(0 < x.score < 1 for x in a)
+    assert len({round(x.score, 6) for x in a}) > 1  # the head's weights were really loaded
+    assert batched.render("Q", ["a", "b"]).count("<extra_0>") == 2
+
+
+def test_qwen_prm_refuses_a_checkpoint_without_a_head(token_prm_dir):
+    with pytest.raises(ValueError, match="no score.\\* head weights"):
+        QwenPRM(str(token_prm_dir))
+
+
+@pytest.mark.parametrize(
+    "reply, score, ok, reason",
+    [
+        ("Verdict: correct\nReason: 2 + 3 is 5.", 1.0, True, "2 + 3 is 5."),
+        ("verdict: **incorrect**\nreason: 42 * 3 is 126, not 116.", 0.0, False, "42 * 3 is 126, not 116."),
+        ("Verdict: incorrect", 0.0, False, "The judge rejects the step."),
+        ("I think it is fine", 0.5, False, "The judge's reply could not be read."),
+    ],
+)
+def test_read_verdict(reply, score, ok, reason):
+    s = read_verdict(reply)
+    assert (s.score, s.ok, s.reason) == (score, ok, reason)
+
+
+def test_judge_prm_runs_on_any_policy(policy):
+    prm = JudgePRM(get_task("arith"), policy, max_new_tokens=40)
+    scores = prm.score(QUESTIONS, PATHS)
+    assert len(scores) == 3 and all(s.score in (0.0, 0.5, 1.0) for s in scores)
+
+
+def test_build_prm_errors():
+    task = get_task("arith")
+    with pytest.raises(ValueError, match="--prm token needs --prm-model"):
+        build_prm("token", task)
+    with pytest.raises(ValueError, match="unknown PRM 'x'"):
+        build_prm("x", task)
+
+
+def test_build_tree_with_rollout_prm(tmp_path):
+    problems = tmp_path / "p.jsonl"
+    runner.invoke(app, ["problems", "--n", 2, "--seed", 2, "--out", str(problems)])
+    out = tmp_path / "t.jsonl"
+    result = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(out),
+                                 "--prm", "rollout", "--rollouts", "2", "--depth", "4", "-w", "2", "-K", "1"])
+    assert result.exit_code == 0, result.output
+    nodes = [n for line in out.read_text().splitlines() for n in json.loads(line)["nodes"][1:]]
+    assert nodes and all(n["verdict"] == "invalid" or "rollouts" in n["reason"] or "final answer" in n["reason"]
+                         for n in nodes)
