@@ -258,6 +258,7 @@ def train(
     max_length: Annotated[int, typer.Option(help="Longest tokenized row; longer rows are truncated.")] = 1024,
     max_steps: Annotated[int, typer.Option(help="Stop after this many steps (overrides --epochs when > 0).")] = -1,
     lora: Annotated[bool, typer.Option(help="Train LoRA adapters (peft), merged into the saved checkpoint.")] = False,
+    mask_wrong_steps: Annotated[bool, typer.Option(help="SFT: no loss on the wrong steps of journey rows (their mask_spans), only on reflections and corrections.")] = False,
     beta: Annotated[float, typer.Option(help="DPO: strength of the KL penalty.")] = 0.1,
     loss_type: Annotated[str, typer.Option(help="DPO: TRL loss type (sigmoid, ipo, hinge, ...).")] = "sigmoid",
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
@@ -271,7 +272,7 @@ def train(
         cfg = TrainConfig(
             stage=stage, data=parse_files(data), out=out, model=model, epochs=epochs, lr=lr,
             batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
-            max_steps=max_steps, lora=lora, beta=beta, loss_type=loss_type, seed=seed,
+            max_steps=max_steps, lora=lora, mask_wrong_steps=mask_wrong_steps, beta=beta, loss_type=loss_type, seed=seed,
             overwrite=overwrite)
         record = run_train(cfg)
     curve = record["loss_curve"]

@@ -3,7 +3,8 @@
     journey derive-longthought --trees trees.jsonl --out-dir data/ --max-trials 2 --trial-prob 0.5
 
 Writes into the output folder:
-    sft_journey.jsonl   {"messages": [user, assistant], "id", "kind": "journey", "trials"}
+    sft_journey.jsonl   {"messages": [user, assistant], "id", "kind": "journey", "trials",
+                         "mask_spans": character spans of the wrong steps in the answer}
     sft_shortcut.jsonl  the same trees' shortcuts ("kind": "shortcut", "trials": 0)
     dpo_pairs.jsonl     {"prompt": [user], "chosen": [assistant], "rejected": [assistant], "id"}
     derive.json         provenance: command, config, input hash, counts
@@ -23,7 +24,12 @@ from pathlib import Path
 from journey.build_tree import load_trees
 from journey.io import DataError, check_writable, write_jsonl_atomic
 from journey.longthought.paths import journey, preference_leaves, shortcut
-from journey.longthought.render import REFLECTION_WORDS, STYLES, count_reflection_words, render
+from journey.longthought.render import (
+    REFLECTION_WORDS,
+    STYLES,
+    count_reflection_words,
+    render_with_spans,
+)
 from journey.models.embedded import EMBEDDED_NAME
 from journey.provenance import provenance
 from journey.search.tree import Tree
@@ -114,13 +120,16 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
             stats.skipped_no_correct += 1
             continue
         events, trials = journey(tree, path, cfg.max_trials, cfg.trial_prob, rng)
-        drafts.append((tree, render(events, tree, rng, task.step_delimiter, STYLES[cfg.style]), sum(trials)))
+        text, spans = render_with_spans(events, tree, rng, task.step_delimiter, STYLES[cfg.style])
+        drafts.append((tree, text, sum(trials), spans))
         out["sft_shortcut.jsonl"].append(sft_row(task, tree, task.join_steps(tree.steps(path[-1])), "shortcut", 0))
-    texts = [d for _, d, _ in drafts]
+    texts = [d for _, d, _, _ in drafts]
     if cfg.rewrite_model and drafts:
         texts, stats.rewrite_fallbacks = rewrite_all(cfg, task, drafts)
-    for (tree, _, trials), text in zip(drafts, texts):
-        out["sft_journey.jsonl"].append(sft_row(task, tree, text, "journey", trials))
+    for (tree, draft, trials, spans), text in zip(drafts, texts):
+        row = sft_row(task, tree, text, "journey", trials)
+        row["mask_spans"] = spans if text == draft else []  # a rewrite moves the steps: no spans
+        out["sft_journey.jsonl"].append(row)
         stats.trials += trials
         for w, c in count_reflection_words(text).items():
             stats.reflection_words[w] += c
@@ -137,7 +146,7 @@ def rewrite_all(cfg: DeriveConfig, task: Task, drafts) -> tuple[list[str], int]:
         policy = load_policy(cfg.rewrite_model, task.step_delimiter, SamplingConfig(temperature=0.0))
     except ValueError as err:
         raise DataError(str(err).replace("--model", "--rewrite-model", 1)) from None
-    items = [(t.problem["question"], d, t.problem["answer"]) for t, d, _ in drafts]
+    items = [(t.problem["question"], d, t.problem["answer"]) for t, d, _, _ in drafts]
     return rewrite_drafts(policy, task, items, cfg.rewrite_max_tokens, cfg.seed)
 
 

@@ -6,7 +6,9 @@
 SFT rows are `{"messages": [...]}`; they are handed to TRL as conversational prompt-completion
 rows (prompt = every message but the last, completion = the last assistant message), so the
 loss falls on the assistant's answer only and any chat template works — not just ones marked
-with `{% generation %}`. DPO rows are `{"prompt", "chosen", "rejected"}` as TRL takes them.
+with `{% generation %}`. With `--mask-wrong-steps`, rows are tokenized here instead and the
+character spans in their `mask_spans` (derive-longthought's wrong steps) get no loss either:
+the model learns the reflection and the correction, not the mistake. DPO rows are `{"prompt", "chosen", "rejected"}` as TRL takes them.
 Both run on a CPU (`use_cpu`, no bf16) or on GPUs unchanged (`accelerate launch` for several).
 
 The run trains into `OUT.partial/` and renames it to `OUT/` only when the checkpoint is saved,
@@ -55,6 +57,7 @@ class TrainConfig:
     max_steps: int = -1  # > 0 overrides epochs
     lora: bool = False
     lora_r: int = 16
+    mask_wrong_steps: bool = False  # SFT: leave rows' `mask_spans` (the wrong steps) out of the loss
     beta: float = 0.1  # DPO only
     loss_type: str = "sigmoid"  # DPO only
     seed: int = 0
@@ -89,13 +92,29 @@ def load_rows(stage: Stage, files: list[Path]) -> list[dict]:
                 if not (isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict)
                         and msgs[-1].get("role") == "assistant"):
                     raise DataError(f"{path}:{lineno}: 'messages' must end with an assistant message")
-                rows.append({"prompt": msgs[:-1], "completion": msgs[-1:]})
+                rows.append({"prompt": msgs[:-1], "completion": msgs[-1:],
+                             "mask_spans": row.get("mask_spans") or []})
             else:
                 rows.append({k: row[k] for k in REQUIRED["dpo"]})
             n += 1
         if n == 0:
             raise DataError(f"{path}: no rows in the file")
     return rows
+
+
+def tokenize_masked(tok, row: dict, max_length: int) -> dict:
+    """input_ids and labels for one prompt-completion row, with -100 on the prompt and on the
+    completion's `mask_spans` (character spans of its wrong steps)."""
+    prompt = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+    assert full.startswith(prompt), "the chat template must extend the prompt with the completion"
+    at = full.index(row["completion"][0]["content"], len(prompt))
+    enc = tok(full, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
+              max_length=max_length)
+    spans = [(at + a, at + b) for a, b in row["mask_spans"]]
+    labels = [-100 if start < len(prompt) or any(a <= start < b for a, b in spans) else tid
+              for tid, (start, _) in zip(enc["input_ids"], enc["offset_mapping"])]
+    return {"input_ids": enc["input_ids"], "labels": labels}
 
 
 def sha256(path: Path) -> str:
@@ -141,6 +160,10 @@ def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path):
 
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear",
                                  task_type="CAUSAL_LM")
+    if cfg.stage == "sft" and cfg.mask_wrong_steps:
+        rows = [tokenize_masked(tok, r, cfg.max_length) for r in rows]  # TRL keeps given labels
+    else:
+        rows = [{k: v for k, v in r.items() if k != "mask_spans"} for r in rows]
     dataset = Dataset.from_list(rows)
     args = trl_args(cfg, output_dir)
     if cfg.stage == "sft":

@@ -77,6 +77,16 @@ def test_hand_worked_journey():
     assert render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES) == HAND_JOURNEY
 
 
+def test_spans_cover_exactly_the_wrong_steps():
+    from journey.longthought.render import render_with_spans
+
+    tree = hand_tree()
+    events, _ = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
+    text, spans = render_with_spans(events, tree, random.Random(0), templates=CONCISE_TEMPLATES)
+    assert text == HAND_JOURNEY
+    assert [text[a:b] for a, b in spans] == ["3 * 4 = 12", "5 * 4 = 24", "20 - 5 = 16"]
+
+
 @pytest.mark.parametrize("k, p", [(1, 1.0), (3, 0.0)])
 def test_no_trials_gives_the_shortcut(k, p):
     tree = hand_tree()

@@ -95,6 +95,28 @@ def test_trl_accepts_derive_longthought_files(tmp_path):
         assert weights_changed(out)
 
 
+def test_mask_wrong_steps_leaves_the_mistakes_out_of_the_loss(tmp_path):
+    from transformers import AutoTokenizer
+
+    from journey.train import tokenize_masked
+
+    tok = AutoTokenizer.from_pretrained(EMBEDDED_PATH)
+    content = "2 + 3 = 6\nWait, 2 + 3 is 5, not 6.\nBack to the start.\n2 + 3 = 5\nThe answer is 5."
+    row = {"prompt": [{"role": "user", "content": "2 + 3"}], "completion": [{"role": "assistant", "content": content}],
+           "mask_spans": [[0, 9]]}
+    enc = tokenize_masked(tok, row, 512)
+    kept = [t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab != -100]
+    assert tok.decode(kept) == content[9:] + "<|end|>"
+    assert tok.decode(enc["input_ids"]) == "<|user|>2 + 3<|end|><|assistant|>" + content + "<|end|>"
+    # And through the CLI, on derive-longthought's own rows.
+    data = write_rows(tmp_path / "j.jsonl", [{"messages": row["prompt"] + row["completion"], "mask_spans": [[0, 9]]}])
+    out = tmp_path / "masked"
+    result = run("train", "--stage", "sft", "--data", data, "--out", out, "--max-steps", 1, "--lr", "1e-3",
+                 "--mask-wrong-steps")
+    assert result.exit_code == 0, result.output
+    assert weights_changed(out)
+
+
 @pytest.mark.parametrize(
     "stage, content, message",
     [

@@ -78,7 +78,24 @@ def render_line(event: Event, tree: Tree, rng: random.Random, t: Templates) -> s
 def render(events: list[Event], tree: Tree, rng: random.Random, delimiter: str = "\n",
            templates: Templates = DEFAULT_TEMPLATES) -> str:
     """The trace text for `events` (see module docstring)."""
-    return delimiter.join(render_line(e, tree, rng, templates) for e in events)
+    return render_with_spans(events, tree, rng, delimiter, templates)[0]
+
+
+def render_with_spans(events: list[Event], tree: Tree, rng: random.Random, delimiter: str = "\n",
+                      templates: Templates = DEFAULT_TEMPLATES) -> tuple[str, list[list[int]]]:
+    """The trace text and the [start, end) character spans of its wrong steps.
+
+    The spans let training leave the mistakes themselves out of the loss (`train --mask-wrong-steps`)
+    while still learning the reflection and the correction that follow them.
+    """
+    lines, spans, at = [], [], 0
+    for e in events:
+        line = render_line(e, tree, rng, templates)
+        if e.kind == "step" and tree.node(e.node)["verdict"] != "correct":
+            spans.append([at, at + len(line)])
+        lines.append(line)
+        at += len(line) + len(delimiter)
+    return delimiter.join(lines), spans
 
 
 def count_reflection_words(text: str) -> dict[str, int]:
