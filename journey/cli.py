@@ -12,6 +12,7 @@ one-line error with exit code 1.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -20,17 +21,10 @@ import typer
 import yaml
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from journey import __version__
+from journey.progress import progress_bar
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -169,28 +163,20 @@ def build_tree(
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             batch_size=batch_size, trees_in_flight=trees_in_flight, seed=seed, overwrite=overwrite,
             limit=limit)
-    columns = [TextColumn("[bold]build-tree"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("trees  {task.fields[nodes]} nodes  {task.fields[rate]}"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
-    with user_errors(), Progress(*columns, console=err_console) as bar:
-        job = bar.add_task("trees", total=None, nodes=0, rate="")
-        state = {"nodes": 0}
+    with user_errors(), progress_bar("build-tree", None, "trees") as advance:
+        nodes, started = [0], time.perf_counter()
 
         def progress(event: str, value: int) -> None:
             if event == "total":
-                bar.update(job, total=value)
+                advance(0, total=value)
             elif event == "tree":
-                bar.advance(job, value)
+                advance(value)
             else:
-                state["nodes"] += value
-                elapsed = bar.tasks[0].elapsed or 1e-9
-                bar.update(job, nodes=state["nodes"], rate=f"({state['nodes'] / elapsed:.0f} nodes/s)")
+                nodes[0] += value
+                rate = nodes[0] / max(time.perf_counter() - started, 1e-9)
+                advance(0, info=f"{nodes[0]:,} nodes ({rate:,.0f} nodes/s)")
 
-        try:
-            stats = run_build_tree(cfg, progress)
-        except ValueError:
-            bar.stop()
-            raise
+        stats = run_build_tree(cfg, progress)
     exhaustive = stats.extra["exhaustive_steps"]
     mean = lambda x: f"{x / stats.trees:,.1f}" if stats.trees else "-"  # noqa: E731
     console.print(summary_table(f"build-tree -> {out}", [

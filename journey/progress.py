@@ -20,7 +20,7 @@ console = Console(stderr=True)
 
 @contextmanager
 def progress_bar(label: str, total: int | None, unit: str = "") -> Iterator[Callable[..., None]]:
-    """A bar for `total` items; yields `advance(n=1, **fields)` (fields: e.g. loss=...)."""
+    """A bar for `total` items (None: unknown yet); yields `advance(n=1, info=None, total=None)`."""
     columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console) as bar:

@@ -44,10 +44,6 @@ class OpenAIPolicy(Policy):
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer or model))
         self.concurrency, self.retries, self.timeout = concurrency, retries, timeout
 
-    def render(self, prefix: Prefix) -> str:
-        head = self.tokenizer.apply_chat_template(prefix.messages, tokenize=False, add_generation_prompt=True)
-        return head + "".join(s + self.delimiter for s in prefix.steps)
-
     def propose(self, prefixes: list[Prefix], n: int) -> list[list[Proposal]]:
         return self._all(prefixes, n, self.sampling.max_step_tokens, [self.delimiter])
 

@@ -79,6 +79,14 @@ class Policy(ABC):
     """Proposes next steps for many prefixes in one call."""
 
     delimiter: str
+    tokenizer: object  # a transformers tokenizer with the model's chat template
+
+    def render(self, prefix: Prefix) -> str:
+        """The prompt text: the chat template's assistant turn, continued by the steps so far."""
+        head = self.tokenizer.apply_chat_template(
+            prefix.messages, tokenize=False, add_generation_prompt=True
+        )
+        return head + "".join(s + self.delimiter for s in prefix.steps)
 
     @abstractmethod
     def propose(self, prefixes: list[Prefix], n: int) -> list[list[Proposal]]:
@@ -152,13 +160,6 @@ class TransformersPolicy(Policy):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
-
-    def render(self, prefix: Prefix) -> str:
-        """The prompt text: the chat template's assistant turn, continued by the steps so far."""
-        head = self.tokenizer.apply_chat_template(
-            prefix.messages, tokenize=False, add_generation_prompt=True
-        )
-        return head + "".join(s + self.delimiter for s in prefix.steps)
 
     def propose(self, prefixes: list[Prefix], n: int) -> list[list[Proposal]]:
         return self._generate(prefixes, n, self.sampling.max_step_tokens, stop=self.delimiter)

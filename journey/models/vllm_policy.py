@@ -32,10 +32,6 @@ class VLLMPolicy(Policy):
                        gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True)
         self.tokenizer = self.llm.get_tokenizer()
 
-    def render(self, prefix: Prefix) -> str:
-        head = self.tokenizer.apply_chat_template(prefix.messages, tokenize=False, add_generation_prompt=True)
-        return head + "".join(s + self.delimiter for s in prefix.steps)
-
     def propose(self, prefixes: list[Prefix], n: int) -> list[list[Proposal]]:
         return self._generate(prefixes, n, self.sampling.max_step_tokens, [self.delimiter])
 
