@@ -2,7 +2,7 @@
 # The main job on the embedded default, end to end:
 #   problems -> build-tree -> derive-longthought -> train (SFT on journey traces) -> eval
 # Run through `make demo` (which sets up .venv first). Outputs go to $DEMO_DIR (default demo-out/).
-# About 3 minutes on 2 CPU cores.
+# About 1 minute on 2 CPU cores (after setup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${DEMO_DIR:-demo-out}
@@ -34,7 +34,7 @@ PY
 
 step "5/6 train: SFT of the embedded policy on the journey traces (TRL, 3 epochs)"
 journey train --stage sft --data "$out/data/sft_journey.jsonl" --model embedded \
-  --out "$out/journey-sft" --epochs 3 --lr 5e-4 --batch-size 16 --overwrite
+  --out "$out/journey-sft" --epochs 3 --lr 5e-5 --batch-size 16 --overwrite
 
 step "6/6 eval: the embedded policy and the journey-trained one, on the held-out problems"
 journey eval --model embedded --problems "$out/test.jsonl" --samples 4 --out "$out/eval/embedded.json"

@@ -75,7 +75,8 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=1500, help="train problems for trees and DPO sampling")
     ap.add_argument("--test", type=int, default=400, help="held-out test problems")
     ap.add_argument("--epochs", type=float, default=3.0)
-    ap.add_argument("--lr", type=float, default=5e-4, help="phase-2 SFT learning rate")
+    ap.add_argument("--lr", type=float, default=5e-5, help="phase-2 SFT learning rate (both arms)")
+    ap.add_argument("--mask-wrong-steps", action="store_true", help="journey arm: no loss on the wrong steps")
     ap.add_argument("--dpo-lr", type=float, default=2e-5)
     ap.add_argument("--max-trials", type=int, default=2)
     ap.add_argument("--trial-prob", type=float, default=1.0)
@@ -106,9 +107,10 @@ def main() -> None:
             "--trial-prob", args.trial_prob, "--style", args.style, "--seed", args.seed)
     sft = ("--epochs", args.epochs, "--lr", args.lr, "--batch-size", 16, "--seed", args.seed)
     for kind in ("shortcut", "journey"):
+        mask = ("--mask-wrong-steps",) if kind == "journey" and args.mask_wrong_steps else ()
         if not (out / kind / "train.json").exists():
             run("train", "--stage", "sft", "--data", data / f"sft_{kind}.jsonl", "--model", "embedded",
-                "--out", out / kind, "--overwrite", *sft)
+                "--out", out / kind, "--overwrite", *sft, *mask)
     pairs = out / "dpo_onpolicy.jsonl"
     if not pairs.exists():
         run("sample-pairs", "--model", out / "journey", "--problems", train, "--samples", 20,

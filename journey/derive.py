@@ -111,7 +111,7 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
     """The three output files' rows for `trees` (no I/O besides the optional rewrite model)."""
     stats = DeriveStats(trees=len(trees))
     out: dict[str, list[dict]] = {name: [] for name in OUTPUTS}
-    drafts: list[tuple[Tree, str, int]] = []
+    drafts: list[tuple[Tree, str, int, list[list[int]]]] = []  # (tree, text, trials, wrong-step spans)
     for tree in trees:
         rng = tree_rng(cfg.seed, tree.id)
         out["dpo_pairs.jsonl"] += dpo_rows(task, tree, cfg.pairs_per_problem, rng)

@@ -24,6 +24,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -126,6 +127,8 @@ def trl_args(cfg: TrainConfig, output_dir: Path):
     import torch
     from trl import DPOConfig, SFTConfig
 
+    # TRL's configs still set transformers' deprecated `gradient_checkpointing` alias themselves.
+    warnings.filterwarnings("ignore", message=".*checkpointing.* is deprecated", category=FutureWarning)
     on_gpu = torch.cuda.is_available()
     common = dict(
         output_dir=str(output_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
