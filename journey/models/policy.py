@@ -189,13 +189,17 @@ class TransformersPolicy(Policy):
         self, prompts: list[str], seeds: list[int], n: int, max_new_tokens: int, stop: str | None
     ) -> list[list[Proposal]]:
         tok = self.tokenizer
+        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, T), left-padded
+        cache = self._shared_prefill(ids, mask, n) if n > 1 and ids.shape[1] > 1 else None
         # Each prompt repeated n times, prompt-major (generate refuses n > 1 without sampling).
-        texts = [t for t in prompts for _ in range(n)]
-        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        row_seeds = [row_seed(s, j) for s in seeds for j in range(n)]  # prompt-major rows
+        ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)  # (B*n, T)
+        row_seeds = [row_seed(s, j) for s in seeds for j in range(n)]
         sampler = SeededSampler(row_seeds, self.sampling.temperature, self.sampling.top_p)
         seqs = self.model.generate(
-            **batch,
+            input_ids=ids,
+            attention_mask=mask,
+            past_key_values=cache,
             do_sample=False,
             max_new_tokens=max_new_tokens,
             logits_processor=[sampler],
@@ -204,10 +208,26 @@ class TransformersPolicy(Policy):
             pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
         )
-        new = seqs[:, batch["input_ids"].shape[1] :].cpu()  # (B*n, T)
-        logps = torch.stack(sampler.logprobs, 1) if sampler.logprobs else torch.zeros(len(texts), 0)
+        new = seqs[:, ids.shape[1] :].cpu()  # (B*n, new tokens)
+        logps = torch.stack(sampler.logprobs, 1) if sampler.logprobs else torch.zeros(len(row_seeds), 0)
         rows = [self._to_proposal(new[r], logps[r], stop) for r in range(new.shape[0])]
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _shared_prefill(self, ids: torch.Tensor, mask: torch.Tensor, n: int):
+        """The KV cache of every prompt but its last token, computed once and copied n times.
+
+        The n samples of a prompt share its prefill; `generate` then runs only the last prompt
+        token and the new ones. Positions follow the left padding, as `generate` computes them.
+        None if this model's cache cannot be copied (then each row is prefilled on its own).
+        """
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
+                         use_cache=True)
+        cache = out.past_key_values
+        if not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        cache.batch_repeat_interleave(n)
+        return cache
 
     def _to_proposal(self, ids: torch.Tensor, logps: torch.Tensor, stop: str | None) -> Proposal:
         """Cut one generated row at EOS or the stop string; count its tokens and log-probs."""
