@@ -272,17 +272,18 @@ def train(
 
 
 def generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
-                     batch_size, seed, limit):
+                     batch_size, seed, limit, backend):
     from journey.evaluate import GenerateConfig
 
     with user_errors():
         return GenerateConfig(
             model=model, problems=problems, out=out, task=task, samples=samples,
             temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-            batch_size=batch_size, seed=seed, limit=limit)
+            batch_size=batch_size, seed=seed, limit=limit, backend=backend)
 
 
 ModelOpt = Annotated[str, typer.Option(help="'embedded', a checkpoint folder, or a hub id.")]
+BackendOpt = Annotated[str, typer.Option(help="transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU).")]
 ProblemsOpt = Annotated[Path, typer.Option(help="problems.jsonl (id, question, answer).")]
 TaskOpt = Annotated[str, typer.Option(help="Problem domain.")]
 TopPOpt = Annotated[float, typer.Option(help="Nucleus sampling mass.")]
@@ -305,13 +306,14 @@ def eval_(
     batch_size: BatchOpt = 64,
     seed: SeedOpt = 0,
     limit: LimitOpt = None,
+    backend: BackendOpt = "transformers",
     config: ConfigOption = None,
 ) -> None:
     """Measure a model on held-out problems: accuracy, maj@k, pass@k, tokens, reflection words."""
     from journey.evaluate import run_eval
 
     cfg = generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
-                           batch_size, seed, limit)
+                           batch_size, seed, limit, backend)
     with user_errors():
         m = run_eval(cfg)
     rows = [("problems", f"{m['problems']:,}"),
@@ -339,13 +341,14 @@ def sample_pairs(
     batch_size: BatchOpt = 64,
     seed: SeedOpt = 0,
     limit: LimitOpt = None,
+    backend: BackendOpt = "transformers",
     config: ConfigOption = None,
 ) -> None:
     """On-policy DPO pairs (the paper's recipe): sample answers, check them, pair right with wrong."""
     from journey.evaluate import run_sample_pairs
 
     cfg = generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
-                           batch_size, seed, limit)
+                           batch_size, seed, limit, backend)
     with user_errors():
         s = run_sample_pairs(cfg, pairs)
     console.print(summary_table(f"sample-pairs -> {out}", [

@@ -38,6 +38,7 @@ class GenerateConfig:
     problems: Path
     out: Path
     task: str = "arith"
+    backend: str = "transformers"
     samples: int = 1
     temperature: float = 0.7
     top_p: float = 0.95
@@ -114,7 +115,7 @@ def load_for_generation(cfg: GenerateConfig) -> tuple[Task, list[Problem], Polic
     task = get_task(cfg.task)
     problems = load_problems(cfg.problems)[: cfg.limit]
     check_writable(cfg.out)
-    policy = load_policy(cfg.model, task.step_delimiter, SamplingConfig(batch_size=cfg.batch_size))
+    policy = load_policy(cfg.model, task.step_delimiter, SamplingConfig(batch_size=cfg.batch_size), cfg.backend)
     return task, problems, policy
 
 

@@ -42,6 +42,20 @@ def test_openai_backend_builds_the_same_trees(server, tmp_path, monkeypatch):
     assert content(outs["openai"]) == content(outs["transformers"])
 
 
+def test_eval_through_the_openai_backend(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", server)
+    problems = tmp_path / "p.jsonl"
+    runner.invoke(app, ["problems", "--n", 6, "--seed", 3, "--out", str(problems)])
+    metrics = {}
+    for backend in ("openai", "transformers"):
+        out = tmp_path / f"{backend}.json"
+        result = runner.invoke(app, ["eval", "--model", "embedded", "--problems", str(problems), "-k", "2",
+                                     "--backend", backend, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        metrics[backend] = {k: v for k, v in json.loads(out.read_text()).items() if k not in ("provenance",)}
+    assert metrics["openai"] == metrics["transformers"]
+
+
 def test_openai_policy_reports_costs_and_finish(server):
     policy = OpenAIPolicy("embedded", base_url=server, sampling=SamplingConfig(temperature=0.7))
     [props] = policy.propose([Prefix([{"role": "user", "content": "(23 + 19) * 3 - 41"}], [], seed=5)], n=3)
