@@ -2,6 +2,10 @@
 
     journey problems --task arith --n 100 --seed 0 --out problems.jsonl
     journey build-tree --problems problems.jsonl --out trees.jsonl
+    journey derive-longthought --trees trees.jsonl --out-dir data/
+    journey train --stage sft --data data/sft_journey.jsonl --out ckpt/journey
+    journey eval --model ckpt/journey --problems test.jsonl
+    journey show --trees trees.jsonl --out trees.html
     journey --help
 
 Every command takes `--config recipe.yaml` (keys are the flag names with underscores; flags
@@ -24,6 +28,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from journey import __version__
+from journey.progress import console as err_console
 from journey.progress import progress_bar
 
 app = typer.Typer(
@@ -32,7 +37,6 @@ app = typer.Typer(
     help="Synthesize o1-style long-thought data by tree search (journey learning), and train on it.",
 )
 console = Console()
-err_console = Console(stderr=True)
 
 
 def fail(message: str) -> None:
