@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: setup demo experiment test test-slow lint bench clean
+.PHONY: setup demo experiment test lint bench clean
 
 setup: $(STAMP)
 
@@ -24,9 +24,6 @@ experiment: setup
 
 test: setup
 	$(PY) -m pytest -q
-
-test-slow: setup
-	$(PY) -m pytest -q -m slow
 
 lint: setup
 	$(VENV)/bin/ruff check journey tests examples benchmarks
