@@ -8,11 +8,14 @@ to one call; a backend chunks it as it likes.
 Sampling is seeded per row, not per batch: candidate j of a prefix with seed s is drawn from
 its own `torch.Generator` seeded from (s, j). A prefix therefore gets the same candidates
 whatever else shares its batch, which is what lets `build-tree` resume a killed run and write
-exactly what an uninterrupted run would (up to float noise from different padding).
+exactly what an uninterrupted run would (up to float noise from different padding). The n
+samples of a prompt share one prefill (its KV cache is computed once and copied).
+Backends: `TransformersPolicy` here, `OpenAIPolicy` (openai_policy.py), `VLLMPolicy`
+(vllm_policy.py); `load_policy(model, delimiter, sampling, backend)` picks one.
 
-    from journey.models.policy import TransformersPolicy, Prefix
-    policy = TransformersPolicy("embedded", delimiter="\\n", max_step_tokens=48)
-    policy.propose([Prefix([{"role": "user", "content": "2 + 3 * 4"}], [], seed=0)], n=3)
+    from journey.models.policy import Prefix, SamplingConfig, TransformersPolicy
+    policy = TransformersPolicy("embedded", delimiter="\\n", sampling=SamplingConfig(max_step_tokens=48))
+    policy.propose([Prefix([{"role": "user", "content": "(2 + 3) * 4 - 5"}], [], seed=0)], n=3)
 """
 
 from __future__ import annotations
