@@ -6,7 +6,7 @@
 The paper (MATH500, deepseek-math-7b): phase 1 .372 -> shortcut .386 vs journey .470 -> DPO .472.
 The same design here, every stage through the `journey` CLI:
   1. disjoint train and test problems (different seeds; test questions removed from train);
-  2. phase 1 = the embedded policy;
+  2. phase 1 = the embedded policy (or --phase1 PATH);
   3. build-tree on the train problems; derive-longthought gives, from the SAME trees, one
      journey row and one shortcut row per usable tree (same problems, same number of rows);
   4. phase-2 SFT from phase 1 on each file with identical settings (3 epochs, as the paper);
@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--style", default="concise", help="reflection phrasing (derive-longthought --style)")
     ap.add_argument("--dpo-problems", type=int, default=300, help="train problems sampled for on-policy pairs")
     ap.add_argument("--samples", type=int, default=8, help="k for maj@k and pass@k")
+    ap.add_argument("--phase1", default="embedded", help="the phase-1 policy (a checkpoint folder)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = args.out
@@ -99,7 +100,7 @@ def main() -> None:
         run("problems", "--n", args.train, "--seed", 100_000 + args.seed, "--out", train)
         disjoint_train(train, test)
     trees = out / "trees.jsonl"
-    run("build-tree", "--problems", train, "--out", trees, "--width", args.width, "--depth", 8,
+    run("build-tree", "--problems", train, "--out", trees, "--model", args.phase1, "--width", args.width, "--depth", 8,
         "--top-k", 2, "--temperature", 1.0, "--seed", args.seed)
     data = out / "data"
     if not (data / "sft_journey.jsonl").exists():
@@ -109,7 +110,7 @@ def main() -> None:
     for kind in ("shortcut", "journey"):
         mask = ("--mask-wrong-steps",) if kind == "journey" and args.mask_wrong_steps else ()
         if not (out / kind / "train.json").exists():
-            run("train", "--stage", "sft", "--data", data / f"sft_{kind}.jsonl", "--model", "embedded",
+            run("train", "--stage", "sft", "--data", data / f"sft_{kind}.jsonl", "--model", args.phase1,
                 "--out", out / kind, "--overwrite", *sft, *mask)
     pairs = out / "dpo_onpolicy.jsonl"
     if not pairs.exists():
@@ -123,7 +124,7 @@ def main() -> None:
 
     results = {}
     for name in MODELS:
-        model = "embedded" if name == "phase1" else out / name
+        model = args.phase1 if name == "phase1" else out / name
         metrics = out / "eval" / f"{name}.json"
         if not metrics.exists():
             run("eval", "--model", model, "--problems", test, "-k", args.samples, "--out", metrics,

@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--pool", type=int, default=100_000, help="training problems generated")
+    ap.add_argument("--hidden", type=int, default=128, help="hidden size (the shipped model: 128)")
+    ap.add_argument("--layers", type=int, default=4, help="transformer layers (the shipped model: 4)")
     ap.add_argument("--check-fraction", type=float, default=0.2,
                     help="share of training chats that check one reduction (0 = solutions only)")
     ap.add_argument("--seed", type=int, default=0)
@@ -120,7 +122,7 @@ def main() -> None:
     chats = solution_chats(task, args.pool, seed=10_000 + args.seed, exclude=exclude)
     n_checks = int(len(chats) * args.check_fraction / (1 - args.check_fraction))
     pool = encode(tok, chats + check_chats(task, rng.sample(chats, n_checks), rng))
-    model = AutoModelForCausalLM.from_config(build_config(tok))
+    model = AutoModelForCausalLM.from_config(build_config(tok, hidden_size=args.hidden, layers=args.layers))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, {len(chats)} solutions + {n_checks} checks")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.95))
