@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from journey.build_tree import load_trees
-from journey.io import DataError, check_writable, write_jsonl_atomic
+from journey.io import DataError, check_writable, write_jsonl_atomic, write_text_atomic
 from journey.longthought.paths import journey, preference_leaves, shortcut
 from journey.longthought.render import (
     REFLECTION_WORDS,
@@ -173,5 +173,5 @@ def run_derive(cfg: DeriveConfig) -> DeriveStats:
     digest = hashlib.sha256(Path(cfg.trees).read_bytes()).hexdigest()
     record = provenance("derive-longthought", {k: str(v) for k, v in asdict(cfg).items()},
                         inputs={str(cfg.trees): digest}, stats=asdict(stats))
-    (cfg.out_dir / "derive.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomic(cfg.out_dir / "derive.json", json.dumps(record, indent=2) + "\n")
     return stats

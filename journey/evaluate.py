@@ -20,7 +20,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from journey.io import check_writable, load_problems, write_jsonl_atomic
+from journey.io import check_writable, load_problems, write_jsonl_atomic, write_text_atomic
 from journey.longthought.render import REFLECTION_WORDS, count_reflection_words
 from journey.metrics import majority_vote, mean_and_se, pass_at_k
 from journey.models.policy import Policy, Prefix, Proposal, SamplingConfig, load_policy
@@ -129,7 +129,7 @@ def run_eval(cfg: GenerateConfig) -> dict:
     metrics = {"model": cfg.model, **metrics,
                "provenance": provenance("eval", {k: str(v) for k, v in asdict(cfg).items()})}
     write_jsonl_atomic(cfg.out.with_name(cfg.out.stem + ".generations.jsonl"), records)
-    cfg.out.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(cfg.out, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 

@@ -55,14 +55,17 @@ def load_problems(path: Path) -> list[Problem]:
     return problems
 
 
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    """Write all rows to `path` at once (a temp file renamed over it: never half-written)."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` at once (a temp file renamed over it: never half-written)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
+    """Write all rows to `path` as JSONL, at once (see `write_text_atomic`)."""
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def check_writable(path: Path) -> None:

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from journey.derive import tree_rng
+from journey.io import write_text_atomic
 from journey.longthought.paths import journey, shortcut
 from journey.search.tree import Tree
 
@@ -89,9 +90,7 @@ def write_page(trees: list[Tree], out: Path, max_trials: int = 2, trial_prob: fl
                seed: int = 0, title: str = "journey trees") -> int:
     """Write the page for `trees` to `out` (atomically); returns the number of trees shown."""
     views = [tree_view(t, max_trials, trial_prob, seed) for t in trees]
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(render_page(views, title), encoding="utf-8")
-    tmp.replace(out)
+    write_text_atomic(out, render_page(views, title))
     return len(views)
 
 
