@@ -164,11 +164,11 @@ class TreeBuilder:
     def _prune(self, f: InFlight, new: list[int]) -> None:
         """Keep the top K expandable children as the next frontier; mark the rest pruned."""
         f.depth += 1
-        expandable = [f.tree.node(n) for n in new
-                      if not f.tree.node(n)["terminal"] and f.tree.node(n)["verdict"] != "invalid"]
-        keep, pruned = select_top_k(expandable, self.config.top_k)
-        if f.depth >= self.config.depth:  # the last level: nothing is expanded, nothing pruned
-            keep, pruned = [], []
+        keep, pruned = [], []  # at the last level nothing is expanded and nothing is pruned
+        if f.depth < self.config.depth:
+            expandable = [f.tree.node(n) for n in new
+                          if not f.tree.node(n)["terminal"] and f.tree.node(n)["verdict"] != "invalid"]
+            keep, pruned = select_top_k(expandable, self.config.top_k)
         for nid in pruned:
             f.tree.node(nid)["pruned"] = True
         f.frontier = keep
