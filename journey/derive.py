@@ -30,7 +30,7 @@ from journey.longthought.render import (
     count_reflection_words,
     render_with_spans,
 )
-from journey.models.embedded import EMBEDDED_NAME
+from journey.models.embedded import EMBEDDED_NAME, resolve_model
 from journey.provenance import provenance
 from journey.search.tree import Tree
 from journey.tasks import get_task
@@ -150,12 +150,8 @@ def rewrite_all(cfg: DeriveConfig, task: Task, drafts) -> tuple[list[str], int]:
     return rewrite_drafts(policy, task, items, cfg.rewrite_max_tokens, cfg.seed)
 
 
-def count_tokens(tokenizer_name: str, rows: list[dict]) -> int:
-    from transformers import AutoTokenizer
-
-    from journey.models.embedded import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer_name))
+def count_tokens(tok, rows: list[dict]) -> int:
+    """Tokens in the assistant answers of SFT rows."""
     texts = [r["messages"][-1]["content"] for r in rows]
     return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]) if texts else 0
 
@@ -166,8 +162,11 @@ def run_derive(cfg: DeriveConfig) -> DeriveStats:
     task = get_task(cfg.task or trees[0].run.get("config", {}).get("task", "arith"))
     check_writable(cfg.out_dir / OUTPUTS[0])
     out, stats = derive_all(cfg, trees, task)
-    stats.journey_tokens = count_tokens(cfg.tokenizer, out["sft_journey.jsonl"])
-    stats.shortcut_tokens = count_tokens(cfg.tokenizer, out["sft_shortcut.jsonl"])
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(cfg.tokenizer))  # once, for both files
+    stats.journey_tokens = count_tokens(tok, out["sft_journey.jsonl"])
+    stats.shortcut_tokens = count_tokens(tok, out["sft_shortcut.jsonl"])
     for name, rows in out.items():
         write_jsonl_atomic(cfg.out_dir / name, rows)
     digest = hashlib.sha256(Path(cfg.trees).read_bytes()).hexdigest()
