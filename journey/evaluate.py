@@ -6,7 +6,7 @@
 `eval` reports greedy accuracy (with its standard error), and with `--samples k > 1`, maj@k,
 pass@1 and pass@k (unbiased estimator over the k samples), plus the mean number of generated
 tokens and the mean count of reflection words per greedy answer. It writes `metrics.json` and,
-beside it, `generations.jsonl` (every answer, for reading).
+beside it, `<name>.generations.jsonl` (every answer, for reading).
 
 `sample-pairs` is the paper's on-policy DPO data (Part 1): sample n responses per problem
 (temperature 0.7, top-p 0.95 by default), check each answer, and draw up to P right ones and P
@@ -133,17 +133,18 @@ def run_eval(cfg: GenerateConfig) -> dict:
     return metrics
 
 
-def draw_pairs(task: Task, problem: Problem, texts: list[str], pairs: int,
+def draw_pairs(task: Task, problem: Problem, texts: list[str], right: list[bool], pairs: int,
                rng: random.Random) -> list[dict]:
-    """Up to `pairs` (right, wrong) pairs from one problem's samples, drawn at random (distinct texts)."""
-    unique = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
-    right = [t for t in unique if task.check_answer(task.extract_answer(t), problem.answer)]
-    wrong = [t for t in unique if t not in right]
-    m = min(pairs, len(right), len(wrong))
+    """Up to `pairs` (right, wrong) pairs from one problem's samples (`right[i]`: text i checks),
+    drawn at random among distinct texts."""
+    verdict = {t.strip(): ok for t, ok in zip(texts, right) if t.strip()}  # first seen order
+    good = [t for t, ok in verdict.items() if ok]
+    bad = [t for t, ok in verdict.items() if not ok]
+    m = min(pairs, len(good), len(bad))
     prompt = task.messages(problem.question)
     return [{"prompt": prompt, "chosen": [{"role": "assistant", "content": c}],
              "rejected": [{"role": "assistant", "content": r}], "id": problem.id}
-            for c, r in zip(rng.sample(right, m), rng.sample(wrong, m))]
+            for c, r in zip(rng.sample(good, m), rng.sample(bad, m))]
 
 
 def run_sample_pairs(cfg: GenerateConfig, pairs: int) -> dict:
@@ -152,8 +153,12 @@ def run_sample_pairs(cfg: GenerateConfig, pairs: int) -> dict:
     task, problems, policy = load_for_generation(cfg)
     samples = generate(policy, task, problems, cfg.samples, cfg, cfg.temperature, "sample-pairs")
     rng = random.Random(cfg.seed)
-    rows = [row for p, s in zip(problems, samples) for row in draw_pairs(task, p, [x.text for x in s], pairs, rng)]
+    rows, n_right = [], 0
+    for p, s in zip(problems, samples):
+        texts = [x.text for x in s]
+        right = [task.check_answer(task.extract_answer(t), p.answer) for t in texts]  # checked once
+        n_right += sum(right)
+        rows += draw_pairs(task, p, texts, right, pairs, rng)
     write_jsonl_atomic(cfg.out, rows)
-    right = sum(task.check_answer(task.extract_answer(x.text), p.answer) for p, s in zip(problems, samples) for x in s)
-    return {"problems": len(problems), "samples": len(problems) * cfg.samples, "right": right,
+    return {"problems": len(problems), "samples": len(problems) * cfg.samples, "right": n_right,
             "pairs": len(rows), "problems_with_pairs": len({r["id"] for r in rows})}

@@ -206,7 +206,8 @@ def test_draw_pairs_pairs_right_with_wrong():
     task = get_task("arith")
     p = Problem("a", "1 + 2", "3")
     texts = ["The answer is 3.", "The answer is 3.", "1 + 2 = 3\nThe answer is 3.", "The answer is 4.", "oops"]
-    pairs = draw_pairs(task, p, texts, pairs=5, rng=random.Random(0))
+    right = [task.check_answer(task.extract_answer(t), p.answer) for t in texts]
+    pairs = draw_pairs(task, p, texts, right, pairs=5, rng=random.Random(0))
     assert len(pairs) == 2  # two distinct right texts, two wrong
     for row in pairs:
         assert task.check_answer(task.extract_answer(row["chosen"][0]["content"]), "3")
