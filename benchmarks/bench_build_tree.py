@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from journey.models.policy import Policy, Prefix, Proposal, TransformersPolicy
-from journey.models.prm import PRM, StepScore, build_prm
+from journey.models.prm import PRM, StepScore
+from journey.models.registry import build_prm
 from journey.search.build import SearchConfig, TreeBuilder, build_trees
 from journey.tasks import get_task
 

@@ -12,8 +12,8 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1/6 problems: 300 arith problems to learn from, 200 held out to test on"
-journey problems --task arith --n 300 --seed 0 --out "$out/train.jsonl"
-journey problems --task arith --n 200 --seed 1 --out "$out/test.jsonl"
+journey problems --task arith --n 300 --seed 0 --out "$out/train.jsonl" --overwrite
+journey problems --task arith --n 200 --seed 1 --out "$out/test.jsonl" --overwrite
 
 step "2/6 build-tree: embedded policy, exact-verifier PRM, w=4, D=8, K=2"
 journey build-tree --problems "$out/train.jsonl" --out "$out/trees.jsonl" \
@@ -37,7 +37,7 @@ journey train --stage sft --data "$out/data/sft_journey.jsonl" --model embedded 
   --out "$out/journey-sft" --epochs 3 --lr 5e-5 --batch-size 16 --overwrite
 
 step "6/6 eval: the embedded policy and the journey-trained one, on the held-out problems"
-journey eval --model embedded --problems "$out/test.jsonl" --samples 4 --out "$out/eval/embedded.json"
-journey eval --model "$out/journey-sft" --problems "$out/test.jsonl" --samples 4 --out "$out/eval/journey-sft.json"
+journey eval --model embedded --problems "$out/test.jsonl" --samples 4 --out "$out/eval/embedded.json" --overwrite
+journey eval --model "$out/journey-sft" --problems "$out/test.jsonl" --samples 4 --out "$out/eval/journey-sft.json" --overwrite
 
 printf '\nfiles in %s/: train.jsonl test.jsonl trees.jsonl data/ journey-sft/ eval/\n' "$out"

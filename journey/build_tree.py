@@ -15,18 +15,23 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from journey.config import check_at_least, check_sampling_flags
 from journey.io import (
     DataError,
     JsonlAppender,
+    check_not_an_input,
     check_writable,
-    drop_partial_last_line,
     load_problems,
+    output_lock,
+    problem_sha256,
     read_jsonl,
+    resume_journal,
+    take_first,
 )
 from journey.models.embedded import EMBEDDED_NAME
-from journey.models.policy import SamplingConfig, load_policy
-from journey.models.prm import PRMS, build_prm
-from journey.provenance import provenance
+from journey.models.policy import Prefix, SamplingConfig
+from journey.models.registry import PRMS, build_prm, load_policy
+from journey.provenance import model_fingerprint, provenance
 from journey.search.build import SearchConfig, TreeBuilder, build_trees
 from journey.search.tree import FORMAT, Tree
 from journey.tasks import get_task
@@ -63,17 +68,25 @@ class BuildTreeConfig:
     limit: int | None = None  # only the first N problems
 
     def __post_init__(self):
+        check_at_least(1, max_step_tokens=self.max_step_tokens, batch_size=self.batch_size,
+                       trees_in_flight=self.trees_in_flight, rollouts=self.rollouts)
+        check_sampling_flags(self.temperature, self.top_p)
+        if self.limit is not None:
+            check_at_least(1, limit=self.limit)
         self.search = SearchConfig(self.width, self.depth, self.top_k, self.seed)
         self.sampling = SamplingConfig(self.temperature, self.top_p, self.max_step_tokens,
                                        self.batch_size)
         if self.prm not in PRMS:
             raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
-        if self.trees_in_flight < 1:
-            raise ValueError(f"--trees-in-flight must be >= 1, got {self.trees_in_flight}")
 
     def content(self) -> dict:
-        d = asdict(self)
-        return {k: d[k] for k in CONTENT_KEYS}
+        """What decides a tree (compared on resume), the models' fingerprints included."""
+        if not hasattr(self, "_content"):
+            d = asdict(self)
+            self._content = {**{k: d[k] for k in CONTENT_KEYS},
+                             "model_fingerprint": model_fingerprint(self.model),
+                             "prm_model_fingerprint": model_fingerprint(self.prm_model) if self.prm_model else None}
+        return self._content
 
 
 @dataclass
@@ -81,7 +94,7 @@ class TreeStats:
     """Running totals over finished trees, for the summary table."""
 
     trees: int = 0
-    solved: int = 0  # trees with at least one correct answer
+    solved: int = 0  # trees with a correct path (`Tree.clean_correct_leaves`), as derive counts
     nodes: int = 0
     steps_generated: int = 0
     tokens: int = 0
@@ -89,78 +102,99 @@ class TreeStats:
     resumed: int = 0
     extra: dict = field(default_factory=dict)
 
-    def add(self, row: dict) -> None:
+    def add(self, tree: Tree) -> None:
         self.trees += 1
-        self.solved += any(n["terminal"] and n["correct"] for n in row["nodes"])
-        self.nodes += len(row["nodes"]) - 1
-        self.steps_generated += row["costs"].get("steps_generated", 0)
-        self.tokens += row["costs"].get("tokens", 0)
+        self.solved += bool(tree.clean_correct_leaves())
+        self.nodes += tree.graph.number_of_nodes() - 1
+        self.steps_generated += tree.costs.get("steps_generated", 0)
+        self.tokens += tree.costs.get("tokens", 0)
 
 
-def resume_state(cfg: BuildTreeConfig) -> tuple[set[str], TreeStats]:
-    """Ids already in `cfg.out` and their stats; DataError if the file is foreign or the config differs."""
+def resume_state(cfg: BuildTreeConfig, problems: list) -> tuple[set[str], TreeStats]:
+    """Ids already in `cfg.out` and their stats (see `journey.io.resume_journal` for what is
+    checked: format, config, changed problems, duplicates, a cut last line)."""
     stats = TreeStats()
-    if cfg.overwrite or not cfg.out.exists() or cfg.out.stat().st_size == 0:
+    if cfg.overwrite:
         return set(), stats
-    if drop_partial_last_line(cfg.out):
-        log.warning("%s: dropped a partial last line left by an interrupted run", cfg.out)
-    done: set[str] = set()
-    for lineno, row in read_jsonl(cfg.out):
-        if row.get("format") != FORMAT:
-            raise DataError(f"{cfg.out}:{lineno}: not a {FORMAT} line; pick another --out or --overwrite")
-        before = row.get("run", {}).get("config", {})
-        diff = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in cfg.content().items() if before.get(k) != v]
-        if diff:
-            raise DataError(f"{cfg.out} was built with a different config ({'; '.join(diff)}); "
-                            "rerun with the same flags, another --out, or --overwrite")
-        done.add(row["problem"]["id"])
-        stats.add(row)
-    stats.resumed = len(done)
-    return done, stats
+    rows = resume_journal(cfg.out, FORMAT, cfg.content(), problems,
+                          config_of=lambda r: r.get("run", {}).get("config", {}),
+                          problem_of=lambda r: r.get("problem"), problems_path=cfg.problems)
+    for pid, row in rows.items():
+        try:
+            stats.add(Tree.from_json(row, where=f"{cfg.out} (tree {pid!r})"))
+        except ValueError as err:
+            raise DataError(str(err)) from None
+    stats.resumed = len(rows)
+    return set(rows), stats
 
 
 def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
     """Build (or finish building) every tree for `cfg.problems` into `cfg.out`.
 
     `progress`, if given, is a callable `(event, value)`: ("total", n), ("tree", 1), ("nodes", n).
+    Holds the output's lock for the whole run: a second writer is refused.
     """
     task = get_task(cfg.task)
-    problems = load_problems(cfg.problems)[: cfg.limit]
+    every = load_problems(cfg.problems)
+    problems = take_first(every, cfg.limit)
     check_writable(cfg.out)
-    done, stats = resume_state(cfg)
+    check_not_an_input(cfg.out, {"--problems": cfg.problems})
+    with output_lock(cfg.out):
+        return _build_locked(cfg, task, every, problems, progress)
+
+
+def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progress) -> TreeStats:
+    done, stats = resume_state(cfg, every)
     policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling, cfg.backend)
     prm = build_prm(cfg.prm, task, policy, cfg.prm_model, cfg.rollouts)
     todo = [p for p in problems if p.id not in done]
+    policy.check_fits([Prefix(task.messages(p.question)) for p in todo],
+                      cfg.depth * cfg.max_step_tokens, [f"{cfg.problems}:{p.line}" for p in todo],
+                      f"--depth {cfg.depth} x --max-step-tokens {cfg.max_step_tokens}")
     run = provenance("build-tree", cfg.content(),
                      exhaustive_expansions=cfg.search.exhaustive_expansions(),
                      exhaustive_steps=cfg.width * cfg.search.exhaustive_expansions())
-    stats.extra = {"problems": len(problems), "exhaustive_steps": run["exhaustive_steps"]}
+    stats.extra = {"problems": len(problems), "exhaustive_steps": run["exhaustive_steps"],
+                   "wkd_steps": cfg.width * cfg.top_k * cfg.depth, "out": cfg.out}
     if cfg.overwrite and cfg.out.exists():
-        cfg.out.unlink()
+        cfg.out.unlink()  # only now: every check passed and the models loaded
     builder = TreeBuilder(task, policy, prm, cfg.search)
+    sha = {p.id: problem_sha256(p) for p in todo}
     t0 = time.perf_counter()
     if progress:
         progress("total", len(todo))
     with JsonlAppender(cfg.out) as out:
         on_level = (lambda n: progress("nodes", n)) if progress else None
         for tree in build_trees(todo, builder, cfg.trees_in_flight, run, on_level):
-            row = tree.to_json()
-            out.write(row)
-            stats.add(row)
+            out.write({**tree.to_json(), "problem_sha256": sha[tree.id]})
+            stats.add(tree)
             if progress:
                 progress("tree", 1)
+            stats.seconds = time.perf_counter() - t0
     stats.seconds = time.perf_counter() - t0
     return stats
 
 
 def load_trees(path: Path) -> list[Tree]:
-    """Every tree in a trees.jsonl file (DataError naming file:line on anything else)."""
-    trees = []
+    """Every tree in a trees.jsonl file (DataError naming file:line on anything else).
+
+    A problem id seen twice (two runs wrote one file) keeps its first tree; the others are
+    dropped with a warning that says how many.
+    """
+    trees, seen, dropped = [], set(), 0
     for lineno, row in read_jsonl(path):
         try:
-            trees.append(Tree.from_json(row, where=f"{path}:{lineno}"))
+            tree = Tree.from_json(row, where=f"{path}:{lineno}")
         except ValueError as err:
             raise DataError(str(err)) from None
+        if tree.id in seen:
+            dropped += 1
+            continue
+        seen.add(tree.id)
+        trees.append(tree)
     if not trees:
         raise DataError(f"{path}: no trees in the file")
+    if dropped:
+        log.warning("%s: dropped %d tree(s) whose problem id was already seen; kept the first of each",
+                    path, dropped)
     return trees

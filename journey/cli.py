@@ -16,7 +16,9 @@ one-line error with exit code 1.
 from __future__ import annotations
 
 import logging
+import signal
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -45,33 +47,92 @@ def fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def describe_os_error(err: OSError) -> str:
+    """'[Errno 20] Not a directory: PosixPath('a/b')' -> 'a/b: Not a directory'."""
+    why = err.strerror or str(err)
+    if err.filename is not None:
+        where = f"{err.filename} -> {err.filename2}" if err.filename2 is not None else err.filename
+        return f"{where}: {why}"
+    return why
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so every `finally` and cleanup runs as for Ctrl-C."""
+
+
+def on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 @contextmanager
-def user_errors():
-    """Turn bad input (ValueError, our DataError included, or a file OSError) into one line, exit 1."""
+def user_errors(kept: Callable[[], str] | None = None):
+    """Turn bad input (ValueError, our DataError included, or an OSError) into one line, exit 1;
+    turn Ctrl-C or SIGTERM into one line saying what was kept (`kept()`), exit 130 or 143."""
     try:
         yield
+    except KeyboardInterrupt as err:
+        signame, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
+        note = kept() if kept else "nothing was written"
+        err_console.print(f"[bold yellow]interrupted[/] ({signame}): {note}", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(code=code) from None
     except (ValueError, OSError) as err:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise  # --verbose: the whole traceback
-        fail(str(err))
+        fail(describe_os_error(err) if isinstance(err, OSError) else str(err))
+
+
+def count_lines(path: Path) -> int:
+    """Complete lines in `path` (0 when it does not exist)."""
+    try:
+        with Path(path).open("rb") as fh:
+            return sum(1 for line in fh if line.endswith(b"\n"))
+    except OSError:
+        return 0
 
 
 def load_recipe(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
-    """Eager `--config`: a YAML mapping of flag names to values, used as defaults (flags win)."""
+    """Eager `--config`: a YAML mapping of flag names to values, used as defaults (flags win).
+
+    Every key must be a flag of the command and every value must convert to the flag's type;
+    anything else is an error naming the file and line (`recipe.yaml:3: width: 'two' is not a
+    valid integer`), exit 1.
+    """
     if value is None:
         return value
     try:
-        recipe = yaml.safe_load(value.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
+        text = value.read_text(encoding="utf-8")
+        recipe = yaml.safe_load(text) or {}
+        node = yaml.compose(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         fail(f"--config {value}: cannot read it as YAML ({err.__class__.__name__})")
     if not isinstance(recipe, dict):
         fail(f"--config {value}: expected a mapping of flag names to values")
-    known = {p.name for p in ctx.command.params}
-    unknown = sorted(set(k.replace("-", "_") for k in recipe) - known)
-    if unknown:
-        fail(f"--config {value}: unknown keys {', '.join(unknown)}")
-    ctx.default_map = {**(ctx.default_map or {}), **{k.replace("-", "_"): v for k, v in recipe.items()}}
+    lines = {str(k.value): k.start_mark.line + 1 for k, _ in getattr(node, "value", [])
+             if isinstance(k, yaml.ScalarNode)}
+    params = {p.name: p for p in ctx.command.params}
+    defaults = {}
+    for key, val in recipe.items():
+        name, where = str(key).replace("-", "_"), f"{value}:{lines.get(str(key), '?')}"
+        if name not in params or name == "config":
+            fail(f"--config {where}: unknown key {key!r}")
+        defaults[name] = recipe_value(ctx, params[name], val, where, key)
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def recipe_value(ctx: typer.Context, param, val, where: str, key):
+    """`val` converted to `param`'s type, or a one-line error naming the recipe's file:line."""
+    if val is None:
+        if param.default is None:
+            return None
+        fail(f"--config {where}: {key} has no value")
+    if isinstance(val, dict) or (isinstance(val, list) and not getattr(param, "multiple", False)):
+        fail(f"--config {where}: {key} must be a single value, got {type(val).__name__}")
+    try:
+        return param.get_runtime_param().coerce(val, param=param, ctx=ctx)
+    except typer.BadParameter as err:
+        fail(f"--config {where}: {key}: {err.message} (got {val!r})")
 
 
 ConfigOption = Annotated[
@@ -94,6 +155,7 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
 ) -> None:
     """journey: long-thought training data by tree search, and training on it."""
+    signal.signal(signal.SIGTERM, on_sigterm)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)])
     for noisy in ("transformers", "httpx", "datasets"):
@@ -115,10 +177,11 @@ def problems(
     task: Annotated[str, typer.Option(help="Problem domain.")] = "arith",
     n: Annotated[int, typer.Option(help="How many problems.")] = 100,
     seed: Annotated[int, typer.Option(help="Generator seed: the same seed gives the same problems.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Generate problems (id, question, answer) as JSONL for the other stages."""
-    from journey.io import check_writable, write_jsonl_atomic
+    from journey.io import DataError, check_writable, output_lock, write_jsonl_atomic
     from journey.tasks import get_task
 
     if n <= 0:
@@ -126,8 +189,11 @@ def problems(
     with user_errors():
         t = get_task(task)
         check_writable(out)
-        rows = [p.to_row() for p in t.generate(n, seed)]
-        write_jsonl_atomic(out, rows)
+        with output_lock(out):
+            if out.exists() and not overwrite:
+                raise DataError(f"--out {out}: the file exists; pass --overwrite to replace it")
+            rows = [p.to_row() for p in t.generate(n, seed)]
+            write_jsonl_atomic(out, rows)
     console.print(f"wrote {len(rows)} {task} problems to {out}")
 
 
@@ -167,7 +233,8 @@ def build_tree(
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             batch_size=batch_size, trees_in_flight=trees_in_flight, seed=seed, overwrite=overwrite,
             limit=limit)
-    with user_errors(), progress_bar("build-tree", None, "trees") as advance:
+    kept = lambda: f"{count_lines(out):,} finished trees are kept in {out}; rerun the same command to resume"  # noqa: E731
+    with user_errors(kept), progress_bar("build-tree", None, "trees") as advance:
         nodes, started = [0], time.perf_counter()
 
         def progress(event: str, value: int) -> None:
@@ -181,16 +248,19 @@ def build_tree(
                 advance(0, info=f"{nodes[0]:,} nodes ({rate:,.0f} nodes/s)")
 
         stats = run_build_tree(cfg, progress)
-    exhaustive = stats.extra["exhaustive_steps"]
-    mean = lambda x: f"{x / stats.trees:,.1f}" if stats.trees else "-"  # noqa: E731
+    x = stats.extra
+    mean = lambda v: f"{v / stats.trees:,.1f}" if stats.trees else "-"  # noqa: E731
     console.print(summary_table(f"build-tree -> {out}", [
-        ("problems", f"{stats.extra['problems']:,} ({stats.resumed:,} already done)"),
-        ("trees with a correct answer", f"{stats.solved:,} / {stats.trees:,}"),
+        ("problems", f"{x['problems']:,} ({stats.resumed:,} already done)"),
+        ("trees with a correct path", f"{stats.solved:,} / {stats.trees:,}"),
         ("mean nodes per tree", mean(stats.nodes)),
-        ("mean steps generated per tree", f"{mean(stats.steps_generated)} (exhaustive: {exhaustive:,})"),
+        ("mean steps generated per tree",
+         f"{mean(stats.steps_generated)} (w·K·D: {x['wkd_steps']:,}; exhaustive: {x['exhaustive_steps']:,})"),
         ("tokens generated", f"{stats.tokens:,}"),
         ("time (this run)", f"{stats.seconds:,.1f} s"),
     ]))
+    console.print("A correct path: a right final answer with every step judged correct "
+                  "(what derive-longthought can use).", style="dim")
 
 
 @app.command("derive-longthought")
@@ -211,7 +281,7 @@ def derive_longthought(
     """Derive long thoughts from trees: the shortcut, the journey (trials, reflection, backtracking), DPO pairs."""
     from journey.derive import DeriveConfig, run_derive
 
-    with user_errors():
+    with user_errors(lambda: f"nothing was written; {out_dir} is as it was"):
         cfg = DeriveConfig(
             trees=trees, out_dir=out_dir, max_trials=max_trials, trial_prob=trial_prob,
             pairs_per_problem=pairs_per_problem, style=style, seed=seed, task=task,
@@ -220,7 +290,7 @@ def derive_longthought(
     used = max(stats.used, 1)
     words = ", ".join(f"{w} {c / used:.2f}" for w, c in stats.reflection_words.items())
     rows = [
-        ("trees used / skipped (no clean correct path)", f"{stats.used:,} / {stats.skipped_no_correct:,}"),
+        ("trees with a correct path (used) / without", f"{stats.used:,} / {stats.skipped_no_correct:,}"),
         ("mean trials per journey", f"{stats.trials / used:.2f}"),
         ("mean tokens: journey vs shortcut", f"{stats.journey_tokens / used:,.1f} vs {stats.shortcut_tokens / used:,.1f}"),
         ("reflection words per journey", words),
@@ -264,6 +334,7 @@ def train(
             batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
             max_steps=max_steps, lora=lora, mask_wrong_steps=mask_wrong_steps, beta=beta, loss_type=loss_type, seed=seed,
             overwrite=overwrite)
+    with user_errors(lambda: f"the unfinished checkpoint was removed; {out} is as it was"):
         record = run_train(cfg)
     curve = record["loss_curve"]
     console.print(summary_table(f"train --stage {stage} -> {out}", [
@@ -276,14 +347,19 @@ def train(
 
 
 def generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
-                     batch_size, seed, limit, backend):
+                     batch_size, seed, limit, backend, overwrite):
     from journey.evaluate import GenerateConfig
 
     with user_errors():
         return GenerateConfig(
             model=model, problems=problems, out=out, task=task, samples=samples,
             temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-            batch_size=batch_size, seed=seed, limit=limit, backend=backend)
+            batch_size=batch_size, seed=seed, limit=limit, backend=backend, overwrite=overwrite)
+
+
+def journal_kept(journal: Path) -> Callable[[], str]:
+    return lambda: (f"{count_lines(journal):,} finished problems are kept in {journal}; "
+                    "rerun the same command to resume")
 
 
 ModelOpt = Annotated[str, typer.Option(help="'embedded', a checkpoint folder, or a hub id.")]
@@ -295,6 +371,7 @@ MaxNewOpt = Annotated[int, typer.Option(help="Longest answer, in tokens.")]
 BatchOpt = Annotated[int, typer.Option(help="Sequences per generate call.")]
 SeedOpt = Annotated[int, typer.Option(help="Sampling seed.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Only the first N problems.")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Start over instead of resuming the generations kept beside --out.")]
 
 
 @app.command("eval")
@@ -311,14 +388,15 @@ def eval_(
     seed: SeedOpt = 0,
     limit: LimitOpt = None,
     backend: BackendOpt = "transformers",
+    overwrite: OverwriteOpt = False,
     config: ConfigOption = None,
 ) -> None:
     """Measure a model on held-out problems: accuracy, maj@k, pass@k, tokens, reflection words."""
-    from journey.evaluate import run_eval
+    from journey.evaluate import generations_path, run_eval
 
     cfg = generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
-                           batch_size, seed, limit, backend)
-    with user_errors():
+                           batch_size, seed, limit, backend, overwrite)
+    with user_errors(journal_kept(generations_path(out))):
         m = run_eval(cfg)
     rows = [("problems", f"{m['problems']:,}"),
             ("greedy accuracy", f"{m['accuracy']:.3f} ± {m['accuracy_se']:.3f}")]
@@ -327,7 +405,7 @@ def eval_(
                  (f"pass@{samples}", f"{m[f'pass@{samples}']:.3f}")]
     rows += [("mean tokens (greedy)", f"{m['mean_tokens']:,.1f}"),
              ("reflection words per answer", ", ".join(f"{w} {c:.2f}" for w, c in m["reflection_words_per_answer"].items())),
-             ("files", f"{out}, {out.with_name(out.stem + '.generations.jsonl')}")]
+             ("files", f"{out}, {generations_path(out)}")]
     console.print(summary_table(f"eval {model}", rows))
 
 
@@ -346,19 +424,21 @@ def sample_pairs(
     seed: SeedOpt = 0,
     limit: LimitOpt = None,
     backend: BackendOpt = "transformers",
+    overwrite: OverwriteOpt = False,
     config: ConfigOption = None,
 ) -> None:
     """On-policy DPO pairs (the paper's recipe): sample answers, check them, pair right with wrong."""
-    from journey.evaluate import run_sample_pairs
+    from journey.evaluate import run_sample_pairs, samples_path
 
     cfg = generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
-                           batch_size, seed, limit, backend)
-    with user_errors():
+                           batch_size, seed, limit, backend, overwrite)
+    with user_errors(journal_kept(samples_path(out))):
         s = run_sample_pairs(cfg, pairs)
     console.print(summary_table(f"sample-pairs -> {out}", [
         ("problems", f"{s['problems']:,}"),
         ("samples right", f"{s['right']:,} / {s['samples']:,}"),
         ("pairs written", f"{s['pairs']:,} (from {s['problems_with_pairs']:,} problems)"),
+        ("files", f"{out}, {samples_path(out)}"),
     ]))
 
 

@@ -8,8 +8,11 @@ Writes into the output folder:
     sft_shortcut.jsonl  the same trees' shortcuts ("kind": "shortcut", "trials": 0)
     dpo_pairs.jsonl     {"prompt": [user], "chosen": [assistant], "rejected": [assistant], "id"}
     derive.json         provenance: command, config, input hash, counts
-All four are written only after every tree has been read and derived (each atomically), so bad
-input leaves nothing behind. Trees with no correct answer are skipped and counted. The
+The four are written as one set: into a sibling folder that then replaces the output folder in
+one rename (`journey.io.atomic_folder`), so bad input, a kill or a full disk leaves the old
+output as it was, never a mix of two runs. The folder must be new, empty, or an earlier
+derive-longthought output (only these files); one run at a time (a lock). A problem id seen
+twice in the trees (two runs wrote one file) keeps its first tree, and the summary says so. Trees with no correct answer are skipped and counted. The
 algorithm is documented in `journey.longthought.paths` and `journey.longthought.render`.
 """
 
@@ -22,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from journey.build_tree import load_trees
-from journey.io import DataError, check_writable, write_jsonl_atomic, write_text_atomic
+from journey.io import DataError, atomic_folder, output_lock, write_jsonl_atomic, write_text_atomic
 from journey.longthought.paths import journey, preference_leaves, shortcut
 from journey.longthought.render import (
     REFLECTION_WORDS,
@@ -37,6 +40,7 @@ from journey.tasks import get_task
 from journey.tasks.base import Task
 
 OUTPUTS = ("sft_journey.jsonl", "sft_shortcut.jsonl", "dpo_pairs.jsonl")
+RECORD = "derive.json"
 
 
 @dataclass
@@ -140,7 +144,8 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
 
 def rewrite_all(cfg: DeriveConfig, task: Task, drafts) -> tuple[list[str], int]:
     from journey.longthought.rewrite import rewrite_drafts
-    from journey.models.policy import SamplingConfig, load_policy
+    from journey.models.policy import SamplingConfig
+    from journey.models.registry import load_policy
 
     try:
         policy = load_policy(cfg.rewrite_model, task.step_delimiter, SamplingConfig(temperature=0.0))
@@ -156,21 +161,28 @@ def count_tokens(tok, rows: list[dict]) -> int:
     return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]) if texts else 0
 
 
+def is_derive_output(folder: Path) -> bool:
+    """Whether `folder` holds an earlier derive-longthought output and nothing else."""
+    names = {p.name for p in folder.iterdir()}
+    return RECORD in names and names <= {*OUTPUTS, RECORD}
+
+
 def run_derive(cfg: DeriveConfig) -> DeriveStats:
-    """Read every tree, derive every row, then write the files (nothing on any error)."""
+    """Read every tree, derive every row, then write the files as one set (nothing on any error)."""
     trees = load_trees(cfg.trees)
     task = get_task(cfg.task or trees[0].run.get("config", {}).get("task", "arith"))
-    check_writable(cfg.out_dir / OUTPUTS[0])
-    out, stats = derive_all(cfg, trees, task)
-    from transformers import AutoTokenizer
+    with output_lock(cfg.out_dir, "--out-dir"), atomic_folder(cfg.out_dir, is_derive_output) as staging:
+        out, stats = derive_all(cfg, trees, task)
+        from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model(cfg.tokenizer))  # once, for both files
-    stats.journey_tokens = count_tokens(tok, out["sft_journey.jsonl"])
-    stats.shortcut_tokens = count_tokens(tok, out["sft_shortcut.jsonl"])
-    for name, rows in out.items():
-        write_jsonl_atomic(cfg.out_dir / name, rows)
-    digest = hashlib.sha256(Path(cfg.trees).read_bytes()).hexdigest()
-    record = provenance("derive-longthought", {k: str(v) for k, v in asdict(cfg).items()},
-                        inputs={str(cfg.trees): digest}, stats=asdict(stats))
-    write_text_atomic(cfg.out_dir / "derive.json", json.dumps(record, indent=2) + "\n")
+        tok = AutoTokenizer.from_pretrained(resolve_model(cfg.tokenizer))  # once, for both files
+        stats.journey_tokens = count_tokens(tok, out["sft_journey.jsonl"])
+        stats.shortcut_tokens = count_tokens(tok, out["sft_shortcut.jsonl"])
+        for name, rows in out.items():
+            write_jsonl_atomic(staging / name, rows)
+        digest = hashlib.sha256(Path(cfg.trees).read_bytes()).hexdigest()
+        config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+        record = provenance("derive-longthought", config, inputs={str(cfg.trees): digest},
+                            stats=asdict(stats))
+        write_text_atomic(staging / RECORD, json.dumps(record, indent=2) + "\n")
     return stats

@@ -10,24 +10,55 @@ beside it, `<name>.generations.jsonl` (every answer, for reading).
 
 `sample-pairs` is the paper's on-policy DPO data (Part 1): sample n responses per problem
 (temperature 0.7, top-p 0.95 by default), check each answer, and draw up to P right ones and P
-wrong ones at random into P pairs, as TRL's `{"prompt", "chosen", "rejected"}` rows.
+wrong ones at random into P pairs, as TRL's `{"prompt", "chosen", "rejected"}` rows. A rejected
+answer is a real wrong answer (one was stated, and it is wrong), never a cut-off or answer-less
+text. Its samples, with their verdicts, go to `<name>.samples.jsonl` beside the pairs.
+
+Both are resumable per problem, as build-tree is: the generations (`journey.generations/v1`)
+and samples (`journey.samples/v1`) files are journals, appended one problem at a time as it
+finishes; a rerun skips finished problems (same checks as build-tree: format, config, changed
+problems, duplicates) and refuses a different config unless `--overwrite`. The final file
+(`metrics.json`, the pairs) is written at once from the journal when every problem is done,
+and removed first when a run starts over, so it never describes another run's generations.
+Each problem's sampling seed derives from the run seed and its id, so a resumed run samples
+what an uninterrupted one would. One run per output at a time (a lock).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from journey.io import check_writable, load_problems, write_jsonl_atomic, write_text_atomic
+from journey.config import check_at_least, check_sampling_flags
+from journey.io import (
+    JsonlAppender,
+    check_not_an_input,
+    check_writable,
+    load_problems,
+    output_lock,
+    problem_sha256,
+    resume_journal,
+    take_first,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 from journey.longthought.render import REFLECTION_WORDS, count_reflection_words
 from journey.metrics import majority_vote, mean_and_se, pass_at_k
-from journey.models.policy import Policy, Prefix, Proposal, SamplingConfig, load_policy
+from journey.models.policy import Policy, Prefix, Proposal, SamplingConfig
+from journey.models.registry import load_policy
 from journey.progress import progress_bar
-from journey.provenance import provenance
+from journey.provenance import model_fingerprint, provenance
+from journey.search.build import node_seed
 from journey.tasks import get_task
 from journey.tasks.base import Problem, Task
+
+GENERATIONS = "journey.generations/v1"
+SAMPLES = "journey.samples/v1"
+# The config keys that decide what is generated: a resumed run must match them.
+CONTENT_KEYS = ("model", "task", "samples", "temperature", "top_p", "max_new_tokens", "seed")
 
 
 @dataclass
@@ -46,100 +77,168 @@ class GenerateConfig:
     batch_size: int = 64
     seed: int = 0
     limit: int | None = None
+    overwrite: bool = False
 
     def __post_init__(self):
-        if self.samples < 1:
-            raise ValueError(f"--samples must be >= 1, got {self.samples}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
-        SamplingConfig(self.temperature, self.top_p, 1, self.batch_size)  # validates the flags
+        check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
+                       batch_size=self.batch_size)
+        if self.limit is not None:
+            check_at_least(1, limit=self.limit)
+        check_sampling_flags(self.temperature, self.top_p)
+
+    def content(self) -> dict:
+        """What decides the generations (compared on resume), the model's fingerprint included."""
+        if not hasattr(self, "_content"):
+            d = asdict(self)
+            self._content = {**{k: d[k] for k in CONTENT_KEYS},
+                             "model_fingerprint": model_fingerprint(self.model)}
+        return self._content
+
+
+def problem_seed(seed: int, problem_id: str) -> int:
+    """A problem's sampling seed: from the run seed and its id, not its place in the file."""
+    return node_seed(seed, problem_id, 0)
 
 
 def generate(policy: Policy, task: Task, problems: list[Problem], n: int, cfg: GenerateConfig,
-             temperature: float, label: str = "generate") -> list[list[Proposal]]:
-    """n whole answers per problem, seeded per problem, with a progress bar."""
+             temperature: float) -> list[list[Proposal]]:
+    """n whole answers per problem, seeded per problem (one batched call)."""
     policy.sampling = SamplingConfig(temperature, cfg.top_p, 1, cfg.batch_size)
-    prefixes = [Prefix(task.messages(p.question), [], seed=cfg.seed * 1_000_003 + i)
-                for i, p in enumerate(problems)]
-    per_call = max(1, cfg.batch_size // n)
-    out: list[list[Proposal]] = []
-    with progress_bar(label, len(prefixes), "problems") as advance:
-        for i in range(0, len(prefixes), per_call):
-            chunk = prefixes[i : i + per_call]
-            out += policy.complete(chunk, n, cfg.max_new_tokens)
-            advance(len(chunk))
-    return out
+    prefixes = [Prefix(task.messages(p.question), [], seed=problem_seed(cfg.seed, p.id)) for p in problems]
+    return policy.complete(prefixes, n, cfg.max_new_tokens)
+
+
+def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
+                make_rows: Callable[[list[Problem]], list[dict]]) -> list[dict]:
+    """Every problem's journal row, in problem order: finished ones read back, the rest made
+    in chunks by `make_rows` and appended as they finish. Holds the lock on `cfg.out`."""
+    task = get_task(cfg.task)
+    every = load_problems(cfg.problems)
+    problems = take_first(every, cfg.limit)
+    check_writable(cfg.out)
+    for out in (cfg.out, journal):
+        check_not_an_input(out, {"--problems": cfg.problems})
+    with output_lock(cfg.out):
+        done = {} if cfg.overwrite else resume_journal(
+            journal, fmt, cfg.content(), every, config_of=lambda r: r.get("config"),
+            problem_of=lambda r: {"id": r.get("id"), "question": r.get("question"), "answer": r.get("gold")},
+            problems_path=cfg.problems)
+        todo = [p for p in problems if p.id not in done]
+        policy = None
+        if todo:
+            policy = load_policy(cfg.model, task.step_delimiter, SamplingConfig(batch_size=cfg.batch_size),
+                                 cfg.backend)
+            policy.check_fits([Prefix(task.messages(p.question)) for p in todo], cfg.max_new_tokens,
+                              [f"{cfg.problems}:{p.line}" for p in todo], "--max-new-tokens")
+        cfg.out.unlink(missing_ok=True)  # the final file must never describe other generations
+        if cfg.overwrite:
+            journal.unlink(missing_ok=True)
+        per_call = max(1, cfg.batch_size // cfg.samples)
+        with JsonlAppender(journal) as out, progress_bar(label, len(problems), "problems") as advance:
+            advance(len(problems) - len(todo))
+            for i in range(0, len(todo), per_call):
+                chunk = todo[i : i + per_call]
+                for row in make_rows(task, policy, chunk):
+                    out.write(row)
+                    done[row["id"]] = row
+                advance(len(chunk))
+    return [done[p.id] for p in problems]
+
+
+def journal_row(fmt: str, cfg: GenerateConfig, p: Problem, **fields) -> dict:
+    return {"format": fmt, "id": p.id, "problem_sha256": problem_sha256(p), "config": cfg.content(),
+            "question": p.question, "gold": p.answer, **fields}
+
+
+def eval_rows(cfg: GenerateConfig) -> Callable:
+    """Rows of the generations journal for a chunk of problems: greedy, then the k samples."""
+
+    def make(task: Task, policy: Policy, chunk: list[Problem]) -> list[dict]:
+        greedy = [g[0] for g in generate(policy, task, chunk, 1, cfg, 0.0)]
+        samples = generate(policy, task, chunk, cfg.samples, cfg, cfg.temperature) if cfg.samples > 1 else None
+        return [journal_row(GENERATIONS, cfg, p, **record(task, p, g, samples[i] if samples else None))
+                for i, (p, g) in enumerate(zip(chunk, greedy))]
+
+    return make
+
+
+def record(task: Task, p: Problem, greedy: Proposal, samples: list[Proposal] | None) -> dict:
+    """One problem's generations, with extracted answers and verdicts (checked once here)."""
+    answer = task.extract_answer(greedy.text)
+    rec = {"greedy": greedy.text, "answer": answer, "correct": task.check_answer(answer, p.answer),
+           "tokens": greedy.tokens}
+    if samples is not None:
+        rec["samples"] = [s.text for s in samples]
+        rec["sample_answers"] = [task.extract_answer(s.text) for s in samples]
+        rec["sample_correct"] = [task.check_answer(a, p.answer) for a in rec["sample_answers"]]
+    return rec
+
+
+def metrics_of(task: Task, records: list[dict]) -> dict:
+    """Metrics from per-problem records (pure: no model involved)."""
+    n = len(records)
+    words = dict.fromkeys(REFLECTION_WORDS, 0)
+    for rec in records:
+        for w, c in count_reflection_words(rec["greedy"]).items():
+            words[w] += c
+    acc, se = mean_and_se([float(r["correct"]) for r in records])
+    metrics = {
+        "problems": n,
+        "accuracy": round(acc, 4),
+        "accuracy_se": round(se, 4),
+        "mean_tokens": round(sum(r["tokens"] for r in records) / n, 1),
+        "reflection_words_per_answer": {w: round(c / n, 3) for w, c in words.items()},
+    }
+    if "samples" in records[0]:
+        k = len(records[0]["samples"])
+        maj = [task.check_answer(majority_vote(r["sample_answers"]), r["gold"]) for r in records]
+        p1 = [pass_at_k(k, sum(r["sample_correct"]), 1) for r in records]
+        pk = [pass_at_k(k, sum(r["sample_correct"]), k) for r in records]
+        metrics.update({"samples": k, f"maj@{k}": round(sum(maj) / n, 4),
+                        "pass@1": round(sum(p1) / n, 4), f"pass@{k}": round(sum(pk) / n, 4)})
+    return metrics
 
 
 def score(task: Task, problems: list[Problem], greedy: list[Proposal],
           samples: list[list[Proposal]] | None) -> tuple[dict, list[dict]]:
     """Metrics and per-problem records from generations (pure: no model involved)."""
-    records, right = [], []
-    words = dict.fromkeys(REFLECTION_WORDS, 0)
-    for i, (p, g) in enumerate(zip(problems, greedy)):
-        answer = task.extract_answer(g.text)
-        ok = task.check_answer(answer, p.answer)
-        right.append(float(ok))
-        for w, c in count_reflection_words(g.text).items():
-            words[w] += c
-        rec = {"id": p.id, "question": p.question, "gold": p.answer, "greedy": g.text,
-               "answer": answer, "correct": ok, "tokens": g.tokens}
-        if samples is not None:
-            rec["samples"] = [s.text for s in samples[i]]
-            rec["sample_answers"] = [task.extract_answer(s.text) for s in samples[i]]
-        records.append(rec)
-    acc, se = mean_and_se(right)
-    n = len(problems)
-    metrics = {
-        "problems": n,
-        "accuracy": round(acc, 4),
-        "accuracy_se": round(se, 4),
-        "mean_tokens": round(sum(g.tokens for g in greedy) / n, 1),
-        "reflection_words_per_answer": {w: round(c / n, 3) for w, c in words.items()},
-    }
-    if samples is not None:
-        k = len(samples[0])
-        maj, p1, pk = [], [], []
-        for p, rec in zip(problems, records):
-            oks = [task.check_answer(a, p.answer) for a in rec["sample_answers"]]
-            maj.append(task.check_answer(majority_vote(rec["sample_answers"]), p.answer))
-            p1.append(pass_at_k(k, sum(oks), 1))
-            pk.append(pass_at_k(k, sum(oks), k))
-        metrics.update({"samples": k, f"maj@{k}": round(sum(maj) / n, 4),
-                        "pass@1": round(sum(p1) / n, 4), f"pass@{k}": round(sum(pk) / n, 4)})
-    return metrics, records
+    records = [{"id": p.id, "gold": p.answer, **record(task, p, g, samples[i] if samples else None)}
+               for i, (p, g) in enumerate(zip(problems, greedy))]
+    return metrics_of(task, records), records
 
 
-def load_for_generation(cfg: GenerateConfig) -> tuple[Task, list[Problem], Policy]:
-    """Everything checked before any generation: task, problems, output path, model."""
-    task = get_task(cfg.task)
-    problems = load_problems(cfg.problems)[: cfg.limit]
-    check_writable(cfg.out)
-    policy = load_policy(cfg.model, task.step_delimiter, SamplingConfig(batch_size=cfg.batch_size), cfg.backend)
-    return task, problems, policy
+def generations_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".generations.jsonl")
+
+
+def samples_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".samples.jsonl")
 
 
 def run_eval(cfg: GenerateConfig) -> dict:
-    task, problems, policy = load_for_generation(cfg)
-    greedy = [g[0] for g in generate(policy, task, problems, 1, cfg, 0.0, "eval (greedy)")]
-    samples = None
-    if cfg.samples > 1:
-        samples = generate(policy, task, problems, cfg.samples, cfg, cfg.temperature, f"eval ({cfg.samples} samples)")
-    metrics, records = score(task, problems, greedy, samples)
-    metrics = {"model": cfg.model, **metrics,
-               "provenance": provenance("eval", {k: str(v) for k, v in asdict(cfg).items()})}
-    write_jsonl_atomic(cfg.out.with_name(cfg.out.stem + ".generations.jsonl"), records)
+    label = f"eval (greedy + {cfg.samples} samples)" if cfg.samples > 1 else "eval (greedy)"
+    records = run_journal(cfg, generations_path(cfg.out), GENERATIONS, label, eval_rows(cfg))
+    task = get_task(cfg.task)
+    metrics = {"model": cfg.model, **metrics_of(task, records),
+               "provenance": provenance("eval", json_config(cfg),
+                                        generations=str(generations_path(cfg.out)))}
     write_text_atomic(cfg.out, json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def json_config(cfg) -> dict:
+    """A config dataclass as JSON-native values (paths as strings, numbers as numbers)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
 
 
 def draw_pairs(task: Task, problem: Problem, texts: list[str], right: list[bool], pairs: int,
                rng: random.Random) -> list[dict]:
     """Up to `pairs` (right, wrong) pairs from one problem's samples (`right[i]`: text i checks),
-    drawn at random among distinct texts."""
+    drawn at random among distinct texts. A wrong text must state an answer (a real wrong
+    answer): cut-off or answer-less texts are never rejected."""
     verdict = {t.strip(): ok for t, ok in zip(texts, right) if t.strip()}  # first seen order
     good = [t for t, ok in verdict.items() if ok]
-    bad = [t for t, ok in verdict.items() if not ok]
+    bad = [t for t, ok in verdict.items() if not ok and task.extract_answer(t) is not None]
     m = min(pairs, len(good), len(bad))
     prompt = task.messages(problem.question)
     return [{"prompt": prompt, "chosen": [{"role": "assistant", "content": c}],
@@ -147,18 +246,30 @@ def draw_pairs(task: Task, problem: Problem, texts: list[str], right: list[bool]
             for c, r in zip(rng.sample(good, m), rng.sample(bad, m))]
 
 
+def sample_rows(cfg: GenerateConfig) -> Callable:
+    def make(task: Task, policy: Policy, chunk: list[Problem]) -> list[dict]:
+        out = []
+        for p, samples in zip(chunk, generate(policy, task, chunk, cfg.samples, cfg, cfg.temperature)):
+            texts = [s.text for s in samples]
+            cut = [s.finish == "length" for s in samples]
+            right = [not c and task.check_answer(task.extract_answer(t), p.answer) for t, c in zip(texts, cut)]
+            out.append(journal_row(SAMPLES, cfg, p, samples=texts, right=right, cut_off=cut))
+        return out
+
+    return make
+
+
 def run_sample_pairs(cfg: GenerateConfig, pairs: int) -> dict:
-    if pairs < 1:
-        raise ValueError(f"--pairs must be >= 1, got {pairs}")
-    task, problems, policy = load_for_generation(cfg)
-    samples = generate(policy, task, problems, cfg.samples, cfg, cfg.temperature, "sample-pairs")
-    rng = random.Random(cfg.seed)
+    check_at_least(1, pairs=pairs)
+    records = run_journal(cfg, samples_path(cfg.out), SAMPLES, "sample-pairs", sample_rows(cfg))
+    task = get_task(cfg.task)
     rows, n_right = [], 0
-    for p, s in zip(problems, samples):
-        texts = [x.text for x in s]
-        right = [task.check_answer(task.extract_answer(t), p.answer) for t in texts]  # checked once
-        n_right += sum(right)
-        rows += draw_pairs(task, p, texts, right, pairs, rng)
+    for rec in records:
+        p = Problem(rec["id"], rec["question"], rec["gold"])
+        n_right += sum(rec["right"])
+        usable = [(t, ok) for t, ok, cut in zip(rec["samples"], rec["right"], rec["cut_off"]) if not cut]
+        rng = random.Random(problem_seed(cfg.seed, p.id))
+        rows += draw_pairs(task, p, [t for t, _ in usable], [ok for _, ok in usable], pairs, rng)
     write_jsonl_atomic(cfg.out, rows)
-    return {"problems": len(problems), "samples": len(problems) * cfg.samples, "right": n_right,
+    return {"problems": len(records), "samples": len(records) * cfg.samples, "right": n_right,
             "pairs": len(rows), "problems_with_pairs": len({r["id"] for r in rows})}

@@ -12,7 +12,8 @@ the model learns the reflection and the correction, not the mistake. DPO rows ar
 Both run on a CPU (`use_cpu`, no bf16) or on GPUs unchanged (`accelerate launch` for several).
 
 The run trains into `OUT.partial/` and renames it to `OUT/` only when the checkpoint is saved,
-so an interrupted run never leaves a folder that looks finished. `OUT/` holds a normal HF
+so an interrupted run never leaves a folder that looks finished; with `--overwrite` the old
+`OUT/` stays until the new one is in place, and a second run on the same `OUT/` is refused. `OUT/` holds a normal HF
 checkpoint (LoRA adapters are merged in), `train.json` (provenance: data files and hashes,
 config, versions, the loss curve) and `loss.png`.
 """
@@ -31,7 +32,16 @@ from typing import Literal
 
 from transformers import PrinterCallback, TrainerCallback
 
-from journey.io import DataError, read_jsonl
+from journey.config import check_at_least, check_positive
+from journey.io import (
+    DataError,
+    check_folder_writable,
+    output_lock,
+    read_jsonl,
+    recover_folder,
+    replace_folder,
+    write_text_atomic,
+)
 from journey.models.embedded import EMBEDDED_NAME, check_model_path, resolve_model
 from journey.progress import progress_bar
 from journey.provenance import provenance
@@ -70,10 +80,16 @@ class TrainConfig:
             raise ValueError(f"--stage must be 'sft' or 'dpo', got {self.stage!r}")
         if not self.data:
             raise ValueError("--data: give at least one file")
-        if self.epochs <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.max_length < 8:
-            raise ValueError("--epochs must be > 0, --batch-size and --grad-accum >= 1, --max-length >= 8")
+        check_positive(epochs=self.epochs, beta=self.beta)
+        check_at_least(1, batch_size=self.batch_size, grad_accum=self.grad_accum, lora_r=self.lora_r)
+        check_at_least(8, max_length=self.max_length)
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"--max-steps must be > 0, or -1 to train by --epochs; got {self.max_steps}")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.stage]
+        check_positive(lr=self.lr)
+        if self.mask_wrong_steps and self.stage != "sft":
+            raise ValueError("--mask-wrong-steps is for --stage sft only")
 
 
 REQUIRED = {"sft": ("messages",), "dpo": ("prompt", "chosen", "rejected")}
@@ -202,23 +218,48 @@ class RichProgress(TrainerCallback):
 
 
 def run_train(cfg: TrainConfig) -> dict:
-    """Train, save a checkpoint to `cfg.out`, and return the provenance record."""
+    """Train, save a checkpoint to `cfg.out`, and return the provenance record.
+
+    One run per `--out` at a time (a lock). The run trains into `OUT.partial/`; only a saved
+    checkpoint replaces `OUT/`, and an existing `OUT/` (with `--overwrite`) is kept until then.
+    A `OUT.partial/` left by a killed run is removed first, with a message; a failed or
+    interrupted run removes its own.
+    """
     rows = load_rows(cfg.stage, cfg.data)
     check_model_path(cfg.model)
-    if cfg.out.exists() and not cfg.overwrite:
-        raise DataError(f"--out {cfg.out} already exists; pass --overwrite or pick another folder")
-    partial = cfg.out.with_name(cfg.out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: is a file, expected a folder for the checkpoint")
+    check_folder_writable(out.parent, "--out", out)
+    with output_lock(out):
+        recover_folder(out)
+        if out.exists() and not cfg.overwrite:
+            raise DataError(f"--out {out} already exists; pass --overwrite or pick another folder")
+        partial = out.with_name(out.name + ".partial")
+        if partial.exists():
+            log.warning("removed %s left by an interrupted run", partial)
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        try:
+            record = train_into(cfg, rows, partial)
+            replace_folder(partial, out)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    return record
+
+
+def train_into(cfg: TrainConfig, rows: list[dict], folder: Path) -> dict:
+    """Train and save the checkpoint, train.json and loss.png into `folder`."""
     t0 = time.perf_counter()
-    trainer = build_trainer(cfg, rows, partial / "trainer")
+    trainer = build_trainer(cfg, rows, folder / "trainer")
     result = trainer.train()
     model = trainer.model
     if cfg.lora:
         model = model.merge_and_unload()
-    model.save_pretrained(partial)
-    trainer.processing_class.save_pretrained(partial)
-    shutil.rmtree(partial / "trainer", ignore_errors=True)
+    model.save_pretrained(folder)
+    trainer.processing_class.save_pretrained(folder)
+    shutil.rmtree(folder / "trainer", ignore_errors=True)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     record = provenance(
         f"train --stage {cfg.stage}",
@@ -231,11 +272,8 @@ def run_train(cfg: TrainConfig) -> dict:
         seconds=round(time.perf_counter() - t0, 1),
         loss_curve=losses,
     )
-    (partial / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    plot_losses(losses, partial / "loss.png", f"{cfg.stage} on {', '.join(p.name for p in cfg.data)}")
-    if cfg.out.exists():
-        shutil.rmtree(cfg.out)
-    partial.rename(cfg.out)
+    write_text_atomic(folder / "train.json", json.dumps(record, indent=2, default=str) + "\n")
+    plot_losses(losses, folder / "loss.png", f"{cfg.stage} on {', '.join(p.name for p in cfg.data)}")
     return record
 
 

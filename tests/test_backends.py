@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from journey.cli import app
 from journey.models.openai_policy import OpenAIPolicy
-from journey.models.policy import Prefix, SamplingConfig
+from journey.models.policy import Prefix, Proposal, SamplingConfig
 from tests.openai_server import make_server
 
 runner = CliRunner()
@@ -77,3 +77,48 @@ def test_vllm_backend_without_vllm_is_a_clear_error(tmp_path):
                                  "--backend", "vllm"])
     assert result.exit_code == 1 and "--backend vllm needs vLLM" in result.output
     assert not (tmp_path / "t.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "choice, stop, finish",
+    [
+        ({"finish_reason": "length"}, ["\n"], "length"),
+        ({"finish_reason": "stop", "stop_reason": "\n"}, ["\n"], "stop"),  # vLLM: the delimiter
+        ({"finish_reason": "stop", "stop_reason": None}, ["\n"], "eos"),  # vLLM: EOS
+        ({"finish_reason": "stop", "stop_reason": 151643}, ["\n"], "eos"),  # vLLM: a stop token id
+        ({"finish_reason": "stop", "matched_stop": "\n"}, ["\n"], "stop"),  # SGLang: the delimiter
+        ({"finish_reason": "stop", "matched_stop": 151643}, ["\n"], "eos"),  # SGLang: the EOS id
+        ({"finish_reason": "stop"}, None, "eos"),  # a whole completion: stop can only be EOS
+        ({"finish_reason": "stop"}, ["\n"], "does not say whether a completion ended"),
+        ({"finish_reason": "abort", "stop_reason": None}, ["\n"], "finish_reason 'abort'"),
+        ({"finish_reason": "content_filter"}, None, "finish_reason 'content_filter'"),
+    ],
+)
+def test_openai_finish_is_read_never_guessed(choice, stop, finish):
+    policy = OpenAIPolicy("embedded", base_url="http://127.0.0.1:9/v1")
+    choice = {"text": "2 + 3 = 5", "logprobs": {"token_logprobs": [-0.5, -0.25]}, **choice}
+    if finish in ("length", "stop", "eos"):
+        assert policy._to_proposal(choice, stop) == Proposal("2 + 3 = 5", 2, -0.75, finish)
+    else:
+        with pytest.raises(ValueError, match=finish):
+            policy._to_proposal(choice, stop)
+
+
+@pytest.mark.parametrize(
+    "reason, stop_reason, text, finish",
+    [("length", None, "2 + 3", "length"), ("stop", "\n", "2 + 3 = 5", "stop"),
+     ("stop", None, "2 + 3 = 5\n", "eos"), ("abort", None, "2 +", "finish_reason 'abort'")],
+)
+def test_vllm_finish_is_read_never_guessed(reason, stop_reason, text, finish):
+    from types import SimpleNamespace
+
+    from journey.models.vllm_policy import VLLMPolicy
+
+    out = SimpleNamespace(text=text + ("\n" if stop_reason == "\n" else ""), finish_reason=reason,
+                          stop_reason=stop_reason, token_ids=[1, 2, 3], cumulative_logprob=-1.5)
+    policy = VLLMPolicy.__new__(VLLMPolicy)  # no engine: only the output reading is tested
+    if finish in ("length", "stop", "eos"):
+        assert policy._to_proposal(out, ["\n"]) == Proposal(text, 3, -1.5, finish)
+    else:
+        with pytest.raises(ValueError, match=finish):
+            policy._to_proposal(out, ["\n"])

@@ -70,7 +70,7 @@ def test_recipe_sets_defaults_and_flags_win(tmp_path):
     assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 2
     recipe.write_text("wdith: 3\n")
     result = run("problems", "--config", recipe, "--out", tmp_path / "c.jsonl")
-    assert result.exit_code == 1 and "unknown keys wdith" in result.output
+    assert result.exit_code == 1 and "r.yaml:1: unknown key 'wdith'" in result.output
 
 
 # ---------------------------------------------------------------- build-tree
@@ -132,7 +132,7 @@ def test_build_tree_refuses_a_different_config_then_overwrites(tmp_path):
     base = ["build-tree", "--problems", problems, "--out", out, "--depth", "3"]
     first = run(*base)
     assert first.exit_code == 0, first.output
-    assert "trees with a correct answer" in first.output
+    assert "trees with a correct path" in first.output
     before = out.read_text()
     assert "2 already done" in run(*base).output and out.read_text() == before
     changed = run(*base, "--width", "2")

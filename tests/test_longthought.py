@@ -14,7 +14,7 @@ from journey.longthought.render import (
     render,
     uncapitalize,
 )
-from journey.models.prm import build_prm
+from journey.models.registry import build_prm
 from journey.search.build import SearchConfig, TreeBuilder, build_trees
 from journey.search.tree import Tree
 from journey.tasks import get_task
@@ -58,11 +58,11 @@ Back to the start.
 2 + 3 = 5
 5 * 4 = 24
 Wait, 5 * 4 is 20, not 24.
-Back to "2 + 3 = 5".
+Back to step 1: "2 + 3 = 5".
 5 * 4 = 20
 20 - 5 = 16
 Wait, 20 - 5 is 15, not 16.
-Back to "5 * 4 = 20".
+Back to step 2: "5 * 4 = 20".
 20 - 5 = 15
 The answer is 15."""
 
@@ -113,8 +113,12 @@ def test_shortcut_skips_answers_reached_through_slips():
 
 def test_preference_leaves():
     pairs = preference_leaves(hand_tree(), max_pairs=5, rng=random.Random(0))
-    assert sorted(pairs) == [(8, 3), (8, 9)]  # chosen: right answer; rejected: wrong answer, invalid step
-    assert len(preference_leaves(hand_tree(), max_pairs=1, rng=random.Random(0))) == 1
+    assert pairs == [(8, 9)]  # chosen: right answer; rejected: the wrong answer, never invalid step 3
+    tree = hand_tree()
+    wrong = tree.add_child(6, text="The answer is 14.", score=0.0, verdict="incorrect", reason="x",
+                           terminal=True, answer="14", correct=False)
+    assert sorted(preference_leaves(tree, max_pairs=5, rng=random.Random(0))) == [(8, 9), (8, wrong)]
+    assert len(preference_leaves(tree, max_pairs=1, rng=random.Random(0))) == 1
 
 
 def test_verbose_style_draws_its_phrasings_from_the_seed():

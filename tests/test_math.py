@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from journey.models.prm import build_prm
+from journey.models.registry import build_prm
 from journey.tasks import get_task
 from journey.tasks.math import curate, last_boxed
 

@@ -11,7 +11,9 @@ from journey.cli import app
 from journey.models.embedded import build_tokenizer
 from journey.models.judge import JudgePRM, read_verdict
 from journey.models.model_prms import QwenPRM, TokenPRM
-from journey.models.prm import RolloutPRM, build_prm
+from journey.models.policy import Policy, Proposal, SamplingConfig
+from journey.models.prm import RolloutPRM, StepScore
+from journey.models.registry import build_prm
 from journey.tasks import get_task
 from journey.tasks.arith import solve
 
@@ -98,6 +100,11 @@ def test_qwen_prm_batched_equals_one_by_one(qwen_prm_dir):
     assert batched.render("Q", ["a", "b"]).count("<extra_0>") == 2
 
 
+def test_qwen_prm_refuses_a_tokenizer_without_the_step_token(qwen_prm_dir):
+    with pytest.raises(ValueError, match="the tokenizer has no '<extra_9>' token"):
+        QwenPRM(str(qwen_prm_dir), step_token="<extra_9>")  # else every score is read at <unk>
+
+
 def test_qwen_prm_refuses_a_checkpoint_without_a_head(token_prm_dir):
     with pytest.raises(ValueError, match="no score.\\* head weights"):
         QwenPRM(str(token_prm_dir))
@@ -108,8 +115,8 @@ def test_qwen_prm_refuses_a_checkpoint_without_a_head(token_prm_dir):
     [
         ("Verdict: correct\nReason: 2 + 3 is 5.", 1.0, True, "2 + 3 is 5."),
         ("verdict: **incorrect**\nreason: 42 * 3 is 126, not 116.", 0.0, False, "42 * 3 is 126, not 116."),
-        ("Verdict: incorrect", 0.0, False, "The judge rejects the step."),
-        ("I think it is fine", 0.5, False, "The judge's reply could not be read."),
+        ("Verdict: incorrect", 0.0, False, ""),  # no reason: none is made up for a reflection
+        ("I think it is fine", 0.5, False, ""),
     ],
 )
 def test_read_verdict(reply, score, ok, reason):
@@ -121,6 +128,29 @@ def test_judge_prm_runs_on_any_policy(policy):
     prm = JudgePRM(get_task("arith"), policy, max_new_tokens=40)
     scores = prm.score(QUESTIONS, PATHS)
     assert len(scores) == 3 and all(s.score in (0.0, 0.5, 1.0) for s in scores)
+
+
+class RecordingPolicy(Policy):
+    """Replies 'Verdict: correct' and records the temperature each call ran at."""
+
+    delimiter = "\n"
+
+    def __init__(self):
+        self.sampling, self.temperatures = SamplingConfig(temperature=1.0), []
+
+    def propose(self, prefixes, n):
+        raise NotImplementedError
+
+    def complete(self, prefixes, n, max_new_tokens):
+        self.temperatures.append(self.sampling.temperature)
+        return [[Proposal("Verdict: correct\nReason: 2 + 3 is 5.", 9, -1.0, "eos")] for _ in prefixes]
+
+
+def test_judge_is_greedy_even_on_the_trees_sampling_policy():
+    policy = RecordingPolicy()
+    scores = JudgePRM(get_task("arith"), policy).score(["2 + 3"], [["2 + 3 = 5"]])
+    assert scores == [StepScore(1.0, True, "2 + 3 is 5.")]
+    assert policy.temperatures == [0.0] and policy.sampling.temperature == 1.0  # restored after
 
 
 def test_build_prm_errors():

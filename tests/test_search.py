@@ -5,7 +5,7 @@ import json
 import pytest
 
 from journey.models.policy import Proposal
-from journey.models.prm import build_prm
+from journey.models.registry import build_prm
 from journey.search.build import (
     SearchConfig,
     TreeBuilder,
@@ -27,7 +27,7 @@ def test_merge_duplicates_counts_and_keeps_first():
     assert [(p.text, p.logprob, c) for p, c in merged] == [("a", -1, 2), ("b", -2, 1)]
 
 
-def test_select_top_k_ranks_score_then_count_then_logprob_then_id():
+def test_select_top_k_ranks_score_then_count_then_id_never_logprob():
     nodes = [
         {"id": 1, "score": 0.0, "count": 3, "logprob": -0.1},
         {"id": 2, "score": 1.0, "count": 1, "logprob": -5.0},
@@ -35,7 +35,8 @@ def test_select_top_k_ranks_score_then_count_then_logprob_then_id():
         {"id": 4, "score": 1.0, "count": 1, "logprob": -1.0},
         {"id": 5, "score": 1.0, "count": 1, "logprob": -1.0},
     ]
-    assert select_top_k(nodes, 2) == ([3, 4], [5, 2, 1])
+    # 3 has the most samples; 2, 4, 5 tie on score and count, so the lowest id goes first.
+    assert select_top_k(nodes, 2) == ([3, 2], [4, 5, 1])
     assert select_top_k(nodes, 5)[1] == []
 
 
@@ -86,7 +87,7 @@ def test_from_json_rejects_other_formats_and_bad_nodes():
         Tree.from_json({**row, "format": "x/v0"}, where="f.jsonl:3")
     bad = json.loads(json.dumps(row))
     del bad["nodes"][2]["verdict"]
-    with pytest.raises(ValueError, match="f.jsonl:3: node 2 is malformed"):
+    with pytest.raises(ValueError, match=r"f.jsonl:3: node 2: missing fields \['verdict'\]"):
         Tree.from_json(bad, where="f.jsonl:3")
 
 

@@ -57,7 +57,7 @@ def test_show_bad_input(tmp_path):
 
 @needs_chromium
 def test_page_in_headless_chromium(tmp_path, policy):
-    from journey.models.prm import build_prm
+    from journey.models.registry import build_prm
     from journey.search.build import SearchConfig, TreeBuilder, build_trees
     from journey.tasks import get_task
 

@@ -208,7 +208,8 @@ def test_draw_pairs_pairs_right_with_wrong():
     texts = ["The answer is 3.", "The answer is 3.", "1 + 2 = 3\nThe answer is 3.", "The answer is 4.", "oops"]
     right = [task.check_answer(task.extract_answer(t), p.answer) for t in texts]
     pairs = draw_pairs(task, p, texts, right, pairs=5, rng=random.Random(0))
-    assert len(pairs) == 2  # two distinct right texts, two wrong
+    assert len(pairs) == 1  # two distinct right texts; one real wrong answer ("oops" states none)
+    assert all(r["rejected"][0]["content"] == "The answer is 4." for r in pairs)
     for row in pairs:
         assert task.check_answer(task.extract_answer(row["chosen"][0]["content"]), "3")
         assert not task.check_answer(task.extract_answer(row["rejected"][0]["content"]), "3")

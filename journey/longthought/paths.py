@@ -3,9 +3,9 @@
 Pure functions over `Tree`; the only randomness is the `random.Random` passed in.
 
 **Shortcut.** Among terminal nodes with the right answer whose every step is judged correct
-(a right answer reached through two slips that cancel is not a solution to learn from), take
-the path with (1) the highest mean PRM score, then (2) the fewest steps, then (3) the lowest
-leaf id.
+(`Tree.clean_correct_leaves`: a right answer reached through two slips that cancel is not a
+solution to learn from), take the path with (1) the highest mean PRM score, then (2) the
+fewest steps, then (3) the lowest leaf id.
 
 **Journey.** Walk the shortcut c_0 (root), c_1, ..., c_m. At each correct-path node c_i that
 has a next step c_{i+1}, make up to K - 1 failed trials, each one taken with probability p
@@ -17,7 +17,14 @@ to c_i. Candidates for a trial are tried in this order: children judged wrong (t
 "incorrect" branches, pruned or not) in random order, then children judged right that have
 children of their own, in random order; a walk from those that ends without meeting a wrong
 step (a correct leaf, a dead end) is dropped and the next candidate is tried. Invalid steps
-(cut off, empty) are never entered: a trace must not teach garbage text.
+(cut off, empty) are never entered: a trace must not teach garbage text. A final step whose
+answer is right is never a trial's mistake, even if a (model) PRM judged it wrong: the walk is
+dropped, as at a correct leaf, so a trace never teaches a right answer as an error.
+
+**Preference pairs.** Chosen: the clean correct leaves. Rejected: final steps whose extracted
+answer is wrong (answer present, `correct` false). Invalid steps and final steps without an
+answer are never rejected: an empty or cut-off text, often a prefix of the chosen one, is not
+a wrong solution, and DPO would learn to avoid text it should keep.
 
 The journey is a list of `Event`s (`step`, `reflect`, `backtrack`); `render` turns it into text.
 """
@@ -40,15 +47,9 @@ class Event:
     node: int
 
 
-def clean_correct_leaves(tree: Tree) -> list[int]:
-    """Terminal nodes with the right answer whose every step is judged correct."""
-    return [leaf for leaf in tree.correct_leaves()
-            if all(tree.node(i)["verdict"] == "correct" for i in tree.path_ids(leaf))]
-
-
 def shortcut(tree: Tree) -> list[int] | None:
     """Node ids (root excluded) of the chosen correct path, or None if there is none."""
-    leaves = clean_correct_leaves(tree)
+    leaves = tree.clean_correct_leaves()
     if not leaves:
         return None
 
@@ -62,7 +63,8 @@ def shortcut(tree: Tree) -> list[int] | None:
 def trial_walk(tree: Tree, start: int, rng: random.Random) -> list[int] | None:
     """From `start`, follow one random non-invalid child at a time until a step judged wrong.
 
-    Returns the node ids walked (ending at the wrong step), or None if the walk ends first.
+    Returns the node ids walked (ending at the wrong step), or None if the walk ends first or
+    ends at a final step whose answer is right (never a mistake, whatever the PRM said).
     """
     walk, node = [start], start
     while tree.node(node)["verdict"] == "correct":
@@ -71,7 +73,10 @@ def trial_walk(tree: Tree, start: int, rng: random.Random) -> list[int] | None:
             return None
         node = rng.choice(kids)
         walk.append(node)
-    return walk if tree.node(node)["verdict"] == "incorrect" else None
+    end = tree.node(node)
+    if end["verdict"] != "incorrect" or (end["terminal"] and end["correct"]):
+        return None
+    return walk
 
 
 def trial_candidates(tree: Tree, anchor: int, on_path: int, rng: random.Random) -> list[int]:
@@ -112,11 +117,12 @@ def preference_leaves(tree: Tree, max_pairs: int, rng: random.Random) -> list[tu
     """Up to `max_pairs` (chosen leaf, rejected leaf) pairs, drawn at random without repeats.
 
     Chosen: terminal nodes with the right answer and every step judged correct.
-    Rejected: terminal nodes with a wrong answer, and invalid steps (a broken solution).
+    Rejected: terminal nodes with an extracted answer that is wrong; never invalid steps or
+    answer-less endings (see module docstring).
     """
-    chosen = clean_correct_leaves(tree)
+    chosen = tree.clean_correct_leaves()
     rejected = [n["id"] for n in tree.nodes()
-                if (n["terminal"] and n["correct"] is False) or n["verdict"] == "invalid"]
+                if n["terminal"] and n["answer"] is not None and n["correct"] is False]
     pairs = list(product(chosen, rejected))
     rng.shuffle(pairs)
     return pairs[:max_pairs]

@@ -1,13 +1,21 @@
 """Render journey events to a long-thought trace: steps verbatim, reflections and backtracks templated.
 
 Steps are written exactly as the policy wrote them. A reflection quotes the PRM's or the
-verifier's reason for the wrong step ("Wait, 42 * 3 is 126, not 116."); a backtrack says where
-the trace resumes, quoting that step ('Let me go back to "23 + 19 = 42" and try again.'). The
-templates use the words the paper counts in o1's thoughts — "Wait", "Alternatively",
-"Let me recompute", "Therefore" — and are picked by a seeded `random.Random`, so a trace is
-reproducible. The `concise` style keeps one short phrasing of each ("Wait, {reason}",
-'Back to "{anchor}".'), which a tiny model learns in far fewer steps. Lines are joined with the task's step delimiter; the trace ends with the
-shortcut's final step, so the task's answer extractor reads the right answer from it.
+verifier's reason for the wrong step ("Wait, 42 * 3 is 126, not 116.") when the tree's PRM
+explains its verdicts (`journey.models.registry.PRM_EXPLAINS`: verifier and judge do; the PRM
+is read from `tree.run["config"]["prm"]`, and a tree without one counts as explaining). A PRM
+that gives only a statistic or a number (rollout, token, qwen) gets a real doubt instead, with
+no numbers in it: "Wait, the answer 16 does not look right; let me check the steps again." for
+a wrong final answer, "Wait, I am not sure this step is right." for other steps (also used
+when a step has no reason). A backtrack names the step the trace resumes from by its number
+(its depth) and text ('Let me go back to step 2 ("23 + 19 = 42") and try again.'): the anchor
+is always on the shortcut, one node per depth, so the number tells apart states whose steps
+read the same. The templates use the words the paper counts in o1's thoughts — "Wait",
+"Alternatively", "Let me recompute", "Therefore" — and are picked by a seeded `random.Random`,
+so a trace is reproducible. The `concise` style keeps one short phrasing of each
+("Wait, {reason}", 'Back to step {step}: "{anchor}".'), which a tiny model learns in far fewer
+steps. Lines are joined with the task's step delimiter; the trace ends with the shortcut's final
+step, so the task's answer extractor reads the right answer from it.
 
     >>> count_reflection_words("Wait, no. Alternatively, ... Wait.")
     {'Wait': 2, 'Alternatively': 1, 'Let me recompute': 0, 'Therefore': 0}
@@ -17,27 +25,55 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+import string
+from dataclasses import dataclass, fields
 
 from journey.longthought.paths import Event
+from journey.models.registry import prm_explains
 from journey.search.tree import Tree
 
 REFLECTION_WORDS = ("Wait", "Alternatively", "Let me recompute", "Therefore")
 
+# Template field -> the placeholders its phrasings may use.
+PLACEHOLDERS = {
+    "reflect": {"reason", "reason_cap"},
+    "doubt": set(),
+    "doubt_answer": {"answer"},
+    "backtrack": {"step", "anchor"},
+    "backtrack_root": set(),
+}
+
 
 @dataclass(frozen=True)
 class Templates:
-    """Phrasings, one picked at random per use. `{reason}` and `{anchor}` are filled in."""
+    """Phrasings, one picked at random per use; each field's placeholders are in `PLACEHOLDERS`.
+
+    reflect: a wrong step, quoting the reason of a PRM that explains (`{reason}`, or
+        `{reason_cap}` as written). doubt / doubt_answer: a wrong step / a wrong final answer
+        (`{answer}`) when the PRM does not explain: a doubt, never a statistic.
+    backtrack: back to step `{step}` (the anchor's depth) whose text is `{anchor}`.
+    backtrack_root: back to the question.
+    """
 
     reflect: tuple[str, ...] = (
         "Wait, {reason}",
         "Wait, let me check that step again. {reason_cap}",
         "Wait a second: {reason}",
     )
+    doubt: tuple[str, ...] = (
+        "Wait, I am not sure this step is right.",
+        "Wait, let me check that step again; it does not look right.",
+        "Wait a second: this step looks wrong.",
+    )
+    doubt_answer: tuple[str, ...] = (
+        "Wait, the answer {answer} does not look right; let me check the steps again.",
+        "Wait, let me check that again; I doubt {answer} is the answer.",
+        "Wait a second: {answer} does not look right.",
+    )
     backtrack: tuple[str, ...] = (
-        'Let me go back to "{anchor}" and try again.',
-        'Alternatively, I can continue from "{anchor}" with a different step.',
-        'Therefore that step is wrong; let me recompute from "{anchor}".',
+        'Let me go back to step {step} ("{anchor}") and try again.',
+        'Alternatively, I can continue from step {step} ("{anchor}") with a different step.',
+        'Therefore that step is wrong; let me recompute from step {step} ("{anchor}").',
     )
     backtrack_root: tuple[str, ...] = (
         "Let me start again from the question.",
@@ -45,11 +81,24 @@ class Templates:
         "Therefore that start is wrong; let me recompute from the beginning.",
     )
 
+    def __post_init__(self):
+        for f in fields(self):
+            phrasings = getattr(self, f.name)
+            if not isinstance(phrasings, tuple) or not phrasings:
+                raise ValueError(f"Templates.{f.name} needs at least one phrasing (a tuple of str)")
+            for text in phrasings:
+                used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+                if used - PLACEHOLDERS[f.name]:
+                    allowed = ", ".join(sorted(PLACEHOLDERS[f.name])) or "none"
+                    raise ValueError(f"Templates.{f.name}: {text!r} uses {sorted(used)}; allowed: {allowed}")
+
 
 # Short, regular lines for small models: the reason is the only content that varies.
 CONCISE_TEMPLATES = Templates(
     reflect=("Wait, {reason}",),
-    backtrack=('Back to "{anchor}".',),
+    doubt=("Wait, this step looks wrong.",),
+    doubt_answer=("Wait, the answer {answer} looks wrong.",),
+    backtrack=('Back to step {step}: "{anchor}".',),
     backtrack_root=("Back to the start.",),
 )
 DEFAULT_TEMPLATES = Templates()
@@ -63,16 +112,28 @@ def uncapitalize(reason: str) -> str:
     return reason
 
 
-def render_line(event: Event, tree: Tree, rng: random.Random, t: Templates) -> str:
+def tree_prm_explains(tree: Tree) -> bool:
+    """Whether the reasons in `tree` can be quoted: the PRM in its run record explains
+    (`registry.prm_explains`); a tree with no PRM recorded (built by hand) counts as explaining."""
+    config = (tree.run or {}).get("config")
+    return prm_explains(config.get("prm") if isinstance(config, dict) else None)
+
+
+def render_line(event: Event, tree: Tree, rng: random.Random, t: Templates, explains: bool = True) -> str:
+    """One line of the trace; `explains`: whether the node's reason may be quoted."""
     node = tree.node(event.node)
     if event.kind == "step":
         return node["text"]
     if event.kind == "reflect":
-        reason = (node["reason"] or "that step is wrong.").strip()
-        return rng.choice(t.reflect).format(reason=uncapitalize(reason), reason_cap=reason)
+        reason = (node["reason"] or "").strip()
+        if explains and reason:
+            return rng.choice(t.reflect).format(reason=uncapitalize(reason), reason_cap=reason)
+        if node["terminal"] and node["answer"] is not None:
+            return rng.choice(t.doubt_answer).format(answer=node["answer"])
+        return rng.choice(t.doubt)
     if event.node == 0:
         return rng.choice(t.backtrack_root)
-    return rng.choice(t.backtrack).format(anchor=node["text"])
+    return rng.choice(t.backtrack).format(step=node["depth"], anchor=node["text"])
 
 
 def render(events: list[Event], tree: Tree, rng: random.Random, delimiter: str = "\n",
@@ -88,9 +149,10 @@ def render_with_spans(events: list[Event], tree: Tree, rng: random.Random, delim
     The spans let training leave the mistakes themselves out of the loss (`train --mask-wrong-steps`)
     while still learning the reflection and the correction that follow them.
     """
+    explains = tree_prm_explains(tree)
     lines, spans, at = [], [], 0
     for e in events:
-        line = render_line(e, tree, rng, templates)
+        line = render_line(e, tree, rng, templates, explains)
         if e.kind == "step" and tree.node(e.node)["verdict"] != "correct":
             spans.append([at, at + len(line)])
         lines.append(line)

@@ -2,22 +2,30 @@
 
 The prompt is `judge_prompt.md` beside this file. The judge answers "Verdict: correct|incorrect"
 and "Reason: ..."; the verdict gives the score (1 or 0) and the reason is kept, so
-derive-longthought can write reflections from it. A reply that cannot be read scores 0.5 with
-the reason saying so. Any policy backend can judge (greedy decoding), all steps of a call in one
-batched call.
+derive-longthought can write reflections from it. A reason is only ever the judge's own words:
+a reply without one keeps an empty reason (a reflection then doubts the step instead of saying
+"the judge rejects it"), and a reply that cannot be read scores 0.5, not ok, with an empty
+reason; how many replies could not be read is logged. Any policy backend can judge, all steps
+of a call in one batched call, always greedy: a judge that is the tree's own (sampling) policy
+is switched to temperature 0 for the call, so a verdict never depends on a draw.
 
     journey build-tree --prm judge --prm-model Qwen/Qwen2.5-7B-Instruct ...
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from journey.models.policy import Policy, Prefix
 from journey.models.prm import PRM, StepScore
 from journey.tasks.base import Task
 
+log = logging.getLogger(__name__)
 PROMPT = (Path(__file__).parent / "judge_prompt.md").read_text()
 VERDICT_RE = re.compile(r"verdict\s*:\s*\**\s*(correct|incorrect)\b", re.IGNORECASE)
 REASON_RE = re.compile(r"reason\s*:\s*(.+)", re.IGNORECASE)
@@ -29,13 +37,26 @@ def judge_messages(question: str, steps: list[str]) -> list[dict]:
 
 
 def read_verdict(reply: str) -> StepScore:
-    """'Verdict: incorrect\\nReason: 42 * 3 is 126.' -> StepScore(0.0, False, '42 * 3 is 126.')"""
+    """'Verdict: incorrect\\nReason: 42 * 3 is 126.' -> StepScore(0.0, False, '42 * 3 is 126.')
+
+    No reason in the reply -> reason ''; no verdict -> StepScore(0.5, False, '').
+    """
     verdict, reason = VERDICT_RE.search(reply), REASON_RE.search(reply)
     if verdict is None:
-        return StepScore(0.5, False, "The judge's reply could not be read.")
+        return StepScore(0.5, False, "")
     ok = verdict.group(1).lower() == "correct"
-    why = reason.group(1).strip() if reason else ("The judge accepts the step." if ok else "The judge rejects the step.")
-    return StepScore(1.0 if ok else 0.0, ok, why)
+    return StepScore(1.0 if ok else 0.0, ok, reason.group(1).strip() if reason else "")
+
+
+@contextmanager
+def greedy(policy: Policy) -> Iterator[Policy]:
+    """`policy` with its sampling temperature set to 0 inside the block, restored after."""
+    saved = policy.sampling
+    policy.sampling = replace(saved, temperature=0.0)
+    try:
+        yield policy
+    finally:
+        policy.sampling = saved
 
 
 class JudgePRM(PRM):
@@ -48,5 +69,9 @@ class JudgePRM(PRM):
 
     def score(self, questions, paths, answers=None) -> list[StepScore]:
         prefixes = [Prefix(judge_messages(q, s), [], seed=0) for q, s in zip(questions, paths)]
-        replies = self.judge.complete(prefixes, 1, self.max_new_tokens)
+        with greedy(self.judge) as judge:
+            replies = judge.complete(prefixes, 1, self.max_new_tokens)
+        unread = sum(VERDICT_RE.search(r[0].text) is None for r in replies)
+        if unread:
+            log.warning("%d of %d judge replies could not be read (scored 0.5, not ok)", unread, len(replies))
         return [read_verdict(r[0].text) for r in replies]

@@ -116,6 +116,9 @@ class QwenPRM(PRM):
         self.head.to(_device()).eval()
         self.step_token, self.batch_size = step_token, batch_size
         self.step_id = self.tok.convert_tokens_to_ids(step_token)
+        if self.step_id is None or self.step_id == self.tok.unk_token_id:  # else scores read at <unk>
+            raise ValueError(f"--prm-model {model}: the tokenizer has no {step_token!r} token "
+                             "(not a Qwen2.5-Math-PRM checkpoint?)")
 
     def render(self, question: str, steps: list[str]) -> str:
         messages = [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": question},

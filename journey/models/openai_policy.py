@@ -8,8 +8,11 @@ Prompts are rendered locally with the model's own chat template (its tokenizer i
 `tokenizer`, default the model name), then sent to `/completions` as raw text, so the server
 continues the assistant turn exactly as the transformers backend does. One request per prefix
 asks for `n` samples with the prefix's seed (vLLM honours per-request seeds, so runs repeat).
-vLLM reports `stop_reason`: None with finish_reason "stop" means the model ended (EOS); the
-delimiter means the step ended. Plain HTTP through the standard library: no extra dependency.
+finish_reason "stop" covers both the model's end (EOS) and the step delimiter; the server must
+say which: vLLM's `stop_reason` or SGLang's `matched_stop` is the delimiter when the step ended
+(None or a token id at EOS). A server that says neither (a hosted API) cannot propose steps:
+that is an error, not a guess, since guessing EOS would end every branch after one step; so is
+any finish_reason but stop and length. Plain HTTP through the standard library.
 """
 
 from __future__ import annotations
@@ -66,13 +69,25 @@ class OpenAIPolicy(Policy):
     def _to_proposal(self, choice: dict, stop: list[str] | None) -> Proposal:
         lp = (choice.get("logprobs") or {}).get("token_logprobs") or []
         tokens = len(lp) or len(self.tokenizer(choice["text"], add_special_tokens=False)["input_ids"])
-        if choice.get("finish_reason") == "length":
-            finish = "length"
-        elif stop and choice.get("stop_reason") in stop:
-            finish = "stop"
-        else:
-            finish = "eos"
-        return Proposal(choice["text"], tokens, float(sum(x for x in lp if x is not None)), finish)
+        return Proposal(choice["text"], tokens, float(sum(x for x in lp if x is not None)),
+                        self._finish(choice, stop))
+
+    def _finish(self, choice: dict, stop: list[str] | None) -> str:
+        """Why a completion ended: length, stop (at the delimiter) or eos (see module docstring)."""
+        reason = choice.get("finish_reason")
+        if reason == "length":
+            return "length"
+        if reason != "stop":
+            raise ValueError(f"{self.base_url}: a completion ended with finish_reason {reason!r}, "
+                             "not 'stop' or 'length'")
+        if not stop:
+            return "eos"
+        for key in ("stop_reason", "matched_stop"):  # vLLM, SGLang
+            if key in choice:
+                return "stop" if choice[key] in stop else "eos"
+        raise ValueError(f"{self.base_url}: the server does not say whether a completion ended at the "
+                         "step delimiter or at EOS (no stop_reason or matched_stop); serve the model "
+                         "with vLLM or SGLang")
 
     def _post(self, path: str, body: dict) -> dict:
         """POST JSON with retries and exponential backoff on connection errors, 429 and 5xx."""

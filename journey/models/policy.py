@@ -11,7 +11,8 @@ whatever else shares its batch, which is what lets `build-tree` resume a killed 
 exactly what an uninterrupted run would (up to float noise from different padding). The n
 samples of a prompt share one prefill (its KV cache is computed once and copied).
 Backends: `TransformersPolicy` here, `OpenAIPolicy` (openai_policy.py), `VLLMPolicy`
-(vllm_policy.py); `load_policy(model, delimiter, sampling, backend)` picks one.
+(vllm_policy.py); `journey.models.registry.load_policy(model, delimiter, sampling, backend)`
+picks one by name. This module imports none of the other backends (they import it).
 
     from journey.models.policy import Prefix, SamplingConfig, TransformersPolicy
     policy = TransformersPolicy("embedded", delimiter="\\n", sampling=SamplingConfig(max_step_tokens=48))
@@ -28,7 +29,7 @@ from typing import Literal
 
 import torch
 
-from journey.models.embedded import check_model_path, resolve_model
+from journey.models.embedded import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,29 @@ class Policy(ABC):
 
     delimiter: str
     tokenizer: object  # a transformers tokenizer with the model's chat template
+    context_length: int | None = None  # the longest sequence the model takes; None: unknown
+
+    def prompt_tokens(self, prefix: Prefix) -> int:
+        """How many tokens the rendered prompt of `prefix` takes."""
+        return len(self.tokenizer(self.render(prefix), add_special_tokens=False)["input_ids"])
+
+    def check_fits(self, prefixes: list[Prefix], new_tokens: int, where: list[str], what: str) -> None:
+        """ValueError for the first prompt that leaves fewer than `new_tokens` of the model's
+        context (naming `where[i]`, e.g. "problems.jsonl:7", and `what` reserves the room), so a
+        too-long input is refused before any generation rather than run out of memory."""
+        if not self.context_length:
+            return
+        for prefix, place in zip(prefixes, where):
+            # Cheap bound first: char-level and byte-level tokenizers make at most one token
+            # per UTF-8 byte (a few more for specials), so most prompts need no tokenizing.
+            if len(self.render(prefix).encode()) + 8 + new_tokens <= self.context_length:
+                continue
+            n = self.prompt_tokens(prefix)
+            if n + new_tokens > self.context_length:
+                raise ValueError(
+                    f"{place}: the prompt is {n:,} tokens and {what} needs {new_tokens:,} more; "
+                    f"the model's context is {self.context_length:,} tokens")
+    sampling: SamplingConfig  # read at each call (a judge sets temperature 0 for its calls)
 
     def render(self, prefix: Prefix) -> str:
         """The prompt text: the chat template's assistant turn, continued by the steps so far."""
@@ -163,6 +187,7 @@ class TransformersPolicy(Policy):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
+        self.context_length = getattr(self.model.config, "max_position_embeddings", None)
 
     def propose(self, prefixes: list[Prefix], n: int) -> list[list[Proposal]]:
         return self._generate(prefixes, n, self.sampling.max_step_tokens, stop=self.delimiter)
@@ -252,32 +277,3 @@ class TransformersPolicy(Policy):
     def _proposal(text: str, logps: torch.Tensor, finish: Finish) -> Proposal:
         per_token = [round(x, 6) for x in logps.tolist()]
         return Proposal(text, len(per_token), float(logps.sum()), finish, per_token)
-
-
-BACKENDS = ("transformers", "openai", "vllm")
-
-
-def load_policy(model: str, delimiter: str, sampling: SamplingConfig,
-                backend: str = "transformers") -> Policy:
-    """The policy for `--model` on `--backend`, or a one-line ValueError naming the flag.
-
-    transformers: a local folder, `embedded`, or a hub id, run in this process (CPU or GPU).
-    openai: a model served by an OpenAI-compatible server at $OPENAI_BASE_URL.
-    vllm: vLLM in this process (GPU; the optional `vllm` extra).
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "openai":
-        from journey.models.openai_policy import OpenAIPolicy
-
-        return OpenAIPolicy(model, delimiter=delimiter, sampling=sampling)
-    if backend == "vllm":
-        from journey.models.vllm_policy import VLLMPolicy
-
-        return VLLMPolicy(model, delimiter=delimiter, sampling=sampling)
-    check_model_path(model)
-    try:
-        return TransformersPolicy(model, delimiter=delimiter, sampling=sampling)
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"--model {model}: cannot load ({first})") from None

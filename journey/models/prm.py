@@ -1,17 +1,18 @@
 """Process reward models: score the last step of many (question, steps) paths in one call.
 
 `PRM.score(questions, paths, answers)` returns, for each path, a `StepScore`: a score in [0, 1],
-a verdict (`ok`) and a reason a reflection can quote ("42 * 3 is 126, not 116."). `build_prm`
-picks one by name: `verifier` (the task's exact check), `rollout` (Math-Shepherd-style rollouts),
-`token` and `qwen` (model PRMs, `journey.models.model_prms`), `judge` (an LLM asked for a
-verdict and a reason, `journey.models.judge`).
+a verdict (`ok`) and a reason ("42 * 3 is 126, not 116."). `journey.models.registry.build_prm`
+picks one by name: `verifier` and `rollout` (here), `token` and `qwen` (model PRMs,
+`journey.models.model_prms`), `judge` (an LLM asked for a verdict and a reason,
+`journey.models.judge`). This module imports none of those (they import it). Only the verifier's
+and the judge's reasons explain a mistake; see `registry.PRM_EXPLAINS`.
 
 The `verifier` PRM is the task's exact step check, taken along the whole path: a step is
 right (score 1) only if it and every step above it are right, because a step built on a slip
 cannot lead to the right answer. That is the path-level correctness a Math-Shepherd rollout
 PRM estimates, computed exactly.
 
-    from journey.models.prm import build_prm
+    from journey.models.registry import build_prm
     prm = build_prm("verifier", task)
     prm.score(["2 + 3 * 4"], [["3 * 4 = 12"]])   # [StepScore(score=1.0, ok=True, ...)]
 """
@@ -115,39 +116,3 @@ def text_seed(question: str, steps: list[str]) -> int:
     """A 31-bit seed from a path's text, so a path's rollouts repeat across runs."""
     digest = hashlib.sha256("\x00".join([question, *steps]).encode()).digest()
     return int.from_bytes(digest[:4], "big") >> 1
-
-
-PRMS = ("verifier", "rollout", "token", "qwen", "judge")
-
-
-def build_prm(name: str, task: Task, policy: Policy | None = None, model: str | None = None,
-              rollouts: int = 4) -> PRM:
-    """The PRM called `name` for `task` (ValueError naming the known PRMs otherwise).
-
-    rollout uses `policy`; token and qwen read the PRM checkpoint `model`; judge asks the LLM
-    `model` (default: the policy itself).
-    """
-    if name == "verifier":
-        return VerifierPRM(task)
-    if name == "rollout":
-        if policy is None:
-            raise ValueError("the rollout PRM needs a policy")
-        return RolloutPRM(task, policy, rollouts)
-    if name in ("token", "qwen"):
-        if not model:
-            raise ValueError(f"--prm {name} needs --prm-model (a PRM checkpoint)")
-        from journey.models.model_prms import QwenPRM, TokenPRM
-
-        return (TokenPRM if name == "token" else QwenPRM)(model, task)
-    if name == "judge":
-        from journey.models.judge import JudgePRM
-
-        judge = policy
-        if model:
-            from journey.models.policy import SamplingConfig, load_policy
-
-            judge = load_policy(model, task.step_delimiter, SamplingConfig(temperature=0.0))
-        if judge is None:
-            raise ValueError("--prm judge needs --prm-model or a policy")
-        return JudgePRM(task, judge)
-    raise ValueError(f"unknown PRM {name!r}; known PRMs: {', '.join(PRMS)}")

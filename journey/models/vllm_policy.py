@@ -48,9 +48,16 @@ class VLLMPolicy(Policy):
         return [[self._to_proposal(o, stop) for o in out.outputs] for out in outputs]
 
     def _to_proposal(self, o, stop) -> Proposal:
+        """One vLLM `CompletionOutput` as a Proposal; the delimiter is cut off the text.
+
+        finish_reason "stop" with `stop_reason` a stop string: the step ended; None or a token
+        id: EOS. Anything but stop and length (an aborted request) is an error, not an ending.
+        """
         text = o.text
         if o.finish_reason == "length":
             finish = "length"
+        elif o.finish_reason != "stop":
+            raise ValueError(f"vLLM ended a completion with finish_reason {o.finish_reason!r}, not 'stop' or 'length'")
         elif stop and o.stop_reason in stop:
             finish, text = "stop", text[: len(text) - len(o.stop_reason)] if text.endswith(o.stop_reason) else text
         else:

@@ -5,16 +5,25 @@ siblings are merged (their `count` says how many samples gave them); every new s
 by the PRM given the question and the steps above it; final-answer steps are checked against
 the ground truth. Of a tree's expandable children at one depth (valid, not terminal), only the
 top K are expanded next; the rest stay in the tree marked `pruned`. Ranking: PRM score, then
-how many samples proposed the step, then policy log-prob, then node id — reproducible and
-preferring what the policy believes. A tree is done at depth D or when its frontier is empty.
+how many samples proposed the step, then node id (the order the policy sampled them in). A tree
+is done at depth D or when its frontier is empty.
 
 Expansion is lockstep across problems: each call to `TreeBuilder.advance` takes every tree in
 flight one level down with ONE policy call for all their frontier nodes and ONE PRM call for
 all their new children. `build_trees` keeps up to `trees_in_flight` trees going, admitting a
-new problem whenever one finishes, and hands each finished tree to a callback at once.
+new problem whenever one finishes, and yields each finished tree at once.
 
 Seeds are per node (run seed, problem id, node id), so a tree comes out the same whatever
-else is in flight — which is what makes resuming a killed run exact.
+else is in flight — which is what makes resuming a killed run exact. What exactly is
+guaranteed: the policy's log-probs move by up to ~1e-4 with the batch's padding, so they are
+kept in each node as information but never rank anything. With an exact PRM (`verifier`),
+ranking and pruning depend only on exact quantities (0/1 scores, sample counts, ids), so a
+resumed run keeps the same children. The sampled text itself can still differ only if float
+noise moves a uniform draw across a token's CDF boundary (a draw within ~1e-6 of it: rare;
+greedy decoding likewise, between two near-equal logits). `rollout` and `judge` scores are
+exact functions of generated text, so they share that caveat. Model PRM scores (`token`,
+`qwen`) carry float noise themselves, so near-ties between them, and verdicts at a score of
+0.5, can come out differently.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from journey.models.policy import Policy, Prefix, Proposal
 from journey.models.prm import PRM
@@ -61,30 +70,53 @@ def node_seed(run_seed: int, problem_id: str, node_id: int) -> int:
     return int.from_bytes(digest[:4], "big") >> 1
 
 
-def merge_duplicates(proposals: list[Proposal]) -> list[tuple[Proposal, int]]:
-    """Identical sibling texts become one child with a count, first occurrence kept.
+# Why a sample ended, from most to least "continuing": a text that any sample continued after
+# (it ended at the step delimiter) is a complete step, not an ending and not cut off.
+FINISH_RANK = {"stop": 0, "eos": 1, "length": 2}
 
-    ["a", "b", "a"] -> [("a", 2), ("b", 1)]  (as proposals)
+
+def merge_duplicates(proposals: list[Proposal]) -> list[tuple[Proposal, int]]:
+    """Identical sibling texts become one child with a count: the first occurrence's text and
+    costs, and the most continuing finish among them (stop > eos > length).
+
+    [("a", eos), ("b", stop), ("a", stop)] -> [(("a", stop), 2), (("b", stop), 1)]
     """
     merged: dict[str, list] = {}
     for p in proposals:
         key = p.text.strip()
-        if key in merged:
-            merged[key][1] += 1
-        else:
+        if key not in merged:
             merged[key] = [p, 1]
+            continue
+        first, count = merged[key]
+        if FINISH_RANK[p.finish] < FINISH_RANK[first.finish]:
+            first = replace(first, finish=p.finish)
+        merged[key] = [first, count + 1]
     return [(p, c) for p, c in merged.values()]
 
 
 def rank_key(node: dict) -> tuple:
-    """Sort key for top-K: best score, most samples, highest log-prob, then lowest id."""
-    return (-node["score"], -node["count"], -(node["logprob"] or 0.0), node["id"])
+    """Sort key for top-K: best score, most samples, then lowest id.
+
+    Log-prob is left out on purpose: it moves with batch padding (see module docstring).
+    """
+    return (-node["score"], -node["count"], node["id"])
 
 
 def select_top_k(nodes: list[dict], k: int) -> tuple[list[int], list[int]]:
     """Split candidate nodes into (kept ids, pruned ids) by `rank_key`."""
     ranked = sorted(nodes, key=rank_key)
     return [n["id"] for n in ranked[:k]], [n["id"] for n in ranked[k:]]
+
+
+def check_scores(scores: list, n: int, prm: PRM) -> None:
+    """ValueError unless a PRM gave `n` scores, each in [0, 1] (a NaN would make ranking depend
+    on the order of the candidates) with a string reason."""
+    name = getattr(prm, "name", type(prm).__name__)
+    if len(scores) != n:
+        raise ValueError(f"the {name} PRM returned {len(scores)} scores for {n} steps")
+    for s in scores:
+        if not (isinstance(s.score, (int, float)) and 0 <= s.score <= 1) or not isinstance(s.reason, str):
+            raise ValueError(f"the {name} PRM returned {s!r}; a score must be in [0, 1] with a reason")
 
 
 @dataclass
@@ -119,6 +151,9 @@ class TreeBuilder:
         jobs = [(f, nid) for f in live for nid in f.frontier]
         prefixes = [self._prefix(f.tree, nid) for f, nid in jobs]
         proposals = self.policy.propose(prefixes, self.config.width)
+        if len(proposals) != len(jobs) or any(len(p) != self.config.width for p in proposals):
+            raise ValueError(f"the policy returned {[len(p) for p in proposals]} candidates for "
+                             f"{len(jobs)} prefixes, not {self.config.width} each")
         new_by_flight: dict[int, list[int]] = {id(f): [] for f in live}
         for (f, nid), props in zip(jobs, proposals):
             f.tree.costs["steps_generated"] += len(props)
@@ -145,7 +180,7 @@ class TreeBuilder:
         elif self.task.is_terminal(text) or p.finish == "eos":
             answer = self.task.extract_answer(text)
             node.update(terminal=True, answer=answer,
-                        correct=self.task.check_answer(answer, tree.problem["answer"]))
+                        correct=bool(self.task.check_answer(answer, tree.problem["answer"])))
         return tree.add_child(parent, **node)
 
     def _score(self, items: list[tuple[InFlight, int]]) -> None:
@@ -156,6 +191,7 @@ class TreeBuilder:
         questions = [f.tree.problem["question"] for f, _ in items]
         answers = [f.tree.problem["answer"] for f, _ in items]
         scores = self.prm.score(questions, [f.tree.steps(nid) for f, nid in items], answers)
+        check_scores(scores, len(items), self.prm)
         for (f, nid), s in zip(items, scores):
             f.tree.node(nid).update(score=round(s.score, 6), reason=s.reason,
                                     verdict="correct" if s.ok else "incorrect")

@@ -24,10 +24,12 @@ class Problem:
     question: str
     answer: str
     meta: dict = field(default_factory=dict)
+    line: int | None = field(default=None, compare=False)  # where it was read, for messages
 
     def to_row(self) -> dict:
         row = asdict(self)
         meta = row.pop("meta")
+        row.pop("line")
         return {**row, **meta}
 
 

@@ -1,0 +1,157 @@
+"""Names -> policies and PRMs: the tables `--backend` and `--prm` pick from, and their factories.
+
+The base modules (`policy.py`, `prm.py`) hold the interfaces that every implementation imports;
+the tables that name the implementations live here, so no base module imports its own
+implementations (that was an import circle). Each table is a plain dict name -> loader, and a
+loader imports its module only when called: vLLM, the model PRMs and torch load only when picked,
+so `PRMS`, `BACKENDS` and `prm_explains` cost nothing to import.
+
+    from journey.models.registry import build_prm, load_policy
+    policy = load_policy("embedded", "\\n", SamplingConfig())
+    prm = build_prm("verifier", task)
+
+`PRM_EXPLAINS` says whose reasons explain what went wrong ("42 * 3 is 126, not 116."), so a
+reflection can quote them, and whose give only a statistic ("0 of 4 rollouts ...") or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: importing them would load torch
+    from journey.models.policy import Policy, SamplingConfig
+    from journey.models.prm import PRM
+    from journey.tasks.base import Task
+
+
+# ---------------------------------------------------------------- policies
+
+
+def _transformers(model: str, delimiter: str, sampling: SamplingConfig) -> Policy:
+    from journey.models.embedded import check_model_path
+    from journey.models.policy import TransformersPolicy
+
+    check_model_path(model)
+    try:
+        return TransformersPolicy(model, delimiter=delimiter, sampling=sampling)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"--model {model}: cannot load ({first})") from None
+
+
+def _openai(model: str, delimiter: str, sampling: SamplingConfig) -> Policy:
+    from journey.models.openai_policy import OpenAIPolicy
+
+    return OpenAIPolicy(model, delimiter=delimiter, sampling=sampling)
+
+
+def _vllm(model: str, delimiter: str, sampling: SamplingConfig) -> Policy:
+    from journey.models.vllm_policy import VLLMPolicy
+
+    return VLLMPolicy(model, delimiter=delimiter, sampling=sampling)
+
+
+# name -> loader(model, delimiter, sampling)
+BACKENDS: dict[str, Callable[[str, str, SamplingConfig], Policy]] = {
+    "transformers": _transformers,
+    "openai": _openai,
+    "vllm": _vllm,
+}
+
+
+def load_policy(model: str, delimiter: str, sampling: SamplingConfig,
+                backend: str = "transformers") -> Policy:
+    """The policy for `--model` on `--backend`, or a one-line ValueError naming the flag.
+
+    transformers: a local folder, `embedded`, or a hub id, run in this process (CPU or GPU).
+    openai: a model served by an OpenAI-compatible server at $OPENAI_BASE_URL.
+    vllm: vLLM in this process (GPU; the optional `vllm` extra).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return BACKENDS[backend](model, delimiter, sampling)
+
+
+# ---------------------------------------------------------------- PRMs
+
+
+def _verifier(task: Task, policy: Policy | None, model: str | None, rollouts: int) -> PRM:
+    from journey.models.prm import VerifierPRM
+
+    return VerifierPRM(task)
+
+
+def _rollout(task: Task, policy: Policy | None, model: str | None, rollouts: int) -> PRM:
+    from journey.models.prm import RolloutPRM
+
+    if policy is None:
+        raise ValueError("the rollout PRM needs a policy")
+    return RolloutPRM(task, policy, rollouts)
+
+
+def _model_prm(name: str) -> Callable[..., PRM]:
+    def load(task: Task, policy: Policy | None, model: str | None, rollouts: int) -> PRM:
+        if not model:
+            raise ValueError(f"--prm {name} needs --prm-model (a PRM checkpoint)")
+        from journey.models.model_prms import QwenPRM, TokenPRM
+
+        return (TokenPRM if name == "token" else QwenPRM)(model, task)
+
+    return load
+
+
+def _judge(task: Task, policy: Policy | None, model: str | None, rollouts: int) -> PRM:
+    from journey.models.judge import JudgePRM
+
+    judge = policy
+    if model:
+        from journey.models.policy import SamplingConfig
+
+        judge = load_policy(model, task.step_delimiter, SamplingConfig(temperature=0.0))
+    if judge is None:
+        raise ValueError("--prm judge needs --prm-model or a policy")
+    return JudgePRM(task, judge)
+
+
+# name -> loader(task, policy, model, rollouts)
+PRMS: dict[str, Callable[..., PRM]] = {
+    "verifier": _verifier,
+    "rollout": _rollout,
+    "token": _model_prm("token"),
+    "qwen": _model_prm("qwen"),
+    "judge": _judge,
+}
+
+# Whether a PRM's reasons say what went wrong, so a reflection can quote them. The verifier and
+# the judge explain ("42 * 3 is 126, not 116."); rollout gives a statistic ("0 of 4 rollouts
+# from this step reach the right answer."), token and qwen a number ("... gives this step 0.12.").
+PRM_EXPLAINS: dict[str, bool] = {
+    "verifier": True,
+    "rollout": False,
+    "token": False,
+    "qwen": False,
+    "judge": True,
+}
+assert PRM_EXPLAINS.keys() == PRMS.keys(), "every PRM says whether its reasons explain"
+
+
+def build_prm(name: str, task: Task, policy: Policy | None = None, model: str | None = None,
+              rollouts: int = 4) -> PRM:
+    """The PRM called `name` for `task` (ValueError naming the known PRMs otherwise).
+
+    rollout uses `policy`; token and qwen read the PRM checkpoint `model`; judge asks the LLM
+    `model` (default: the policy itself).
+    """
+    if name not in PRMS:
+        raise ValueError(f"unknown PRM {name!r}; known PRMs: {', '.join(PRMS)}")
+    return PRMS[name](task, policy, model, rollouts)
+
+
+def prm_explains(name: str | None) -> bool:
+    """Whether reasons from the PRM called `name` can be quoted in a reflection.
+
+    None (a tree built by hand, with no run record) -> True: its reasons were written to be read.
+    A name not in `PRM_EXPLAINS` -> False: a doubt without the reason is never a wrong lesson.
+    """
+    return True if name is None else PRM_EXPLAINS.get(name, False)
