@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from journey.config import check_at_least, check_sampling_flags
+from journey.config import BuildTreeConfig
 from journey.io import (
     DataError,
     JsonlAppender,
@@ -28,66 +28,14 @@ from journey.io import (
     resume_journal,
     take_first,
 )
-from journey.models.embedded import EMBEDDED_NAME
-from journey.models.policy import Prefix, SamplingConfig
-from journey.models.registry import PRMS, build_prm, load_policy
-from journey.provenance import model_fingerprint, provenance
-from journey.search.build import SearchConfig, TreeBuilder, build_trees
+from journey.models.policy import Prefix
+from journey.models.registry import build_prm, load_policy
+from journey.provenance import provenance
+from journey.search.build import TreeBuilder, build_trees
 from journey.search.tree import FORMAT, Tree
 from journey.tasks import get_task
 
 log = logging.getLogger(__name__)
-
-# The config keys that decide a tree's content: a resumed run must match them.
-CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "width", "depth", "top_k", "temperature", "top_p",
-                "max_step_tokens", "seed")
-
-
-@dataclass
-class BuildTreeConfig:
-    """Everything `build-tree` needs. Fields mirror the CLI flags."""
-
-    problems: Path
-    out: Path
-    model: str = EMBEDDED_NAME
-    backend: str = "transformers"  # transformers | openai | vllm (does not change trees)
-    task: str = "arith"
-    prm: str = "verifier"
-    prm_model: str | None = None  # the checkpoint of a token/qwen PRM, or the judge LLM
-    rollouts: int = 4  # m, for the rollout PRM
-    width: int = 4
-    depth: int = 8
-    top_k: int = 2
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_step_tokens: int = 48
-    batch_size: int = 256  # sequences per policy call (a speed knob; does not change trees)
-    trees_in_flight: int = 64  # trees expanded in lockstep (a speed/memory knob)
-    seed: int = 0
-    overwrite: bool = False
-    limit: int | None = None  # only the first N problems
-
-    def __post_init__(self):
-        check_at_least(1, max_step_tokens=self.max_step_tokens, batch_size=self.batch_size,
-                       trees_in_flight=self.trees_in_flight, rollouts=self.rollouts)
-        check_sampling_flags(self.temperature, self.top_p)
-        if self.limit is not None:
-            check_at_least(1, limit=self.limit)
-        self.search = SearchConfig(self.width, self.depth, self.top_k, self.seed)
-        self.sampling = SamplingConfig(self.temperature, self.top_p, self.max_step_tokens,
-                                       self.batch_size)
-        if self.prm not in PRMS:
-            raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
-
-    def content(self) -> dict:
-        """What decides a tree (compared on resume), the models' fingerprints included."""
-        if not hasattr(self, "_content"):
-            d = asdict(self)
-            self._content = {**{k: d[k] for k in CONTENT_KEYS},
-                             "model_fingerprint": model_fingerprint(self.model),
-                             "prm_model_fingerprint": model_fingerprint(self.prm_model) if self.prm_model else None}
-        return self._content
-
 
 @dataclass
 class TreeStats:

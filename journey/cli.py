@@ -30,6 +30,13 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from journey import __version__
+from journey.config import (
+    BuildTreeConfig,
+    DeriveConfig,
+    GenerateConfig,
+    SamplePairsConfig,
+    TrainConfig,
+)
 from journey.progress import console as err_console
 from journey.progress import progress_bar
 
@@ -201,30 +208,30 @@ def problems(
 def build_tree(
     problems: Annotated[Path, typer.Option(help="problems.jsonl to build trees for.")],
     out: Annotated[Path, typer.Option(help="trees.jsonl to append finished trees to (resumable).")],
-    model: Annotated[str, typer.Option(help="Policy: 'embedded', a checkpoint folder, or a hub id.")] = "embedded",
-    backend: Annotated[str, typer.Option(help="transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU).")] = "transformers",
-    task: Annotated[str, typer.Option(help="Problem domain.")] = "arith",
-    prm: Annotated[str, typer.Option(help="Process reward model: verifier (the task's exact check), rollout, token, qwen or judge.")] = "verifier",
-    prm_model: Annotated[str | None, typer.Option(help="Checkpoint of a token/qwen PRM, or the judge LLM (default: the policy).")] = None,
-    rollouts: Annotated[int, typer.Option(help="m: rollouts per step for --prm rollout.")] = 4,
-    width: Annotated[int, typer.Option("--width", "-w", help="w: candidate next steps per expanded node.")] = 4,
-    depth: Annotated[int, typer.Option("--depth", "-D", help="D: maximum steps from the root.")] = 8,
-    top_k: Annotated[int, typer.Option("--top-k", "-K", help="K: children kept for expansion per tree per depth.")] = 2,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy); 1 samples the model's own distribution, for diverse trees.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
-    max_step_tokens: Annotated[int, typer.Option(help="Longest step; longer ones are cut and marked invalid.")] = 48,
-    batch_size: Annotated[int, typer.Option(help="Sequences per policy call (speed only).")] = 256,
-    trees_in_flight: Annotated[int, typer.Option(help="Trees expanded in lockstep (speed and memory only).")] = 64,
-    seed: Annotated[int, typer.Option(help="Run seed; every node's sampling seed derives from it.")] = 0,
-    limit: Annotated[int | None, typer.Option(help="Only the first N problems.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming an existing --out.")] = False,
+    model: Annotated[str, typer.Option(help="Policy: 'embedded', a checkpoint folder, or a hub id.")] = BuildTreeConfig.model,
+    backend: Annotated[str, typer.Option(help="transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU).")] = BuildTreeConfig.backend,
+    task: Annotated[str, typer.Option(help="Problem domain.")] = BuildTreeConfig.task,
+    prm: Annotated[str, typer.Option(help="Process reward model: verifier (the task's exact check), rollout, token, qwen or judge.")] = BuildTreeConfig.prm,
+    prm_model: Annotated[str | None, typer.Option(help="Checkpoint of a token/qwen PRM, or the judge LLM (default: the policy).")] = BuildTreeConfig.prm_model,
+    rollouts: Annotated[int, typer.Option(help="m: rollouts per step for --prm rollout.")] = BuildTreeConfig.rollouts,
+    width: Annotated[int, typer.Option("--width", "-w", help="w: candidate next steps per expanded node.")] = BuildTreeConfig.width,
+    depth: Annotated[int, typer.Option("--depth", "-D", help="D: maximum steps from the root.")] = BuildTreeConfig.depth,
+    top_k: Annotated[int, typer.Option("--top-k", "-K", help="K: children kept for expansion per tree per depth.")] = BuildTreeConfig.top_k,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy); 1 samples the model's own distribution, for diverse trees.")] = BuildTreeConfig.temperature,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = BuildTreeConfig.top_p,
+    max_step_tokens: Annotated[int, typer.Option(help="Longest step; longer ones are cut and marked invalid.")] = BuildTreeConfig.max_step_tokens,
+    batch_size: Annotated[int, typer.Option(help="Sequences per policy call (speed only).")] = BuildTreeConfig.batch_size,
+    trees_in_flight: Annotated[int, typer.Option(help="Trees expanded in lockstep (speed and memory only).")] = BuildTreeConfig.trees_in_flight,
+    seed: Annotated[int, typer.Option(help="Run seed; every node's sampling seed derives from it.")] = BuildTreeConfig.seed,
+    limit: Annotated[int | None, typer.Option(help="Only the first N problems.")] = BuildTreeConfig.limit,
+    overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming an existing --out.")] = BuildTreeConfig.overwrite,
     config: ConfigOption = None,
 ) -> None:
     """Expand a reasoning tree per problem: w candidates per node, PRM-scored, top-K kept, to depth D.
 
     Trees are appended to --out as they finish; rerunning the same command resumes.
     """
-    from journey.build_tree import BuildTreeConfig, run_build_tree
+    from journey.build_tree import run_build_tree
 
     with user_errors():
         cfg = BuildTreeConfig(
@@ -267,19 +274,19 @@ def build_tree(
 def derive_longthought(
     trees: Annotated[Path, typer.Option(help="trees.jsonl from build-tree.")],
     out_dir: Annotated[Path, typer.Option(help="Folder for sft_journey.jsonl, sft_shortcut.jsonl, dpo_pairs.jsonl.")],
-    max_trials: Annotated[int, typer.Option("--max-trials", "-K", help="K: trials per correct-path node, the correct one included (1 = shortcut only).")] = 2,
-    trial_prob: Annotated[float, typer.Option(help="p: chance of each failed trial at a correct-path node.")] = 0.8,
-    pairs_per_problem: Annotated[int, typer.Option(help="P: DPO pairs per tree (chosen right, rejected wrong).")] = 5,
-    style: Annotated[str, typer.Option(help="Reflection phrasing: 'verbose' (varied, the paper's words) or 'concise' (one short form; easier for tiny models).")] = "verbose",
-    seed: Annotated[int, typer.Option(help="Seed for trial choices and reflection phrasing.")] = 0,
-    task: Annotated[str | None, typer.Option(help="Problem domain (default: the one recorded in the trees).")] = None,
-    tokenizer: Annotated[str, typer.Option(help="Tokenizer for the token counts in the summary.")] = "embedded",
-    rewrite_model: Annotated[str | None, typer.Option(help="Optional LLM that rewrites each journey draft (our published prompt).")] = None,
-    rewrite_backend: Annotated[str, typer.Option(help="Backend of the rewrite model.")] = "transformers",
+    max_trials: Annotated[int, typer.Option("--max-trials", "-K", help="K: trials per correct-path node, the correct one included (1 = shortcut only).")] = DeriveConfig.max_trials,
+    trial_prob: Annotated[float, typer.Option(help="p: chance of each failed trial at a correct-path node.")] = DeriveConfig.trial_prob,
+    pairs_per_problem: Annotated[int, typer.Option(help="P: DPO pairs per tree (chosen right, rejected wrong).")] = DeriveConfig.pairs_per_problem,
+    style: Annotated[str, typer.Option(help="Reflection phrasing: 'verbose' (varied, the paper's words) or 'concise' (one short form; easier for tiny models).")] = DeriveConfig.style,
+    seed: Annotated[int, typer.Option(help="Seed for trial choices and reflection phrasing.")] = DeriveConfig.seed,
+    task: Annotated[str | None, typer.Option(help="Problem domain (default: the one recorded in the trees).")] = DeriveConfig.task,
+    tokenizer: Annotated[str, typer.Option(help="Tokenizer for the token counts in the summary.")] = DeriveConfig.tokenizer,
+    rewrite_model: Annotated[str | None, typer.Option(help="Optional LLM that rewrites each journey draft (our published prompt).")] = DeriveConfig.rewrite_model,
+    rewrite_backend: Annotated[str, typer.Option(help="Backend of the rewrite model.")] = DeriveConfig.rewrite_backend,
     config: ConfigOption = None,
 ) -> None:
     """Derive long thoughts from trees: the shortcut, the journey (trials, reflection, backtracking), DPO pairs."""
-    from journey.derive import DeriveConfig, run_derive
+    from journey.derive import run_derive
 
     with user_errors(lambda: f"nothing was written; {out_dir} is as it was"):
         cfg = DeriveConfig(
@@ -310,23 +317,23 @@ def train(
     stage: Annotated[str, typer.Option(help="'sft' (TRL SFTTrainer, loss on the answer only) or 'dpo' (TRL DPOTrainer).")],
     data: Annotated[str, typer.Option(help="Data file(s), comma-separated: SFT {messages} or DPO {prompt, chosen, rejected} rows.")],
     out: Annotated[Path, typer.Option(help="Folder for the trained checkpoint (HF format).")],
-    model: Annotated[str, typer.Option(help="Starting model: 'embedded', a checkpoint folder, or a hub id.")] = "embedded",
-    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: TRL's, 2e-5 for SFT and 1e-6 for DPO).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Rows per device per step.")] = 8,
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
-    max_length: Annotated[int, typer.Option(help="Longest tokenized row; longer rows are truncated.")] = 1024,
-    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (overrides --epochs when > 0).")] = -1,
-    lora: Annotated[bool, typer.Option(help="Train LoRA adapters (peft), merged into the saved checkpoint.")] = False,
-    mask_wrong_steps: Annotated[bool, typer.Option(help="SFT: no loss on the wrong steps of journey rows (their mask_spans), only on reflections and corrections.")] = False,
-    beta: Annotated[float, typer.Option(help="DPO: strength of the KL penalty.")] = 0.1,
-    loss_type: Annotated[str, typer.Option(help="DPO: TRL loss type (sigmoid, ipo, hinge, ...).")] = "sigmoid",
-    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
+    model: Annotated[str, typer.Option(help="Starting model: 'embedded', a checkpoint folder, or a hub id.")] = TrainConfig.model,
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = TrainConfig.epochs,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: TRL's, 2e-5 for SFT and 1e-6 for DPO).")] = TrainConfig.lr,
+    batch_size: Annotated[int, typer.Option(help="Rows per device per step.")] = TrainConfig.batch_size,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = TrainConfig.grad_accum,
+    max_length: Annotated[int, typer.Option(help="Longest tokenized row; longer rows are truncated.")] = TrainConfig.max_length,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (overrides --epochs when > 0).")] = TrainConfig.max_steps,
+    lora: Annotated[bool, typer.Option(help="Train LoRA adapters (peft), merged into the saved checkpoint.")] = TrainConfig.lora,
+    mask_wrong_steps: Annotated[bool, typer.Option(help="SFT: no loss on the wrong steps of journey rows (their mask_spans), only on reflections and corrections.")] = TrainConfig.mask_wrong_steps,
+    beta: Annotated[float, typer.Option(help="DPO: strength of the KL penalty.")] = TrainConfig.beta,
+    loss_type: Annotated[str, typer.Option(help="DPO: TRL loss type (sigmoid, ipo, hinge, ...).")] = TrainConfig.loss_type,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = TrainConfig.seed,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = TrainConfig.overwrite,
     config: ConfigOption = None,
 ) -> None:
     """Fine-tune with TRL: SFT on long thoughts or shortcuts, or DPO on preference pairs."""
-    from journey.train import TrainConfig, run_train
+    from journey.train import run_train
 
     with user_errors():
         cfg = TrainConfig(
@@ -346,15 +353,11 @@ def train(
     ]))
 
 
-def generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
-                     batch_size, seed, limit, backend, overwrite):
-    from journey.evaluate import GenerateConfig
-
+def generate_options(kind: type[GenerateConfig], **flags) -> GenerateConfig:
+    """eval's or sample-pairs' config from the command's flags (`**locals()`: what is not a
+    field of `kind` is left out), or a one-line error on a bad value."""
     with user_errors():
-        return GenerateConfig(
-            model=model, problems=problems, out=out, task=task, samples=samples,
-            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-            batch_size=batch_size, seed=seed, limit=limit, backend=backend, overwrite=overwrite)
+        return kind(**{k: v for k, v in flags.items() if k in kind.__dataclass_fields__})
 
 
 def journal_kept(journal: Path) -> Callable[[], str]:
@@ -379,23 +382,22 @@ def eval_(
     model: ModelOpt,
     problems: ProblemsOpt,
     out: Annotated[Path, typer.Option(help="metrics.json to write (generations go beside it).")] = Path("metrics.json"),
-    task: TaskOpt = "arith",
-    samples: Annotated[int, typer.Option("--samples", "-k", help="k samples per problem for maj@k and pass@k (1 = greedy only).")] = 1,
-    temperature: Annotated[float, typer.Option(help="Temperature of the k samples (greedy accuracy is always at 0).")] = 0.7,
-    top_p: TopPOpt = 0.95,
-    max_new_tokens: MaxNewOpt = 512,
-    batch_size: BatchOpt = 64,
-    seed: SeedOpt = 0,
-    limit: LimitOpt = None,
-    backend: BackendOpt = "transformers",
-    overwrite: OverwriteOpt = False,
+    task: TaskOpt = GenerateConfig.task,
+    samples: Annotated[int, typer.Option("--samples", "-k", help="k samples per problem for maj@k and pass@k (1 = greedy only).")] = GenerateConfig.samples,
+    temperature: Annotated[float, typer.Option(help="Temperature of the k samples (greedy accuracy is always at 0).")] = GenerateConfig.temperature,
+    top_p: TopPOpt = GenerateConfig.top_p,
+    max_new_tokens: MaxNewOpt = GenerateConfig.max_new_tokens,
+    batch_size: BatchOpt = GenerateConfig.batch_size,
+    seed: SeedOpt = GenerateConfig.seed,
+    limit: LimitOpt = GenerateConfig.limit,
+    backend: BackendOpt = GenerateConfig.backend,
+    overwrite: OverwriteOpt = GenerateConfig.overwrite,
     config: ConfigOption = None,
 ) -> None:
     """Measure a model on held-out problems: accuracy, maj@k, pass@k, tokens, reflection words."""
     from journey.evaluate import generations_path, run_eval
 
-    cfg = generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
-                           batch_size, seed, limit, backend, overwrite)
+    cfg = generate_options(GenerateConfig, **locals())
     with user_errors(journal_kept(generations_path(out))):
         m = run_eval(cfg)
     rows = [("problems", f"{m['problems']:,}"),
@@ -414,26 +416,25 @@ def sample_pairs(
     model: ModelOpt,
     problems: ProblemsOpt,
     out: Annotated[Path, typer.Option(help="dpo_pairs.jsonl to write.")],
-    pairs: Annotated[int, typer.Option(help="P: pairs per problem (P right and P wrong answers drawn at random).")] = 5,
-    samples: Annotated[int, typer.Option("--samples", "-n", help="Responses sampled per problem.")] = 20,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
-    top_p: TopPOpt = 0.95,
-    task: TaskOpt = "arith",
-    max_new_tokens: MaxNewOpt = 512,
-    batch_size: BatchOpt = 64,
-    seed: SeedOpt = 0,
-    limit: LimitOpt = None,
-    backend: BackendOpt = "transformers",
-    overwrite: OverwriteOpt = False,
+    pairs: Annotated[int, typer.Option(help="P: pairs per problem (P right and P wrong answers drawn at random).")] = SamplePairsConfig.pairs,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="Responses sampled per problem.")] = SamplePairsConfig.samples,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = SamplePairsConfig.temperature,
+    top_p: TopPOpt = SamplePairsConfig.top_p,
+    task: TaskOpt = SamplePairsConfig.task,
+    max_new_tokens: MaxNewOpt = SamplePairsConfig.max_new_tokens,
+    batch_size: BatchOpt = SamplePairsConfig.batch_size,
+    seed: SeedOpt = SamplePairsConfig.seed,
+    limit: LimitOpt = SamplePairsConfig.limit,
+    backend: BackendOpt = SamplePairsConfig.backend,
+    overwrite: OverwriteOpt = SamplePairsConfig.overwrite,
     config: ConfigOption = None,
 ) -> None:
     """On-policy DPO pairs (the paper's recipe): sample answers, check them, pair right with wrong."""
     from journey.evaluate import run_sample_pairs, samples_path
 
-    cfg = generate_options(model, problems, out, task, samples, temperature, top_p, max_new_tokens,
-                           batch_size, seed, limit, backend, overwrite)
+    cfg = generate_options(SamplePairsConfig, **locals())
     with user_errors(journal_kept(samples_path(out))):
-        s = run_sample_pairs(cfg, pairs)
+        s = run_sample_pairs(cfg)
     console.print(summary_table(f"sample-pairs -> {out}", [
         ("problems", f"{s['problems']:,}"),
         ("samples right", f"{s['right']:,} / {s['samples']:,}"),

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from journey.build_tree import load_trees
+from journey.config import DeriveConfig
 from journey.io import DataError, atomic_folder, output_lock, write_jsonl_atomic, write_text_atomic
 from journey.longthought.paths import journey, preference_leaves, shortcut
 from journey.longthought.render import (
@@ -33,7 +34,7 @@ from journey.longthought.render import (
     count_reflection_words,
     render_with_spans,
 )
-from journey.models.embedded import EMBEDDED_NAME, resolve_model
+from journey.models.embedded import resolve_model
 from journey.provenance import provenance
 from journey.search.tree import Tree
 from journey.tasks import get_task
@@ -41,36 +42,6 @@ from journey.tasks.base import Task
 
 OUTPUTS = ("sft_journey.jsonl", "sft_shortcut.jsonl", "dpo_pairs.jsonl")
 RECORD = "derive.json"
-
-
-@dataclass
-class DeriveConfig:
-    """Everything `derive-longthought` needs. Fields mirror the CLI flags."""
-
-    trees: Path
-    out_dir: Path
-    max_trials: int = 2  # K: trials per correct-path node, the correct continuation included
-    trial_prob: float = 0.8  # p: chance of each failed trial at a correct-path node
-    pairs_per_problem: int = 5  # P: DPO pairs per tree (the paper drew 5)
-    style: str = "verbose"  # reflection phrasing: verbose (varied, paper words) | concise
-    seed: int = 0
-    task: str | None = None  # default: the task recorded in the trees
-    tokenizer: str = EMBEDDED_NAME  # for the token counts in the summary
-    rewrite_model: str | None = None
-    rewrite_backend: str = "transformers"
-    rewrite_max_tokens: int = 1024
-
-    def __post_init__(self):
-        if self.max_trials < 1:
-            raise ValueError(f"--max-trials must be >= 1, got {self.max_trials}")
-        if not 0.0 <= self.trial_prob <= 1.0:
-            raise ValueError(f"--trial-prob must be in [0, 1], got {self.trial_prob}")
-        if self.pairs_per_problem < 0:
-            raise ValueError(f"--pairs-per-problem must be >= 0, got {self.pairs_per_problem}")
-        if self.style not in STYLES:
-            raise ValueError(f"--style must be one of {', '.join(STYLES)}, got {self.style!r}")
-        if self.rewrite_backend != "transformers":
-            raise ValueError(f"--rewrite-backend {self.rewrite_backend!r}: only 'transformers' is built so far")
 
 
 @dataclass

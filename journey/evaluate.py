@@ -29,10 +29,10 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from journey.config import check_at_least, check_sampling_flags
+from journey.config import GenerateConfig, SamplePairsConfig
 from journey.io import (
     JsonlAppender,
     check_not_an_input,
@@ -50,51 +50,13 @@ from journey.metrics import majority_vote, mean_and_se, pass_at_k
 from journey.models.policy import Policy, Prefix, Proposal, SamplingConfig
 from journey.models.registry import load_policy
 from journey.progress import progress_bar
-from journey.provenance import model_fingerprint, provenance
+from journey.provenance import provenance
 from journey.search.build import node_seed
 from journey.tasks import get_task
 from journey.tasks.base import Problem, Task
 
 GENERATIONS = "journey.generations/v1"
 SAMPLES = "journey.samples/v1"
-# The config keys that decide what is generated: a resumed run must match them.
-CONTENT_KEYS = ("model", "task", "samples", "temperature", "top_p", "max_new_tokens", "seed")
-
-
-@dataclass
-class GenerateConfig:
-    """What eval and sample-pairs share: the model, the problems, and how to sample."""
-
-    model: str
-    problems: Path
-    out: Path
-    task: str = "arith"
-    backend: str = "transformers"
-    samples: int = 1
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 512
-    batch_size: int = 64
-    seed: int = 0
-    limit: int | None = None
-    overwrite: bool = False
-
-    def __post_init__(self):
-        check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
-                       batch_size=self.batch_size)
-        if self.limit is not None:
-            check_at_least(1, limit=self.limit)
-        check_sampling_flags(self.temperature, self.top_p)
-
-    def content(self) -> dict:
-        """What decides the generations (compared on resume), the model's fingerprint included."""
-        if not hasattr(self, "_content"):
-            d = asdict(self)
-            self._content = {**{k: d[k] for k in CONTENT_KEYS},
-                             "model_fingerprint": model_fingerprint(self.model)}
-        return self._content
-
-
 def problem_seed(seed: int, problem_id: str) -> int:
     """A problem's sampling seed: from the run seed and its id, not its place in the file."""
     return node_seed(seed, problem_id, 0)
@@ -259,8 +221,7 @@ def sample_rows(cfg: GenerateConfig) -> Callable:
     return make
 
 
-def run_sample_pairs(cfg: GenerateConfig, pairs: int) -> dict:
-    check_at_least(1, pairs=pairs)
+def run_sample_pairs(cfg: SamplePairsConfig) -> dict:
     records = run_journal(cfg, samples_path(cfg.out), SAMPLES, "sample-pairs", sample_rows(cfg))
     task = get_task(cfg.task)
     rows, n_right = [], 0
@@ -269,7 +230,7 @@ def run_sample_pairs(cfg: GenerateConfig, pairs: int) -> dict:
         n_right += sum(rec["right"])
         usable = [(t, ok) for t, ok, cut in zip(rec["samples"], rec["right"], rec["cut_off"]) if not cut]
         rng = random.Random(problem_seed(cfg.seed, p.id))
-        rows += draw_pairs(task, p, [t for t, _ in usable], [ok for _, ok in usable], pairs, rng)
+        rows += draw_pairs(task, p, [t for t, _ in usable], [ok for _, ok in usable], cfg.pairs, rng)
     write_jsonl_atomic(cfg.out, rows)
     return {"problems": len(records), "samples": len(records) * cfg.samples, "right": n_right,
             "pairs": len(rows), "problems_with_pairs": len({r["id"] for r in rows})}

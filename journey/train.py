@@ -26,13 +26,12 @@ import logging
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 from transformers import PrinterCallback, TrainerCallback
 
-from journey.config import check_at_least, check_positive
+from journey.config import Stage, TrainConfig
 from journey.io import (
     DataError,
     check_folder_writable,
@@ -42,55 +41,11 @@ from journey.io import (
     replace_folder,
     write_text_atomic,
 )
-from journey.models.embedded import EMBEDDED_NAME, check_model_path, resolve_model
+from journey.models.embedded import check_model_path, resolve_model
 from journey.progress import progress_bar
 from journey.provenance import provenance
 
 log = logging.getLogger(__name__)
-
-Stage = Literal["sft", "dpo"]
-DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6}  # TRL's defaults; tiny models want far more (see recipes)
-
-
-@dataclass
-class TrainConfig:
-    """Everything `train` needs. Fields mirror the CLI flags."""
-
-    stage: Stage
-    data: list[Path]
-    out: Path
-    model: str = EMBEDDED_NAME
-    epochs: float = 1.0
-    lr: float | None = None  # default: DEFAULT_LR[stage]
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 1024
-    max_steps: int = -1  # > 0 overrides epochs
-    lora: bool = False
-    lora_r: int = 16
-    mask_wrong_steps: bool = False  # SFT: leave rows' `mask_spans` (the wrong steps) out of the loss
-    beta: float = 0.1  # DPO only
-    loss_type: str = "sigmoid"  # DPO only
-    seed: int = 0
-    overwrite: bool = False
-    extra: dict = field(default_factory=dict)  # passed to SFTConfig / DPOConfig as is
-
-    def __post_init__(self):
-        if self.stage not in ("sft", "dpo"):
-            raise ValueError(f"--stage must be 'sft' or 'dpo', got {self.stage!r}")
-        if not self.data:
-            raise ValueError("--data: give at least one file")
-        check_positive(epochs=self.epochs, beta=self.beta)
-        check_at_least(1, batch_size=self.batch_size, grad_accum=self.grad_accum, lora_r=self.lora_r)
-        check_at_least(8, max_length=self.max_length)
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"--max-steps must be > 0, or -1 to train by --epochs; got {self.max_steps}")
-        if self.lr is None:
-            self.lr = DEFAULT_LR[self.stage]
-        check_positive(lr=self.lr)
-        if self.mask_wrong_steps and self.stage != "sft":
-            raise ValueError("--mask-wrong-steps is for --stage sft only")
-
 
 REQUIRED = {"sft": ("messages",), "dpo": ("prompt", "chosen", "rejected")}
 

@@ -551,3 +551,48 @@ def test_an_output_that_is_the_input_is_refused(tmp_path, command):
     result = run(*command, "--problems", problems, "--out", problems)
     assert result.exit_code == 1 and "is the --problems input" in result.output, result.output
     assert problems.read_text() == before
+
+
+# ---------------------------------------------------------------- one definition, one source
+
+
+def test_build_tree_and_derive_count_correct_paths_the_same_way(tmp_path):
+    import re
+
+    problems = write_problems(tmp_path / "p.jsonl", n=6, seed=12)
+    trees = tmp_path / "t.jsonl"
+    built = run("build-tree", "--problems", problems, "--out", trees, "--depth", 8)
+    derived = run("derive-longthought", "--trees", trees, "--out-dir", tmp_path / "d")
+    solved = int(re.search(r"trees with a correct path\s*│\s*(\d+) / 6", built.output).group(1))
+    used = json.loads((tmp_path / "d" / "derive.json").read_text())["stats"]["used"]
+    assert solved == used, (built.output, derived.output)
+    assert "w·K·D: 64" in built.output  # 4 * 2 * 8, beside the exhaustive count
+
+
+def test_cli_defaults_are_the_config_defaults():
+    import dataclasses
+
+    import typer.main
+
+    from journey.cli import app
+    from journey.config import (
+        BuildTreeConfig,
+        DeriveConfig,
+        GenerateConfig,
+        SamplePairsConfig,
+        TrainConfig,
+    )
+
+    commands = typer.main.get_command(app).commands
+    pairs = {"build-tree": BuildTreeConfig, "derive-longthought": DeriveConfig, "train": TrainConfig,
+             "eval": GenerateConfig, "sample-pairs": SamplePairsConfig}
+    checked = 0
+    for name, cfg in pairs.items():
+        fields = {f.name: f for f in dataclasses.fields(cfg)}
+        for param in commands[name].params:
+            f = fields.get(param.name)
+            if f is None or f.default is dataclasses.MISSING:
+                continue
+            assert param.default == f.default, (name, param.name, param.default, f.default)
+            checked += 1
+    assert checked >= 40

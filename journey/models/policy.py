@@ -29,6 +29,7 @@ from typing import Literal
 
 import torch
 
+from journey.config import SamplingConfig
 from journey.models.embedded import resolve_model
 
 log = logging.getLogger(__name__)
@@ -54,24 +55,6 @@ class Proposal:
     logprob: float
     finish: Finish
     token_logprobs: list[float] = field(default_factory=list, repr=False, compare=False)
-
-
-@dataclass
-class SamplingConfig:
-    """How candidates are drawn. temperature 0 means greedy."""
-
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_step_tokens: int = 48
-    batch_size: int = 256  # sequences (prompts x n) per generate call
-
-    def __post_init__(self):
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_step_tokens < 1 or self.batch_size < 1:
-            raise ValueError("max_step_tokens and batch_size must be >= 1")
 
 
 def row_seed(seed: int, j: int) -> int:

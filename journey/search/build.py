@@ -33,32 +33,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
+from journey.config import SearchConfig
 from journey.models.policy import Policy, Prefix, Proposal
 from journey.models.prm import PRM
 from journey.search.tree import Tree
 from journey.tasks.base import Problem, Task
-
-
-@dataclass
-class SearchConfig:
-    """The shape of the search (these, with the models, decide every tree's content)."""
-
-    width: int = 3  # w: candidate next steps per expanded node
-    depth: int = 8  # D: maximum steps from the root
-    top_k: int = 2  # K: children kept for expansion per tree per depth
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("width", "depth", "top_k"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.top_k > self.width:
-            raise ValueError(f"--top-k ({self.top_k}) cannot exceed --width ({self.width})")
-
-    def exhaustive_expansions(self) -> int:
-        """(w^D - 1)/(w - 1): the node expansions of the full tree (the paper's cost formula)."""
-        w, d = self.width, self.depth
-        return d if w == 1 else (w**d - 1) // (w - 1)
 
 
 def node_seed(run_seed: int, problem_id: str, node_id: int) -> int:
