@@ -27,6 +27,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from journey import __version__
@@ -50,7 +51,7 @@ console = Console()
 
 def fail(message: str) -> None:
     """Print a one-line error and exit 1."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=1)
 
 
@@ -80,7 +81,7 @@ def user_errors(kept: Callable[[], str] | None = None):
     except KeyboardInterrupt as err:
         signame, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
         note = kept() if kept else "nothing was written"
-        err_console.print(f"[bold yellow]interrupted[/] ({signame}): {note}", highlight=False,
+        err_console.print(f"[bold yellow]interrupted[/] ({signame}): {escape(note)}", highlight=False,
                           soft_wrap=True)
         raise typer.Exit(code=code) from None
     except (ValueError, OSError) as err:
@@ -170,11 +171,12 @@ def main(
 
 
 def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
+    """The end-of-command table; text is shown as written (paths may hold `[...]`)."""
+    table = Table(title=escape(title), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(escape(k), escape(v))
     return table
 
 
@@ -201,7 +203,7 @@ def problems(
                 raise DataError(f"--out {out}: the file exists; pass --overwrite to replace it")
             rows = [p.to_row() for p in t.generate(n, seed)]
             write_jsonl_atomic(out, rows)
-    console.print(f"wrote {len(rows)} {task} problems to {out}")
+    console.print(escape(f"wrote {len(rows)} {task} problems to {out}"))
 
 
 @app.command("build-tree")
@@ -470,7 +472,7 @@ def show(
             chosen = [t for t in chosen if t.id in set(ids)]
         check_writable(out)
         shown = write_page(chosen, out, max_trials, trial_prob, seed, title=f"journey trees: {trees.name}")
-    console.print(f"wrote {shown} tree(s) to {out}; open it in a browser")
+    console.print(escape(f"wrote {shown} tree(s) to {out}; open it in a browser"))
 
 
 if __name__ == "__main__":

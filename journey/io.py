@@ -60,7 +60,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a BOM is not data
             except UnicodeDecodeError as err:
                 raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {err.start + 1} of the line)") from None
             if not line.strip():

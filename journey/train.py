@@ -50,24 +50,78 @@ log = logging.getLogger(__name__)
 REQUIRED = {"sft": ("messages",), "dpo": ("prompt", "chosen", "rejected")}
 
 
+ROLES = ("system", "user", "assistant")
+
+
+def check_messages(value, where: str, key: str) -> str | None:
+    """Why `value` is not a list of chat messages ({"role", "content": str}), or None if it is."""
+    if not isinstance(value, list) or not value:
+        return f"{where}: {key!r} must be a non-empty list of messages"
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            return (f"{where}: {key!r} message {i} must be {{\"role\": one of {', '.join(ROLES)}, "
+                    f"\"content\": a string}}, got {json.dumps(m)[:60]}")
+    return None
+
+
+def check_spans(spans, text: str, where: str) -> list:
+    """`mask_spans`: [start, end) character spans inside the answer, or DataError."""
+    if spans is None:
+        return []
+    ok = isinstance(spans, list) and all(
+        isinstance(sp, list) and len(sp) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in sp)
+        and 0 <= sp[0] <= sp[1] <= len(text) for sp in spans)
+    if not ok:
+        raise DataError(f"{where}: 'mask_spans' must be [start, end] character spans inside the answer")
+    return spans
+
+
+def sft_row(row: dict, where: str) -> dict:
+    msgs = row["messages"]
+    problem = check_messages(msgs, where, "messages")
+    if problem:
+        raise DataError(problem)
+    if msgs[-1]["role"] != "assistant":
+        raise DataError(f"{where}: 'messages' must end with an assistant message")
+    return {"prompt": msgs[:-1], "completion": msgs[-1:],
+            "mask_spans": check_spans(row.get("mask_spans"), msgs[-1]["content"], where)}
+
+
+def dpo_row(row: dict, where: str) -> tuple[dict, str]:
+    """A DPO row and its kind: 'text' (all three strings) or 'chat' (lists of messages)."""
+    values = {k: row[k] for k in REQUIRED["dpo"]}
+    if all(isinstance(v, str) for v in values.values()):
+        if not values["chosen"] or not values["rejected"]:
+            raise DataError(f"{where}: 'chosen' and 'rejected' must not be empty")
+        return values, "text"
+    for k, v in values.items():
+        problem = check_messages(v, where, k)
+        if problem:
+            raise DataError(problem + " (or make prompt, chosen and rejected all strings)")
+    return values, "chat"
+
+
 def load_rows(stage: Stage, files: list[Path]) -> list[dict]:
-    """Every row of the data files, checked for the stage's keys (DataError naming file:line)."""
-    rows = []
+    """Every row of the data files, checked for the stage's keys and types (DataError naming
+    file:line): SFT messages are {role, content: str} ending with the assistant; DPO rows are
+    all strings or all message lists, the same kind in every row (TRL takes one format)."""
+    rows, kinds = [], {}
     for path in files:
         n = 0
         for lineno, row in read_jsonl(path):
+            where = f"{path}:{lineno}"
             missing = [k for k in REQUIRED[stage] if k not in row]
             if missing:
-                raise DataError(f"{path}:{lineno}: a {stage} row needs {', '.join(map(repr, missing))}")
+                raise DataError(f"{where}: a {stage} row needs {', '.join(map(repr, missing))}")
             if stage == "sft":
-                msgs = row["messages"]
-                if not (isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict)
-                        and msgs[-1].get("role") == "assistant"):
-                    raise DataError(f"{path}:{lineno}: 'messages' must end with an assistant message")
-                rows.append({"prompt": msgs[:-1], "completion": msgs[-1:],
-                             "mask_spans": row.get("mask_spans") or []})
+                rows.append(sft_row(row, where))
             else:
-                rows.append({k: row[k] for k in REQUIRED["dpo"]})
+                values, kind = dpo_row(row, where)
+                first = kinds.setdefault(kind, where)
+                if len(kinds) > 1:
+                    other = next(w for k, w in kinds.items() if k != kind)
+                    raise DataError(f"{first}: a {kind} DPO row, while {other} is not; use one format")
+                rows.append(values)
             n += 1
         if n == 0:
             raise DataError(f"{path}: no rows in the file")

@@ -596,3 +596,44 @@ def test_cli_defaults_are_the_config_defaults():
             assert param.default == f.default, (name, param.name, param.default, f.default)
             checked += 1
     assert checked >= 40
+
+
+U = {"role": "user", "content": "1 + 2"}
+A = {"role": "assistant", "content": "The answer is 3."}
+BAD_TRAIN_ROWS = [
+    ("sft", {"messages": [U, {"role": "assistant", "content": 5}]}, ":1: 'messages' message 1 must be"),
+    ("sft", {"messages": [{"role": "robot", "content": "x"}, A]}, ":1: 'messages' message 0 must be"),
+    ("sft", {"messages": "hello"}, ":1: 'messages' must be a non-empty list of messages"),
+    ("sft", {"messages": [U, A], "mask_spans": [[0, 999]]}, ":1: 'mask_spans' must be [start, end]"),
+    ("sft", {"messages": [U, A], "mask_spans": "all"}, ":1: 'mask_spans' must be [start, end]"),
+    ("dpo", {"prompt": [U], "chosen": "x", "rejected": [A]}, ":1: 'chosen' must be a non-empty list"),
+    ("dpo", {"prompt": "q", "chosen": "", "rejected": "r"}, ":1: 'chosen' and 'rejected' must not be empty"),
+    ("dpo", {"prompt": [U], "chosen": [A], "rejected": [{"role": "assistant"}]}, ":1: 'rejected' message 0 must be"),
+]
+
+
+@pytest.mark.parametrize("stage, row, message", BAD_TRAIN_ROWS)
+def test_train_rows_of_the_wrong_types_are_refused(tmp_path, stage, row, message):
+    data = write_rows(tmp_path / "d.jsonl", [row])
+    result = run("train", "--stage", stage, "--data", data, "--out", tmp_path / "ck")
+    assert result.exit_code == 1 and f"d.jsonl{message}" in result.output, result.output
+    assert not (tmp_path / "ck").exists()
+
+
+def test_dpo_rows_of_two_formats_are_refused(tmp_path):
+    data = write_rows(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"},
+                                             {"prompt": [U], "chosen": [A], "rejected": [A]}])
+    result = run("train", "--stage", "dpo", "--data", data, "--out", tmp_path / "ck")
+    assert result.exit_code == 1 and "use one format" in result.output and "d.jsonl:2" in result.output
+
+
+def test_error_messages_print_brackets_as_written(tmp_path):
+    problems = write_rows(tmp_path / "p.jsonl", [{**GOOD, "id": ["[bold]x[/]"]}])
+    result = run("build-tree", "--problems", problems, "--out", tmp_path / "t.jsonl")
+    assert result.exit_code == 1 and '["[bold]x[/]"]' in result.output, result.output
+
+
+def test_a_byte_order_mark_is_not_data(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    assert [row for _, row in read_jsonl(path)] == [GOOD]
