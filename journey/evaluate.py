@@ -57,6 +57,9 @@ from journey.tasks.base import Problem, Task
 
 GENERATIONS = "journey.generations/v1"
 SAMPLES = "journey.samples/v1"
+RowMaker = Callable[[Task, Policy, list[Problem]], list[dict]]  # a chunk of problems -> journal rows
+
+
 def problem_seed(seed: int, problem_id: str) -> int:
     """A problem's sampling seed: from the run seed and its id, not its place in the file."""
     return node_seed(seed, problem_id, 0)
@@ -71,7 +74,7 @@ def generate(policy: Policy, task: Task, problems: list[Problem], n: int, cfg: G
 
 
 def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
-                make_rows: Callable[[list[Problem]], list[dict]]) -> list[dict]:
+                make_rows: RowMaker) -> list[dict]:
     """Every problem's journal row, in problem order: finished ones read back, the rest made
     in chunks by `make_rows` and appended as they finish. Holds the lock on `cfg.out`."""
     task = get_task(cfg.task)
@@ -112,7 +115,7 @@ def journal_row(fmt: str, cfg: GenerateConfig, p: Problem, **fields) -> dict:
             "question": p.question, "gold": p.answer, **fields}
 
 
-def eval_rows(cfg: GenerateConfig) -> Callable:
+def eval_rows(cfg: GenerateConfig) -> RowMaker:
     """Rows of the generations journal for a chunk of problems: greedy, then the k samples."""
 
     def make(task: Task, policy: Policy, chunk: list[Problem]) -> list[dict]:
@@ -208,7 +211,9 @@ def draw_pairs(task: Task, problem: Problem, texts: list[str], right: list[bool]
             for c, r in zip(rng.sample(good, m), rng.sample(bad, m))]
 
 
-def sample_rows(cfg: GenerateConfig) -> Callable:
+def sample_rows(cfg: GenerateConfig) -> RowMaker:
+    """Rows of the samples journal for a chunk of problems: n samples with their verdicts."""
+
     def make(task: Task, policy: Policy, chunk: list[Problem]) -> list[dict]:
         out = []
         for p, samples in zip(chunk, generate(policy, task, chunk, cfg.samples, cfg, cfg.temperature)):

@@ -143,23 +143,25 @@ def test_build_tree_refuses_a_different_config_then_overwrites(tmp_path):
 
 
 def test_build_tree_resumes_after_sigkill(tmp_path):
-    """Kill a real `journey build-tree` mid-run, rerun it, and compare with an uninterrupted run."""
+    """Kill a real `journey build-tree` mid-level (one tree written, three in flight), rerun it,
+    and compare with an uninterrupted run: the restarted trees share batches with other trees
+    than before, so this is where float noise would change structure if it could."""
     problems = write_problems(tmp_path / "p.jsonl", n=10, seed=21)
     cmd = [sys.executable, "-m", "journey.cli", "build-tree", "--problems", str(problems),
-           "--depth", "6", "--trees-in-flight", "2", "--seed", "1"]
+           "--depth", "6", "--trees-in-flight", "4", "--seed", "1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     killed = tmp_path / "killed.jsonl"
     proc = subprocess.Popen([*cmd, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if killed.exists() and len(killed.read_text().splitlines()) >= 2:
+        if killed.exists() and len(killed.read_text().splitlines()) >= 1:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = len(killed.read_text().splitlines())
-    assert 2 <= partial < 10
+    assert 1 <= partial < 10
     subprocess.run([*cmd, "--out", str(killed)], env=env, check=True, capture_output=True)
     whole = tmp_path / "whole.jsonl"
     subprocess.run([*cmd, "--out", str(whole)], env=env, check=True, capture_output=True)
