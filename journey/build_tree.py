@@ -1,6 +1,7 @@
 """The `build-tree` stage: problems.jsonl -> trees.jsonl, resumable, with progress and a summary.
 
     journey build-tree --problems problems.jsonl --out trees.jsonl --width 3 --depth 8 --top-k 2
+    journey build-tree --problems problems.jsonl --out trees.jsonl --search mcts --simulations 16
 
 This module is the edge around `journey.search.build`: it validates inputs before touching the
 output, loads the models, resumes an interrupted run (finished ids are skipped; a different
@@ -32,6 +33,7 @@ from journey.models.policy import Prefix
 from journey.models.registry import build_prm, load_policy
 from journey.provenance import provenance
 from journey.search.build import TreeBuilder, build_trees
+from journey.search.mcts import MCTSBuilder
 from journey.search.tree import FORMAT, Tree
 from journey.tasks import get_task
 
@@ -99,14 +101,17 @@ def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progr
     policy.check_fits([Prefix(task.messages(p.question)) for p in todo],
                       cfg.depth * cfg.max_step_tokens, [f"{cfg.problems}:{p.line}" for p in todo],
                       f"--depth {cfg.depth} x --max-step-tokens {cfg.max_step_tokens}")
+    shape = cfg.search_config
     run = provenance("build-tree", cfg.content(),
-                     exhaustive_expansions=cfg.search.exhaustive_expansions(),
-                     exhaustive_steps=cfg.width * cfg.search.exhaustive_expansions())
+                     exhaustive_expansions=shape.exhaustive_expansions(),
+                     exhaustive_steps=cfg.width * shape.exhaustive_expansions())
+    budget = (("N·w", cfg.simulations * cfg.width) if cfg.search == "mcts"
+              else ("w·K·D", cfg.width * cfg.top_k * cfg.depth))
     stats.extra = {"problems": len(problems), "exhaustive_steps": run["exhaustive_steps"],
-                   "wkd_steps": cfg.width * cfg.top_k * cfg.depth, "out": cfg.out}
+                   "budget": budget, "out": cfg.out}
     if cfg.overwrite and cfg.out.exists():
         cfg.out.unlink()  # only now: every check passed and the models loaded
-    builder = TreeBuilder(task, policy, prm, cfg.search)
+    builder = (MCTSBuilder if cfg.search == "mcts" else TreeBuilder)(task, policy, prm, shape)
     sha = {p.id: problem_sha256(p) for p in todo}
     t0 = time.perf_counter()
     if progress:

@@ -218,7 +218,12 @@ def build_tree(
     rollouts: Annotated[int, typer.Option(help="m: rollouts per step for --prm rollout.")] = BuildTreeConfig.rollouts,
     width: Annotated[int, typer.Option("--width", "-w", help="w: candidate next steps per expanded node.")] = BuildTreeConfig.width,
     depth: Annotated[int, typer.Option("--depth", "-D", help="D: maximum steps from the root.")] = BuildTreeConfig.depth,
-    top_k: Annotated[int, typer.Option("--top-k", "-K", help="K: children kept for expansion per tree per depth.")] = BuildTreeConfig.top_k,
+    top_k: Annotated[int, typer.Option("--top-k", "-K", help="K (beam): children kept for expansion per tree per depth.")] = BuildTreeConfig.top_k,
+    search: Annotated[str, typer.Option(help="beam (top-K per depth, Part 1) or mcts (PUCT selection, o1-Coder / rStar-Math).")] = BuildTreeConfig.search,
+    simulations: Annotated[int, typer.Option(help="N (mcts): simulations per tree, each expands one leaf with w samples.")] = BuildTreeConfig.simulations,
+    c_puct: Annotated[float, typer.Option(help="mcts: PUCT exploration weight (0 = greedy on q).")] = BuildTreeConfig.c_puct,
+    rollout: Annotated[str, typer.Option(help="mcts: a new step's value: none (its PRM score) or policy (one rollout to a final answer: right 1, wrong 0).")] = BuildTreeConfig.rollout,
+    max_children: Annotated[int | None, typer.Option(help="mcts: progressive widening up to this many children per node (default: --width, no widening).")] = BuildTreeConfig.max_children,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy); 1 samples the model's own distribution, for diverse trees.")] = BuildTreeConfig.temperature,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = BuildTreeConfig.top_p,
     max_step_tokens: Annotated[int, typer.Option(help="Longest step; longer ones are cut and marked invalid.")] = BuildTreeConfig.max_step_tokens,
@@ -229,7 +234,8 @@ def build_tree(
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming an existing --out.")] = BuildTreeConfig.overwrite,
     config: ConfigOption = None,
 ) -> None:
-    """Expand a reasoning tree per problem: w candidates per node, PRM-scored, top-K kept, to depth D.
+    """Expand a reasoning tree per problem: w candidates per node, PRM-scored, to depth D; beam keeps
+    the top K per depth, mcts selects leaves by PUCT for N simulations.
 
     Trees are appended to --out as they finish; rerunning the same command resumes.
     """
@@ -239,6 +245,7 @@ def build_tree(
         cfg = BuildTreeConfig(
             problems=problems, out=out, model=model, backend=backend, task=task, prm=prm,
             prm_model=prm_model, rollouts=rollouts, width=width, depth=depth, top_k=top_k,
+            search=search, simulations=simulations, c_puct=c_puct, rollout=rollout, max_children=max_children,
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             batch_size=batch_size, trees_in_flight=trees_in_flight, seed=seed, overwrite=overwrite,
             limit=limit)
@@ -264,7 +271,7 @@ def build_tree(
         ("trees with a correct path", f"{stats.solved:,} / {stats.trees:,}"),
         ("mean nodes per tree", mean(stats.nodes)),
         ("mean steps generated per tree",
-         f"{mean(stats.steps_generated)} (w·K·D: {x['wkd_steps']:,}; exhaustive: {x['exhaustive_steps']:,})"),
+         f"{mean(stats.steps_generated)} ({x['budget'][0]}: {x['budget'][1]:,}; exhaustive: {x['exhaustive_steps']:,})"),
         ("tokens generated", f"{stats.tokens:,}"),
         ("time (this run)", f"{stats.seconds:,.1f} s"),
     ]))

@@ -90,12 +90,42 @@ class SearchConfig:
         return d if w == 1 else (w**d - 1) // (w - 1)
 
 
+SEARCHES = ("beam", "mcts")
+ROLLOUTS = ("none", "policy")
+
+
+@dataclass
+class MCTSConfig(SearchConfig):
+    """MCTS (`journey.search.mcts`): `width` children per expansion, at most `depth` steps,
+    `simulations` selections per tree, PUCT's exploration weight `c_puct`, an optional policy
+    rollout to a final answer as a new step's value, and progressive widening up to
+    `max_children` children per node (default: width, i.e. one expansion per node)."""
+
+    simulations: int = 16
+    c_puct: float = 1.0
+    rollout: str = "none"
+    max_children: int | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_at_least(1, simulations=self.simulations)
+        if isinstance(self.c_puct, bool) or not isinstance(self.c_puct, int | float) or not (
+                math.isfinite(self.c_puct) and self.c_puct >= 0):
+            raise ValueError(f"--c-puct must be >= 0, got {self.c_puct}")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"--rollout must be one of {', '.join(ROLLOUTS)}, got {self.rollout!r}")
+        if self.max_children is None:
+            self.max_children = self.width
+        check_at_least(self.width, max_children=self.max_children)
+
+
 # ---------------------------------------------------------------- stages
 
 
 # The config keys that decide a tree's content: a resumed run must match them.
-TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "width", "depth", "top_k", "temperature", "top_p",
-                "max_step_tokens", "seed")
+TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "width", "depth", "temperature", "top_p",
+                     "max_step_tokens", "seed", "search")
+SEARCH_CONTENT_KEYS = {"beam": ("top_k",), "mcts": ("simulations", "c_puct", "rollout", "max_children")}
 
 
 @dataclass
@@ -112,7 +142,12 @@ class BuildTreeConfig:
     rollouts: int = 4  # m, for the rollout PRM
     width: int = 4
     depth: int = 8
-    top_k: int = 2
+    top_k: int = 2  # beam only
+    search: str = "beam"  # beam | mcts
+    simulations: int = 16  # mcts only: N selections per tree (about N * w steps generated)
+    c_puct: float = 1.0  # mcts only
+    rollout: str = "none"  # mcts only: none | policy
+    max_children: int | None = None  # mcts only: progressive widening cap (default: width)
     temperature: float = 1.0
     top_p: float = 0.95
     max_step_tokens: int = 48
@@ -128,7 +163,13 @@ class BuildTreeConfig:
         check_sampling_flags(self.temperature, self.top_p)
         if self.limit is not None:
             check_at_least(1, limit=self.limit)
-        self.search = SearchConfig(self.width, self.depth, self.top_k, self.seed)
+        if self.search not in SEARCHES:
+            raise ValueError(f"--search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
+        if self.search == "mcts":
+            self.search_config = MCTSConfig(self.width, self.depth, self.top_k, self.seed,
+                                            self.simulations, self.c_puct, self.rollout, self.max_children)
+        else:
+            self.search_config = SearchConfig(self.width, self.depth, self.top_k, self.seed)
         self.sampling = SamplingConfig(self.temperature, self.top_p, self.max_step_tokens,
                                        self.batch_size)
         if self.prm not in PRMS:
@@ -138,7 +179,8 @@ class BuildTreeConfig:
         """What decides a tree (compared on resume), the models' fingerprints included."""
         if not hasattr(self, "_content"):
             d = asdict(self)
-            self._content = {**{k: d[k] for k in TREE_CONTENT_KEYS},
+            keys = TREE_CONTENT_KEYS + SEARCH_CONTENT_KEYS[self.search]
+            self._content = {**{k: d[k] for k in keys},
                              "model_fingerprint": model_fingerprint(self.model),
                              "prm_model_fingerprint": model_fingerprint(self.prm_model) if self.prm_model else None}
         return self._content

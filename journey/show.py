@@ -63,6 +63,7 @@ def tree_view(tree: Tree, max_trials: int, trial_prob: float, seed: int) -> dict
         "text": n["text"], "score": n["score"], "verdict": n["verdict"], "reason": n["reason"],
         "terminal": n["terminal"], "answer": n["answer"], "correct": n["correct"],
         "pruned": n["pruned"], "count": n["count"], "depth": n["depth"],
+        "visits": n.get("visits"), "q": n.get("q"),
     } for n in tree.nodes()]
     run = tree.run or {}
     return {
@@ -113,6 +114,7 @@ PAGE = r"""<!DOCTYPE html>
  circle.pruned{fill-opacity:.35;stroke-dasharray:2 2} circle.right-answer{stroke:#f9a825;stroke-width:4}
  line.edge{stroke:#bbb;stroke-width:1.2} line.shortcut{stroke:#1565c0;stroke-width:4} line.trial{stroke:#ef6c00;stroke-width:2.5;stroke-dasharray:6 4}
  text.score{font-size:9px;fill:#555;pointer-events:none}
+ text.mcts{font-size:8px;fill:#36c;pointer-events:none}
 </style></head><body>
 <div id="main">
  <header><label>tree <select id="pick"></select></label><span id="question"></span>
@@ -136,6 +138,7 @@ function show(t, n) {
   document.getElementById("detail").innerHTML = n.id === 0 ? "<b>root</b>: the question" :
     `<table><tr><td>node</td><td>${n.id} (depth ${n.depth})</td></tr><tr><td>verdict</td><td>${esc(n.verdict)}${n.pruned ? " (pruned)" : ""}</td></tr>
      <tr><td>PRM score</td><td>${n.score ?? "-"}</td></tr><tr><td>samples</td><td>${n.count}</td></tr>
+     ${n.visits !== null ? `<tr><td>MCTS visits</td><td>${n.visits}</td></tr><tr><td>MCTS q</td><td>${n.q === null ? "-" : Number(n.q).toFixed(3)}</td></tr>` : ""}
      ${n.terminal ? `<tr><td>answer</td><td>${esc(n.answer)} ${n.correct ? "✓" : "✗"}</td></tr>` : ""}</table>
      <h3>Step</h3><pre>${esc(n.text)}</pre><h3>Reason</h3><pre>${esc(n.reason)}</pre><h3>Path</h3><pre>${esc(steps.join("\n"))}</pre>`;
 }
@@ -157,6 +160,7 @@ function draw(i) {
     el("title", {}, c).textContent = n.id === 0 ? t.problem.question : n.text;
     c.addEventListener("click", () => show(t, n)); c.addEventListener("mouseenter", () => show(t, n));
     if (n.score !== null && n.id !== 0) el("text", {x: n.x + 9, y: n.y - 8, class: "score"}, dots).textContent = Number(n.score).toFixed(2);
+    if (n.visits !== null) el("text", {x: n.x + 9, y: n.y + 12, class: "mcts"}, dots).textContent = `n=${n.visits} q=${n.q === null ? "-" : Number(n.q).toFixed(2)}`;
   }
   svg.dataset.tree = t.id;
 }

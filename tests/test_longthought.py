@@ -204,7 +204,7 @@ def test_derive_cli_writes_trl_ready_files(real_trees, tmp_path):
 @pytest.mark.parametrize(
     "content, args, message",
     [
-        ('{"format": "other/v9"}\n', [], "trees.jsonl:1: expected format 'journey.tree/v1', got 'other/v9'"),
+        ('{"format": "other/v9"}\n', [], "trees.jsonl:1: expected format 'journey.tree/v2' (or 'journey.tree/v1'), got 'other/v9'"),
         ("GOOD\n{not json\n", [], "trees.jsonl:2: not valid JSON"),
         ("GOOD\n", ["--max-trials", "0"], "--max-trials must be >= 1"),
         ("GOOD\n", ["--trial-prob", "1.5"], "--trial-prob must be in [0, 1]"),

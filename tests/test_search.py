@@ -83,7 +83,7 @@ def test_tree_paths_and_round_trip():
 
 def test_from_json_rejects_other_formats_and_bad_nodes():
     row = hand_tree().to_json()
-    with pytest.raises(ValueError, match="expected format 'journey.tree/v1', got 'x/v0'"):
+    with pytest.raises(ValueError, match=r"expected format 'journey.tree/v2' \(or 'journey.tree/v1'\), got 'x/v0'"):
         Tree.from_json({**row, "format": "x/v0"}, where="f.jsonl:3")
     bad = json.loads(json.dumps(row))
     del bad["nodes"][2]["verdict"]

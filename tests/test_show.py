@@ -48,7 +48,7 @@ def test_show_bad_input(tmp_path):
     trees = tmp_path / "t.jsonl"
     trees.write_text('{"format": "journey.tree/v0"}\n')
     result = runner.invoke(app, ["show", "--trees", str(trees), "--out", str(tmp_path / "x.html")])
-    assert result.exit_code == 1 and "t.jsonl:1: expected format 'journey.tree/v1'" in result.output
+    assert result.exit_code == 1 and "t.jsonl:1: expected format 'journey.tree/v2'" in result.output
     write_trees(trees, [hand_tree()])
     result = runner.invoke(app, ["show", "--trees", str(trees), "--id", "nope", "--out", str(tmp_path / "x.html")])
     assert result.exit_code == 1 and "--id nope: no such tree" in result.output

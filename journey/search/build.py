@@ -112,8 +112,11 @@ class InFlight:
         return not self.frontier
 
 
-class TreeBuilder:
-    """Expands many trees in lockstep with a policy and a PRM (see module docstring)."""
+class LockstepBuilder:
+    """What every lockstep search shares: starting a tree, seeded prefixes, expanding many
+    nodes of many trees in ONE policy call (merging identical siblings), and scoring all new
+    steps in ONE PRM call. `TreeBuilder` (beam, here) and `MCTSBuilder` (`journey.search.mcts`)
+    add how nodes are chosen; `build_trees` drives either."""
 
     def __init__(self, task: Task, policy: Policy, prm: PRM, config: SearchConfig):
         self.task, self.policy, self.prm, self.config = task, policy, prm, config
@@ -124,27 +127,33 @@ class TreeBuilder:
         tree.costs = {"steps_generated": 0, "tokens": 0, "steps_scored": 0, "seconds": 0.0}
         return InFlight(tree)
 
-    def advance(self, flights: list[InFlight]) -> None:
-        """Take every unfinished tree one level down: one policy call, one PRM call."""
-        live = [f for f in flights if not f.done]
-        jobs = [(f, nid) for f in live for nid in f.frontier]
-        prefixes = [self._prefix(f.tree, nid) for f, nid in jobs]
-        proposals = self.policy.propose(prefixes, self.config.width)
+    def expand(self, jobs: list[tuple[InFlight, int, int | str]]) -> dict[int, list[int]]:
+        """Expand each (flight, node id, seed key) with `width` samples in ONE policy call; add
+        the merged children and score them all in ONE PRM call. Returns id(flight) -> new ids."""
+        prefixes = [self._prefix(f.tree, nid, key) for f, nid, key in jobs]
+        proposals = self.policy.propose(prefixes, self.config.width) if jobs else []
         if len(proposals) != len(jobs) or any(len(p) != self.config.width for p in proposals):
             raise ValueError(f"the policy returned {[len(p) for p in proposals]} candidates for "
                              f"{len(jobs)} prefixes, not {self.config.width} each")
-        new_by_flight: dict[int, list[int]] = {id(f): [] for f in live}
-        for (f, nid), props in zip(jobs, proposals):
+        new: dict[int, list[int]] = {}
+        added: list[tuple[InFlight, int]] = []
+        for (f, nid, _), props in zip(jobs, proposals):
             f.tree.costs["steps_generated"] += len(props)
             f.tree.costs["tokens"] += sum(p.tokens for p in props)
+            siblings = {f.tree.node(c)["text"]: c for c in f.tree.children(nid)}  # a re-expansion's
             for p, count in merge_duplicates(props):
-                new_by_flight[id(f)].append(self._add_step(f.tree, nid, p, count))
-        self._score([(f, nid) for f in live for nid in new_by_flight[id(f)]])
-        for f in live:
-            self._prune(f, new_by_flight[id(f)])
+                if p.text.strip() in siblings:  # a step the node already has: one more sample of it
+                    f.tree.node(siblings[p.text.strip()])["count"] += count
+                    continue
+                child = self._add_step(f.tree, nid, p, count)
+                new.setdefault(id(f), []).append(child)
+                added.append((f, child))
+        self._score(added)
+        return new
 
-    def _prefix(self, tree: Tree, nid: int) -> Prefix:
-        seed = node_seed(self.config.seed, tree.id, nid)
+    def _prefix(self, tree: Tree, nid: int, key: int | str | None = None) -> Prefix:
+        """The node's prompt, seeded by (run seed, problem id, `key`: the node id by default)."""
+        seed = node_seed(self.config.seed, tree.id, nid if key is None else key)
         return Prefix(self.task.messages(tree.problem["question"]), tree.steps(nid), seed)
 
     def _add_step(self, tree: Tree, parent: int, p: Proposal, count: int) -> int:
@@ -175,6 +184,18 @@ class TreeBuilder:
             f.tree.node(nid).update(score=round(s.score, 6), reason=s.reason,
                                     verdict="correct" if s.ok else "incorrect")
             f.tree.costs["steps_scored"] += 1
+
+
+
+class TreeBuilder(LockstepBuilder):
+    """Beam search: every frontier node expanded, the top K children kept per tree per depth."""
+
+    def advance(self, flights: list[InFlight]) -> None:
+        """Take every unfinished tree one level down: one policy call, one PRM call."""
+        live = [f for f in flights if not f.done]
+        new = self.expand([(f, nid, nid) for f in live for nid in f.frontier])
+        for f in live:
+            self._prune(f, new.get(id(f), []))
 
     def _prune(self, f: InFlight, new: list[int]) -> None:
         """Keep the top K expandable children as the next frontier; mark the rest pruned."""

@@ -1,4 +1,4 @@
-"""The reasoning tree: nodes in a networkx DiGraph, and its `journey.tree/v1` JSON form.
+"""The reasoning tree: nodes in a networkx DiGraph, and its `journey.tree/v2` JSON form.
 
 Node 0 is the root (the question; no step). Every other node is one reasoning step with:
 
@@ -9,8 +9,11 @@ Node 0 is the root (the question; no step). Every other node is one reasoning st
     pruned                   scored but not kept for expansion (top-K)
     tokens, logprob, count   generation cost, policy log-prob, how many samples gave this text
     finish                   why generation stopped: stop | eos | length
+    visits, q                MCTS: how often the node was on a simulated path, and the mean value
+                             backed up through it (null in beam trees)
 
 One line of trees.jsonl is `Tree.to_json()`: {"format", "problem", "nodes", "costs", "run"}.
+v2 added `visits` and `q`; v1 files (without them) are still read, the two fields null.
 `Tree.from_json` checks the format tag, the problem, and every node field's type and allowed
 values (and that ids count up, parents come first, depth is the parent's + 1, nothing hangs
 under a final or invalid step), and says what is wrong and where:
@@ -25,11 +28,13 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-FORMAT = "journey.tree/v1"
-NODE_FIELDS = (
+FORMAT = "journey.tree/v2"
+FORMAT_V1 = "journey.tree/v1"  # still read: its nodes have no `visits` and `q`
+NODE_FIELDS_V1 = (
     "id", "parent", "depth", "text", "score", "verdict", "reason", "terminal", "answer",
     "correct", "pruned", "tokens", "logprob", "count", "finish",
 )
+NODE_FIELDS = (*NODE_FIELDS_V1, "visits", "q")
 VERDICTS = ("root", "correct", "incorrect", "invalid")
 FINISHES = ("stop", "eos", "length")
 
@@ -114,9 +119,10 @@ class Tree:
     @classmethod
     def from_json(cls, row: dict, where: str = "tree") -> Tree:
         """Rebuild a tree from its JSON form; ValueError naming `where`, the node and the field."""
-        if not isinstance(row, dict) or row.get("format") != FORMAT:
+        if not isinstance(row, dict) or row.get("format") not in (FORMAT, FORMAT_V1):
             got = row.get("format") if isinstance(row, dict) else type(row).__name__
-            raise ValueError(f"{where}: expected format {FORMAT!r}, got {got!r}")
+            raise ValueError(f"{where}: expected format {FORMAT!r} (or {FORMAT_V1!r}), got {got!r}")
+        fields = NODE_FIELDS_V1 if row["format"] == FORMAT_V1 else NODE_FIELDS
         nodes = row.get("nodes")
         if not isinstance(nodes, list) or not nodes:
             raise ValueError(f"{where}: a {FORMAT} tree needs a non-empty node list")
@@ -129,8 +135,8 @@ class Tree:
             raise ValueError(f"{where}: 'run.config' must be an object with a string 'prm', got {short(config)}")
         graph = nx.DiGraph()
         for i, n in enumerate(nodes):
-            check_node(n, i, graph, f"{where}: node {i}")
-            graph.add_node(i, **n)
+            check_node(n, i, graph, f"{where}: node {i}", fields)
+            graph.add_node(i, **({"visits": None, "q": None} | n))
             if i > 0:
                 graph.add_edge(n["parent"], i)
         return cls(row["problem"], graph, row.get("costs", {}), row.get("run", {}))
@@ -165,6 +171,8 @@ FIELD_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "count": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     "finish": (lambda v: v is None or (isinstance(v, str) and v in FINISHES),
                f"one of {', '.join(FINISHES)} or null"),
+    "visits": (lambda v: v is None or (_int(v) and v >= 0), "an integer >= 0 or null"),
+    "q": (lambda v: v is None or (_number(v) and 0 <= v <= 1), "a number in [0, 1] or null"),
 }
 
 
@@ -178,7 +186,7 @@ def check_problem(problem, where: str) -> None:
             raise ValueError(f"{where}: problem: {key!r} must be a string, got {got}")
 
 
-def check_node(n, i: int, graph: nx.DiGraph, where: str) -> None:
+def check_node(n, i: int, graph: nx.DiGraph, where: str, fields: tuple = NODE_FIELDS) -> None:
     """ValueError unless `n` is a valid node `i` of a tree whose nodes 0..i-1 are in `graph`.
 
     `where` is "file:line: node i". Node 0 is the root (verdict root, no parent, depth 0); any
@@ -186,15 +194,15 @@ def check_node(n, i: int, graph: nx.DiGraph, where: str) -> None:
     """
     if not isinstance(n, dict):
         raise ValueError(f"{where}: expected an object, got {short(n)}")
-    missing = [f for f in NODE_FIELDS if f not in n]
-    unknown = [f for f in n if f not in NODE_FIELDS]
+    missing = [f for f in fields if f not in n]
+    unknown = [f for f in n if f not in fields]
     if missing or unknown:
         what = f"missing fields {missing}" if missing else f"unknown fields {unknown}"
-        raise ValueError(f"{where}: {what} (a {FORMAT} node has {', '.join(NODE_FIELDS)})")
+        raise ValueError(f"{where}: {what} (a node has {', '.join(fields)})")
     if not _int(n["id"]) or n["id"] != i:
         raise ValueError(f"{where}: 'id' must be {i} (its place in the list), got {short(n['id'])}")
     for key, (accepts, what) in FIELD_RULES.items():
-        if not accepts(n[key]):
+        if key in n and not accepts(n[key]):
             raise ValueError(f"{where}: {key!r} must be {what}, got {short(n[key])}")
     if i == 0:
         for key, ok, want in (("parent", n["parent"] is None, "null"),
