@@ -8,7 +8,9 @@
    PRM, temperature 1: per tree, the steps actually generated, whether it reached a right answer
    and a correct path, its distinct right leaves, and its failed-trial material (wrong steps
    that follow a correct prefix: where a journey's trials can start), each with its standard
-   error over problems.
+   error over problems. Beam's frontier often collapses (merged duplicates, early answers), so
+   it spends less than its bound; a wider beam (K=4) is shown too, to compare at the steps
+   actually spent.
 2. MCTS lockstep speed-up: nodes/s with all trees in flight (one policy call per round for
    every tree) / nodes/s with one tree at a time (one policy call per leaf), same trees.
 All ratios are measured within this one run.
@@ -78,7 +80,9 @@ def main() -> None:
     prm = build_prm("verifier", task)
     beam = TreeBuilder(task, policy, prm, SearchConfig(width=4, depth=8, top_k=2, seed=0))
     mcts = MCTSBuilder(task, policy, prm, MCTSConfig(width=4, depth=8, top_k=2, seed=0, simulations=16))
+    wide = TreeBuilder(task, policy, prm, SearchConfig(width=4, depth=8, top_k=4, seed=0))
     beam_trees, beam_s = measure(beam, problems, 64)
+    wide_trees, _ = measure(wide, problems, 64)
     mcts_trees, mcts_s = measure(mcts, problems, 64)
     one_trees, one_s = measure(mcts, problems, 1)
     same = sum(structure(a) == structure(b) for a, b in zip(
@@ -86,7 +90,9 @@ def main() -> None:
     print(f"{n} held-out arith problems, embedded policy, verifier PRM, T=1.0\n")
     print("| search | steps generated / tree | right answer | correct path | right leaves / tree | trial material / tree |")
     print("|---|---|---|---|---|---|")
-    for row in (describe("beam w=4 K=2 D=8 (≤ 64 steps)", beam_trees), describe("MCTS w=4 N=16 (≤ 64 steps)", mcts_trees)):
+    for row in (describe("beam w=4 K=2 D=8 (≤ 64 steps)", beam_trees),
+                describe("beam w=4 K=4 D=8 (≤ 128 steps)", wide_trees),
+                describe("MCTS w=4 N=16 (≤ 64 steps)", mcts_trees)):
         print("| " + " | ".join(row) + " |")
     nodes = sum(t.graph.number_of_nodes() - 1 for t in mcts_trees)
     print(f"\nMCTS lockstep: {nodes / mcts_s:.1f} nodes/s (all trees in flight) vs {nodes / one_s:.1f} "

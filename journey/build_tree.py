@@ -95,8 +95,8 @@ def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
 
 def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progress) -> TreeStats:
     done, stats = resume_state(cfg, every)
-    policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling, cfg.backend)
-    prm = build_prm(cfg.prm, task, policy, cfg.prm_model, cfg.rollouts)
+    policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling, cfg.backend, cfg.gpu_memory_utilization)
+    prm = build_prm(cfg.prm, task, policy, cfg.prm_model, cfg.rollouts, cfg.prm_device)
     todo = [p for p in problems if p.id not in done]
     policy.check_fits([Prefix(task.messages(p.question)) for p in todo],
                       cfg.depth * cfg.max_step_tokens, [f"{cfg.problems}:{p.line}" for p in todo],

@@ -33,9 +33,14 @@ from rich.table import Table
 from journey import __version__
 from journey.config import (
     BuildTreeConfig,
+    CurateConfig,
     DeriveConfig,
+    DistillConfig,
+    EvalPRMConfig,
     GenerateConfig,
+    ImportConfig,
     SamplePairsConfig,
+    SelfplayConfig,
     TrainConfig,
 )
 from journey.progress import console as err_console
@@ -186,24 +191,47 @@ def problems(
     task: Annotated[str, typer.Option(help="Problem domain.")] = "arith",
     n: Annotated[int, typer.Option(help="How many problems.")] = 100,
     seed: Annotated[int, typer.Option(help="Generator seed: the same seed gives the same problems.")] = 0,
+    source: Annotated[Path | None, typer.Option("--from", help="Import this dataset file instead of generating (JSONL, JSONL.gz, JSON array or Parquet); needs --format.")] = None,
+    format: Annotated[str | None, typer.Option(help="The --from file's format: math (MATH, MATH-500), gsm8k, mbpp, humaneval, countdown, or jsonl (any rows; see --question-key).")] = None,
+    question_key: Annotated[str, typer.Option(help="--format jsonl: the field holding the question.")] = ImportConfig.question_key,
+    answer_key: Annotated[str, typer.Option(help="--format jsonl: the field holding the answer.")] = ImportConfig.answer_key,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Generate problems (id, question, answer) as JSONL for the other stages."""
-    from journey.io import DataError, check_writable, output_lock, write_jsonl_atomic
+    """Generate problems (id, question, answer) as JSONL for the other stages, or import a dataset file (--from)."""
+    from journey.importers import import_problems
+    from journey.io import (
+        DataError,
+        check_not_an_input,
+        check_writable,
+        output_lock,
+        write_jsonl_atomic,
+    )
     from journey.tasks import get_task
 
     if n <= 0:
         fail(f"--n must be > 0, got {n}")
     with user_errors():
-        t = get_task(task)
+        if source is None:
+            if format is not None or (question_key, answer_key) != (ImportConfig.question_key, ImportConfig.answer_key):
+                raise ValueError("--format, --question-key and --answer-key go with --from FILE")
+            t = get_task(task)
+            make, what = (lambda: [p.to_row() for p in t.generate(n, seed)]), f"{task} problems"
+        else:
+            if format is None:
+                raise ValueError("--from needs --format: math, gsm8k, mbpp, humaneval, countdown or jsonl")
+            imp = ImportConfig(source=source, format=format, out=out, question_key=question_key,
+                               answer_key=answer_key, overwrite=overwrite)
+            check_not_an_input(out, {"--from": source})
+            make = lambda: import_problems(imp.source, imp.format, imp.question_key, imp.answer_key)  # noqa: E731
+            what = f"problems from {source} ({format})"
         check_writable(out)
         with output_lock(out):
             if out.exists() and not overwrite:
                 raise DataError(f"--out {out}: the file exists; pass --overwrite to replace it")
-            rows = [p.to_row() for p in t.generate(n, seed)]
+            rows = make()
             write_jsonl_atomic(out, rows)
-    console.print(escape(f"wrote {len(rows)} {task} problems to {out}"))
+    console.print(escape(f"wrote {len(rows)} {what} to {out}"))
 
 
 @app.command("build-tree")
@@ -213,7 +241,7 @@ def build_tree(
     model: Annotated[str, typer.Option(help="Policy: 'embedded', a checkpoint folder, or a hub id.")] = BuildTreeConfig.model,
     backend: Annotated[str, typer.Option(help="transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU).")] = BuildTreeConfig.backend,
     task: Annotated[str, typer.Option(help="Problem domain.")] = BuildTreeConfig.task,
-    prm: Annotated[str, typer.Option(help="Process reward model: verifier (the task's exact check), rollout, token, qwen or judge.")] = BuildTreeConfig.prm,
+    prm: Annotated[str, typer.Option(help="Process reward model: verifier (the task's exact check), rollout, token, qwen, judge, or trained (from `journey train --stage prm`).")] = BuildTreeConfig.prm,
     prm_model: Annotated[str | None, typer.Option(help="Checkpoint of a token/qwen PRM, or the judge LLM (default: the policy).")] = BuildTreeConfig.prm_model,
     rollouts: Annotated[int, typer.Option(help="m: rollouts per step for --prm rollout.")] = BuildTreeConfig.rollouts,
     width: Annotated[int, typer.Option("--width", "-w", help="w: candidate next steps per expanded node.")] = BuildTreeConfig.width,
@@ -232,6 +260,8 @@ def build_tree(
     seed: Annotated[int, typer.Option(help="Run seed; every node's sampling seed derives from it.")] = BuildTreeConfig.seed,
     limit: Annotated[int | None, typer.Option(help="Only the first N problems.")] = BuildTreeConfig.limit,
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming an existing --out.")] = BuildTreeConfig.overwrite,
+    gpu_memory_utilization: Annotated[float, typer.Option(help="--backend vllm: vLLM's share of its GPU (weights and KV cache); a PRM on that GPU gets the rest.")] = BuildTreeConfig.gpu_memory_utilization,
+    prm_device: Annotated[str | None, typer.Option(help="Where a token/qwen PRM or a judge model goes: cpu, cuda or cuda:N (default: cuda if there is one).")] = BuildTreeConfig.prm_device,
     config: ConfigOption = None,
 ) -> None:
     """Expand a reasoning tree per problem: w candidates per node, PRM-scored, to depth D; beam keeps
@@ -248,7 +278,7 @@ def build_tree(
             search=search, simulations=simulations, c_puct=c_puct, rollout=rollout, max_children=max_children,
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             batch_size=batch_size, trees_in_flight=trees_in_flight, seed=seed, overwrite=overwrite,
-            limit=limit)
+            limit=limit, gpu_memory_utilization=gpu_memory_utilization, prm_device=prm_device)
     kept = lambda: f"{count_lines(out):,} finished trees are kept in {out}; rerun the same command to resume"  # noqa: E731
     with user_errors(kept), progress_bar("build-tree", None, "trees") as advance:
         nodes, started = [0], time.perf_counter()
@@ -282,7 +312,7 @@ def build_tree(
 @app.command("derive-longthought")
 def derive_longthought(
     trees: Annotated[Path, typer.Option(help="trees.jsonl from build-tree.")],
-    out_dir: Annotated[Path, typer.Option(help="Folder for sft_journey.jsonl, sft_shortcut.jsonl, dpo_pairs.jsonl.")],
+    out_dir: Annotated[Path, typer.Option(help="Folder for sft_journey.jsonl, sft_shortcut.jsonl, dpo_pairs.jsonl, prm_steps.jsonl, prm_pairs.jsonl.")],
     max_trials: Annotated[int, typer.Option("--max-trials", "-K", help="K: trials per correct-path node, the correct one included (1 = shortcut only).")] = DeriveConfig.max_trials,
     trial_prob: Annotated[float, typer.Option(help="p: chance of each failed trial at a correct-path node.")] = DeriveConfig.trial_prob,
     pairs_per_problem: Annotated[int, typer.Option(help="P: DPO pairs per tree (chosen right, rejected wrong).")] = DeriveConfig.pairs_per_problem,
@@ -292,6 +322,7 @@ def derive_longthought(
     tokenizer: Annotated[str, typer.Option(help="Tokenizer for the token counts in the summary.")] = DeriveConfig.tokenizer,
     rewrite_model: Annotated[str | None, typer.Option(help="Optional LLM that rewrites each journey draft (our published prompt).")] = DeriveConfig.rewrite_model,
     rewrite_backend: Annotated[str, typer.Option(help="Backend of the rewrite model.")] = DeriveConfig.rewrite_backend,
+    prm_labels: Annotated[str, typer.Option(help="Labels of prm_steps/prm_pairs: auto (verdict for verifier trees, else MCTS q, else PRM score), verdict, score or q.")] = DeriveConfig.prm_labels,
     config: ConfigOption = None,
 ) -> None:
     """Derive long thoughts from trees: the shortcut, the journey (trials, reflection, backtracking), DPO pairs."""
@@ -301,7 +332,8 @@ def derive_longthought(
         cfg = DeriveConfig(
             trees=trees, out_dir=out_dir, max_trials=max_trials, trial_prob=trial_prob,
             pairs_per_problem=pairs_per_problem, style=style, seed=seed, task=task,
-            tokenizer=tokenizer, rewrite_model=rewrite_model, rewrite_backend=rewrite_backend)
+            tokenizer=tokenizer, rewrite_model=rewrite_model, rewrite_backend=rewrite_backend,
+            prm_labels=prm_labels)
         stats = run_derive(cfg)
     used = max(stats.used, 1)
     words = ", ".join(f"{w} {c / used:.2f}" for w, c in stats.reflection_words.items())
@@ -311,6 +343,8 @@ def derive_longthought(
         ("mean tokens: journey vs shortcut", f"{stats.journey_tokens / used:,.1f} vs {stats.shortcut_tokens / used:,.1f}"),
         ("reflection words per journey", words),
         ("DPO pairs written", f"{stats.pairs:,}"),
+        ("PRM rows: steps / pairs", f"{stats.prm_steps:,} / {stats.prm_pairs:,} "
+                                    f"(labels: {', '.join(f'{k} {v}' for k, v in stats.label_sources.items())})"),
     ]
     if rewrite_model:
         rows.append(("rewrites discarded for the draft", f"{stats.rewrite_fallbacks:,} / {stats.used:,}"))
@@ -323,8 +357,8 @@ def parse_files(value: str) -> list[Path]:
 
 @app.command()
 def train(
-    stage: Annotated[str, typer.Option(help="'sft' (TRL SFTTrainer, loss on the answer only) or 'dpo' (TRL DPOTrainer).")],
-    data: Annotated[str, typer.Option(help="Data file(s), comma-separated: SFT {messages} or DPO {prompt, chosen, rejected} rows.")],
+    stage: Annotated[str, typer.Option(help="'sft' (TRL SFTTrainer, loss on the answer only), 'dpo' (TRL DPOTrainer) or 'prm' (a process reward model: see --objective).")],
+    data: Annotated[str, typer.Option(help="Data file(s), comma-separated: SFT {messages}, DPO {prompt, chosen, rejected}, or PRM rows (prm_steps.jsonl / prm_pairs.jsonl).")],
     out: Annotated[Path, typer.Option(help="Folder for the trained checkpoint (HF format).")],
     model: Annotated[str, typer.Option(help="Starting model: 'embedded', a checkpoint folder, or a hub id.")] = TrainConfig.model,
     epochs: Annotated[float, typer.Option(help="Passes over the data.")] = TrainConfig.epochs,
@@ -337,18 +371,20 @@ def train(
     mask_wrong_steps: Annotated[bool, typer.Option(help="SFT: no loss on the wrong steps of journey rows (their mask_spans), only on reflections and corrections.")] = TrainConfig.mask_wrong_steps,
     beta: Annotated[float, typer.Option(help="DPO: strength of the KL penalty.")] = TrainConfig.beta,
     loss_type: Annotated[str, typer.Option(help="DPO: TRL loss type (sigmoid, ipo, hinge, ...).")] = TrainConfig.loss_type,
+    objective: Annotated[str, typer.Option(help="PRM: pointwise (cross-entropy at every step end, prm_steps.jsonl) or pairwise (Bradley-Terry on sibling steps, prm_pairs.jsonl).")] = TrainConfig.objective,
     seed: Annotated[int, typer.Option(help="Training seed.")] = TrainConfig.seed,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = TrainConfig.overwrite,
     config: ConfigOption = None,
 ) -> None:
-    """Fine-tune with TRL: SFT on long thoughts or shortcuts, or DPO on preference pairs."""
+    """Fine-tune with TRL (SFT on long thoughts or shortcuts, DPO on preference pairs), or train a PRM."""
     from journey.train import run_train
 
     with user_errors():
         cfg = TrainConfig(
             stage=stage, data=parse_files(data), out=out, model=model, epochs=epochs, lr=lr,
             batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
-            max_steps=max_steps, lora=lora, mask_wrong_steps=mask_wrong_steps, beta=beta, loss_type=loss_type, seed=seed,
+            max_steps=max_steps, lora=lora, mask_wrong_steps=mask_wrong_steps, beta=beta, loss_type=loss_type,
+            objective=objective, seed=seed,
             overwrite=overwrite)
     with user_errors(lambda: f"the unfinished checkpoint was removed; {out} is as it was"):
         record = run_train(cfg)
@@ -452,6 +488,94 @@ def sample_pairs(
     ]))
 
 
+@app.command("eval-prm")
+def eval_prm(
+    trees: Annotated[Path, typer.Option(help="Held-out trees.jsonl (from build-tree) whose steps the PRM judges.")],
+    prm_model: Annotated[str | None, typer.Option(help="The PRM checkpoint (for --prm trained: from `journey train --stage prm`).")] = EvalPRMConfig.prm_model,
+    prm: Annotated[str, typer.Option(help="Which PRM: trained, token, qwen, judge or rollout.")] = EvalPRMConfig.prm,
+    out: Annotated[Path | None, typer.Option(help="prm_metrics.json to write (optional).")] = EvalPRMConfig.out,
+    task: Annotated[str | None, typer.Option(help="Problem domain (default: the one recorded in the trees).")] = EvalPRMConfig.task,
+    config: ConfigOption = None,
+) -> None:
+    """Judge a PRM as the paper does: precision, recall and F1 of its step verdicts against exact labels."""
+    from journey.eval_prm import run_eval_prm
+
+    with user_errors():
+        m = run_eval_prm(EvalPRMConfig(trees=trees, prm_model=prm_model, prm=prm, out=out, task=task))
+    fmt = lambda d: f"P {d['precision']:.3f}  R {d['recall']:.3f}  F1 {d['f1']:.3f}"  # noqa: E731
+    rows = [("steps judged (right / all)", f"{m['right_steps']:,} / {m['steps']:,} in {m['trees']:,} trees"),
+            ("accuracy", f"{m['accuracy']:.3f}"),
+            ("right step as positive", fmt(m["right_as_positive"])),
+            ("wrong step as positive", fmt(m["wrong_as_positive"])),
+            ("paper (Part 1): Math-Shepherd / o1-mini F1", ".734-.855 / .855-.880")]
+    if m["rollout_steps"]:
+        r = m["rollout_correlation"]
+        rows.append(("correlation with rollout values", "-" if r is None else f"{r:.3f} ({m['rollout_steps']:,} steps)"))
+    if out:
+        rows.append(("file", str(out)))
+    console.print(summary_table(f"eval-prm {prm_model or prm}", rows))
+
+
+@app.command()
+def selfplay(
+    problems: Annotated[Path, typer.Option(help="Train problems (problems.jsonl): trees, SFT and DPO data come from them.")],
+    test: Annotated[Path, typer.Option(help="Held-out problems: policy accuracy per round, and the trees PRMs are judged on.")],
+    out_dir: Annotated[Path, typer.Option(help="Folder for every round's trees, data, models and metrics (resumable).")],
+    rounds: Annotated[int, typer.Option(help="R: rounds of search -> derive -> train.")] = SelfplayConfig.rounds,
+    model: Annotated[str, typer.Option(help="Policy of round 0: 'embedded', a checkpoint folder, or a hub id.")] = SelfplayConfig.model,
+    prm: Annotated[str, typer.Option(help="PRM of round 0 (verifier, rollout, trained, ...).")] = SelfplayConfig.prm,
+    prm_model: Annotated[str | None, typer.Option(help="Checkpoint of the round-0 PRM, if it needs one.")] = SelfplayConfig.prm_model,
+    prm_loop: Annotated[str, typer.Option(help="Later rounds search with the PRM trained the round before (trained) or keep --prm (fixed).")] = SelfplayConfig.prm_loop,
+    task: Annotated[str, typer.Option(help="Problem domain.")] = SelfplayConfig.task,
+    search: Annotated[str, typer.Option(help="beam or mcts.")] = SelfplayConfig.search,
+    width: Annotated[int, typer.Option("--width", "-w", help="w: candidates per expanded node.")] = SelfplayConfig.width,
+    depth: Annotated[int, typer.Option("--depth", "-D", help="D: maximum steps.")] = SelfplayConfig.depth,
+    top_k: Annotated[int, typer.Option("--top-k", "-K", help="K (beam): children kept per depth.")] = SelfplayConfig.top_k,
+    simulations: Annotated[int, typer.Option(help="N (mcts): simulations per tree.")] = SelfplayConfig.simulations,
+    temperature: Annotated[float, typer.Option(help="Tree sampling temperature.")] = SelfplayConfig.temperature,
+    max_trials: Annotated[int, typer.Option(help="derive: K trials per correct-path node.")] = SelfplayConfig.max_trials,
+    trial_prob: Annotated[float, typer.Option(help="derive: p of each failed trial.")] = SelfplayConfig.trial_prob,
+    style: Annotated[str, typer.Option(help="derive: verbose or concise reflections.")] = SelfplayConfig.style,
+    sft_data: Annotated[str, typer.Option(help="SFT on the journey or the shortcut rows.")] = SelfplayConfig.sft_data,
+    epochs: Annotated[float, typer.Option(help="SFT epochs.")] = SelfplayConfig.epochs,
+    lr: Annotated[float, typer.Option(help="SFT learning rate.")] = SelfplayConfig.lr,
+    dpo_lr: Annotated[float, typer.Option(help="DPO learning rate.")] = SelfplayConfig.dpo_lr,
+    prm_epochs: Annotated[float, typer.Option(help="PRM epochs.")] = SelfplayConfig.prm_epochs,
+    prm_lr: Annotated[float, typer.Option(help="PRM learning rate.")] = SelfplayConfig.prm_lr,
+    batch_size: Annotated[int, typer.Option(help="Rows per training step (all three trainings).")] = SelfplayConfig.batch_size,
+    max_steps: Annotated[int, typer.Option(help="Cap every training at this many steps (-1: by epochs).")] = SelfplayConfig.max_steps,
+    pair_samples: Annotated[int, typer.Option(help="sample-pairs: responses per problem.")] = SelfplayConfig.pair_samples,
+    pairs: Annotated[int, typer.Option(help="sample-pairs: P pairs per problem.")] = SelfplayConfig.pairs,
+    dpo_problems: Annotated[int | None, typer.Option(help="sample-pairs: only the first N train problems.")] = SelfplayConfig.dpo_problems,
+    eval_samples: Annotated[int, typer.Option(help="eval: k samples per test problem (pass@k).")] = SelfplayConfig.eval_samples,
+    limit: Annotated[int | None, typer.Option(help="Only the first N train problems.")] = SelfplayConfig.limit,
+    test_limit: Annotated[int | None, typer.Option(help="Only the first N test problems.")] = SelfplayConfig.test_limit,
+    seed: Annotated[int, typer.Option(help="Run seed (round r uses seed + r for its trees, data and training).")] = SelfplayConfig.seed,
+    config: ConfigOption = None,
+) -> None:
+    """Self-play (o1-Coder): each round builds trees with its policy and PRM, derives data, trains the next policy (SFT, DPO) and PRM, and evaluates both."""
+    from journey.selfplay import run_selfplay
+
+    with user_errors(lambda: f"finished rounds are kept in {out_dir}; rerun the same command to resume"):
+        cfg = SelfplayConfig(**{k: v for k, v in locals().items() if k in SelfplayConfig.__dataclass_fields__})
+        rows = run_selfplay(cfg, on_round=lambda row: console.print(
+            f"round {row['round']}: accuracy {row['accuracy']:.3f}, PRM F1 {row['prm_f1_right']:.3f}"))
+    console.print(selfplay_table(rows, out_dir))
+
+
+def selfplay_table(rows: list[dict], out_dir: Path) -> Table:
+    k = next((key for key in rows[0] if key.startswith("pass@")), "pass@k") if rows else "pass@k"
+    table = Table(title=escape(f"selfplay -> {out_dir}"), title_justify="left")
+    for col in ("round", "trees solved", "steps / tree", "SFT rows", "DPO pairs", "accuracy ± s.e.", k,
+                "PRM F1 (right / wrong)"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["round"]), f"{r['trees_solved']} / {r['trees']}", f"{r['steps_generated_per_tree']:.1f}",
+                      str(r["sft_rows"]), str(r["dpo_pairs"]), f"{r['accuracy']:.3f} ± {r['accuracy_se']:.3f}",
+                      "-" if r.get(k) is None else f"{r[k]:.3f}", f"{r['prm_f1_right']:.3f} / {r['prm_f1_wrong']:.3f}")
+    return table
+
+
 @app.command()
 def show(
     trees: Annotated[Path, typer.Option(help="trees.jsonl from build-tree.")],
@@ -480,6 +604,100 @@ def show(
         check_writable(out)
         shown = write_page(chosen, out, max_trials, trial_prob, seed, title=f"journey trees: {trees.name}")
     console.print(escape(f"wrote {shown} tree(s) to {out}; open it in a browser"))
+
+
+
+@app.command()
+def curate(
+    problems: Annotated[Path, typer.Option(help="problems.jsonl, or a MATH / MATH-500 file (problem, solution, answer).")],
+    out: Annotated[Path, typer.Option(help="Where to write the problems kept (the rows as they were).")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = CurateConfig.overwrite,
+    config: ConfigOption = None,
+) -> None:
+    """Keep the math problems a checker can grade (Part 2's curation): drop proofs, figure-dependent questions, and missing or unreadable answers."""
+    from journey.io import (
+        DataError,
+        check_not_an_input,
+        check_writable,
+        output_lock,
+        read_jsonl,
+        write_jsonl_atomic,
+    )
+    from journey.tasks.math import CURATION_RULES
+    from journey.tasks.math import curate as curate_rows
+
+    with user_errors():
+        cfg = CurateConfig(problems=problems, out=out, overwrite=overwrite)
+        rows = [row for _, row in read_jsonl(cfg.problems)]
+        if not rows:
+            raise DataError(f"--problems {problems}: no rows in the file")
+        check_writable(out)
+        check_not_an_input(out, {"--problems": problems})
+        with output_lock(out):
+            if out.exists() and not overwrite:
+                raise DataError(f"--out {out}: the file exists; pass --overwrite to replace it")
+            kept, dropped = curate_rows(rows)
+            write_jsonl_atomic(out, kept)
+    console.print(summary_table(f"curate -> {out}", [
+        ("kept", f"{len(kept):,} / {len(rows):,}"),
+        *[(f"dropped: {rule}", f"{count:,}") for rule, count in dropped.items()],
+    ]))
+    for rule, what in CURATION_RULES.items():
+        console.print(escape(f"{rule}: {what}"), style="dim", highlight=False)
+
+
+@app.command()
+def distill(
+    teacher: Annotated[str | None, typer.Option(help="The teacher: a model served at $OPENAI_BASE_URL (--backend openai), a checkpoint folder, a hub id, or 'embedded'.")] = None,
+    problems: Annotated[Path | None, typer.Option(help="problems.jsonl to distil long thoughts for.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Folder for sft.jsonl, distill.json, README.md (a dataset card) and samples.jsonl (the journal; rerun to resume).")] = None,
+    backend: BackendOpt = DistillConfig.backend,
+    task: Annotated[str, typer.Option(help="How answers are extracted and checked: math (\\boxed{}, math-verify) or arith ('The answer is N.').")] = DistillConfig.task,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="n: teacher samples per problem.")] = DistillConfig.samples,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the teacher.")] = DistillConfig.temperature,
+    top_p: TopPOpt = DistillConfig.top_p,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest sample, in tokens; a sample that reaches it is dropped as truncated.")] = DistillConfig.max_new_tokens,
+    min_tokens: Annotated[int, typer.Option(help="Drop samples shorter than this, in tokens, as too short (0: off).")] = DistillConfig.min_tokens,
+    max_tokens: Annotated[int | None, typer.Option(help="Drop finished samples longer than this, in tokens, as too long (default: off).")] = DistillConfig.max_tokens,
+    reformat: Annotated[bool, typer.Option(help="Ask the teacher again (greedy) to rewrite each kept sample step by step; a rewrite that loses the answer is discarded and counted.")] = DistillConfig.reformat,
+    prompt: Annotated[str, typer.Option(help="The teacher's system prompt: 'shipped' (journey/distill_prompt.md), 'task' (the task's own prompt, as eval sends) or a file.")] = DistillConfig.prompt,
+    batch_size: Annotated[int, typer.Option(help="Sequences (problems x samples) per teacher call (speed only).")] = DistillConfig.batch_size,
+    seed: SeedOpt = DistillConfig.seed,
+    limit: LimitOpt = DistillConfig.limit,
+    overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming the samples journal in --out-dir.")] = DistillConfig.overwrite,
+    show_prompt: Annotated[bool, typer.Option(help="Print the prompts sent to the teacher (for --task and --prompt) and exit.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Distil long thoughts from a teacher (Part 2): n samples per problem, curated with a count per reason, optionally reformatted, as TRL SFT rows."""
+    from journey.distill import JOURNAL, REASONS, run_distill, show_prompts
+
+    if show_prompt:
+        with user_errors():
+            typer.echo(show_prompts(prompt, task))
+        return
+    for flag_name, value in (("--teacher", teacher), ("--problems", problems), ("--out-dir", out_dir)):
+        if value is None:
+            fail(f"{flag_name} is required (or pass --show-prompt)")
+    with user_errors():
+        cfg = DistillConfig(**{k: v for k, v in locals().items() if k in DistillConfig.__dataclass_fields__})
+    with user_errors(journal_kept(out_dir / JOURNAL)):
+        s = run_distill(cfg)
+    total = max(s["samples"], 1)
+    rows = [("problems", f"{s['problems']:,} ({s['problems_resumed']:,} already done)"),
+            ("samples kept", f"{s['kept']:,} / {s['samples']:,} ({s['kept'] / total:.1%})")]
+    rows += [(f"dropped: {reason}", f"{n:,} ({n / total:.1%})") for reason, n in s["dropped"].items()]
+    if reformat:
+        r = s["reformat"]
+        rows.append(("reformats kept / tried", f"{r['kept']:,} / {r['tried']:,}"))
+    t = s["tokens"]
+    rows += [("SFT rows", f"{s['kept']:,} (from {s['problems_with_rows']:,} problems)"),
+             ("tokens: prompts / samples / reformats", f"{t['prompt']:,} / {t['samples']:,} / {t['reformat']:,}"),
+             ("teacher time", f"{s['seconds']['generation']:,.1f} s (this run: {s['seconds']['this_run']:,.1f} s)"),
+             ("files", f"{out_dir}/ (sft.jsonl, distill.json, README.md, {JOURNAL})")]
+    console.print(summary_table(f"distill {teacher} -> {out_dir}", rows))
+    for reason, what in REASONS.items():
+        if s["dropped"][reason]:
+            console.print(escape(f"{reason}: {what}"), style="dim", highlight=False)
 
 
 if __name__ == "__main__":

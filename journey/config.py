@@ -12,10 +12,12 @@ This module imports no model code (no torch), so `journey --help` stays fast.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
 from journey.models.embedded import EMBEDDED_NAME
 from journey.models.registry import PRMS
@@ -156,6 +158,8 @@ class BuildTreeConfig:
     seed: int = 0
     overwrite: bool = False
     limit: int | None = None  # only the first N problems
+    gpu_memory_utilization: float = 0.9  # --backend vllm: vLLM's share of its GPU (a PRM gets the rest)
+    prm_device: str | None = None  # where a token/qwen PRM or judge model goes: cpu, cuda, cuda:1 (None: cuda if any)
 
     def __post_init__(self):
         check_at_least(1, max_step_tokens=self.max_step_tokens, batch_size=self.batch_size,
@@ -163,6 +167,11 @@ class BuildTreeConfig:
         check_sampling_flags(self.temperature, self.top_p)
         if self.limit is not None:
             check_at_least(1, limit=self.limit)
+        u = self.gpu_memory_utilization
+        if isinstance(u, bool) or not isinstance(u, int | float) or not 0 < u <= 1:
+            raise ValueError(f"--gpu-memory-utilization must be in (0, 1], got {u}")
+        if self.prm_device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.prm_device):
+            raise ValueError(f"--prm-device must be cpu, cuda or cuda:N, got {self.prm_device!r}")
         if self.search not in SEARCHES:
             raise ValueError(f"--search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
         if self.search == "mcts":
@@ -202,20 +211,26 @@ class DeriveConfig:
     rewrite_model: str | None = None
     rewrite_backend: str = "transformers"
     rewrite_max_tokens: int = 1024
+    prm_labels: str = "auto"  # PRM rows' labels: auto | verdict | score | q (see longthought.prm_data)
 
     def __post_init__(self):
         check_at_least(1, max_trials=self.max_trials, rewrite_max_tokens=self.rewrite_max_tokens)
         if not (isinstance(self.trial_prob, int | float) and 0.0 <= self.trial_prob <= 1.0):
             raise ValueError(f"--trial-prob must be in [0, 1], got {self.trial_prob}")
         check_at_least(0, pairs_per_problem=self.pairs_per_problem)
+        if self.prm_labels not in LABEL_SOURCES:
+            raise ValueError(f"--prm-labels must be one of {', '.join(LABEL_SOURCES)}, got {self.prm_labels!r}")
         if self.style not in STYLES:
             raise ValueError(f"--style must be one of {', '.join(STYLES)}, got {self.style!r}")
         if self.rewrite_backend != "transformers":
             raise ValueError(f"--rewrite-backend {self.rewrite_backend!r}: only 'transformers' is built so far")
 
 
-Stage = Literal["sft", "dpo"]
-DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6}  # TRL's defaults; tiny models want far more (see recipes)
+Stage = Literal["sft", "dpo", "prm"]
+STAGES = ("sft", "dpo", "prm")
+# TRL's defaults for SFT and DPO; tiny models want far more (see recipes). PRM: a new head.
+DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6, "prm": 1e-4}
+OBJECTIVES = ("pointwise", "pairwise")
 
 
 @dataclass
@@ -237,13 +252,18 @@ class TrainConfig:
     mask_wrong_steps: bool = False  # SFT: leave rows' `mask_spans` (the wrong steps) out of the loss
     beta: float = 0.1  # DPO only
     loss_type: str = "sigmoid"  # DPO only
+    objective: str = "pointwise"  # PRM only: pointwise (prm_steps.jsonl) | pairwise (prm_pairs.jsonl)
     seed: int = 0
     overwrite: bool = False
     extra: dict = field(default_factory=dict)  # passed to SFTConfig / DPOConfig as is
 
     def __post_init__(self):
-        if self.stage not in ("sft", "dpo"):
-            raise ValueError(f"--stage must be 'sft' or 'dpo', got {self.stage!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"--stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.stage == "prm" and self.lora:
+            raise ValueError("--lora is for --stage sft or dpo (a PRM trains its new head and body together)")
         if not self.data:
             raise ValueError("--data: give at least one file")
         check_positive(epochs=self.epochs, beta=self.beta)
@@ -306,3 +326,162 @@ class SamplePairsConfig(GenerateConfig):
     def __post_init__(self):
         super().__post_init__()
         check_at_least(1, pairs=self.pairs)
+
+
+# ---------------------------------------------------------------- Part 2: import, curate, distill
+
+
+@dataclass
+class ImportConfig:
+    """`problems --from FILE --format F`: turn a dataset file into problems.jsonl (journey.importers)."""
+
+    source: Path
+    format: str
+    out: Path
+    question_key: str = "question"  # --format jsonl: the field holding the question
+    answer_key: str = "answer"  # --format jsonl: the field holding the answer
+    overwrite: bool = False
+
+    def __post_init__(self):
+        from journey.importers import FORMATS
+
+        if self.format not in FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        keys = (self.question_key, self.answer_key)
+        if self.format != "jsonl" and keys != (ImportConfig.question_key, ImportConfig.answer_key):
+            raise ValueError("--question-key and --answer-key are for --format jsonl only")
+        if not all(isinstance(k, str) and k.strip() for k in keys) or keys[0] == keys[1]:
+            raise ValueError(f"--question-key and --answer-key must be two different field names, got {keys}")
+
+
+@dataclass
+class CurateConfig:
+    """`curate`: keep the problems a checker can grade (journey.tasks.math.curate)."""
+
+    problems: Path
+    out: Path
+    overwrite: bool = False
+
+
+@dataclass
+class DistillConfig:
+    """Everything `distill` needs (Part 2: teacher samples -> curation -> reformat -> SFT rows)."""
+
+    problems: Path
+    out_dir: Path
+    teacher: str  # 'embedded', a checkpoint folder, a hub id, or a served model's name (--backend openai)
+    backend: str = "transformers"  # transformers | openai | vllm (does not change what is kept)
+    task: str = "math"  # extracts and checks the answers: math (\boxed{}) or arith ("The answer is N.")
+    samples: int = 4  # n: samples per problem
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 8192  # longest sample; longer ones are dropped as truncated
+    min_tokens: int = 0  # shorter samples are dropped as too short (0: off)
+    max_tokens: int | None = None  # longer samples are dropped as too long (None: off)
+    reformat: bool = False  # a second, greedy teacher call rewrites each kept sample step by step
+    prompt: str = "shipped"  # the teacher's system prompt: shipped | task (the task's own) | a file
+    batch_size: int = 64  # sequences (problems x samples) per teacher call (speed only)
+    seed: int = 0
+    limit: int | None = None  # only the first N problems
+    overwrite: bool = False
+
+    def __post_init__(self):
+        from journey.models.registry import BACKENDS
+        from journey.tasks import TASKS
+
+        check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
+                       batch_size=self.batch_size)
+        check_at_least(0, min_tokens=self.min_tokens)
+        if self.max_tokens is not None:
+            check_at_least(max(1, self.min_tokens), max_tokens=self.max_tokens)
+        if self.limit is not None:
+            check_at_least(1, limit=self.limit)
+        check_sampling_flags(self.temperature, self.top_p)
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"--task must be one of {', '.join(sorted(TASKS))}, got {self.task!r}")
+        if not str(self.teacher).strip():
+            raise ValueError("--teacher is empty")
+
+
+@dataclass
+class EvalPRMConfig:
+    """Everything `eval-prm` needs. Fields mirror the CLI flags."""
+
+    trees: Path
+    prm_model: str | None = None
+    prm: str = "trained"
+    out: Path | None = None
+    task: str | None = None  # default: the task recorded in the trees
+
+    def __post_init__(self):
+        if self.prm not in PRMS:
+            raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
+        if self.prm == "verifier":
+            raise ValueError("--prm verifier is the reference itself; evaluate another PRM")
+
+
+PRM_LOOPS = ("trained", "fixed")
+
+
+@dataclass
+class SelfplayConfig:
+    """`selfplay`: rounds of search -> derive -> train policy and PRM (see journey.selfplay).
+    Defaults finish a round in minutes on the embedded model with a few hundred problems."""
+
+    problems: Path
+    test: Path
+    out_dir: Path
+    rounds: int = 2
+    model: str = EMBEDDED_NAME  # policy_0
+    prm: str = "verifier"  # PRM_0
+    prm_model: str | None = None
+    prm_loop: str = "trained"  # later rounds search with the PRM trained before (trained) or keep --prm (fixed)
+    task: str = "arith"
+    search: str = "beam"
+    width: int = 4
+    depth: int = 8
+    top_k: int = 2
+    simulations: int = 16
+    temperature: float = 1.0
+    max_trials: int = 2
+    trial_prob: float = 0.8
+    style: str = "concise"
+    sft_data: str = "journey"  # journey | shortcut
+    epochs: float = 3.0
+    lr: float = 5e-5
+    dpo_lr: float = 2e-5
+    prm_epochs: float = 1.0
+    prm_lr: float = 1e-4
+    batch_size: int = 16
+    max_steps: int = -1  # > 0 caps every training (for quick runs and tests)
+    pair_samples: int = 8
+    pairs: int = 5
+    dpo_problems: int | None = 100
+    eval_samples: int = 4
+    limit: int | None = None  # only the first N train problems
+    test_limit: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        check_at_least(1, rounds=self.rounds, pair_samples=self.pair_samples, pairs=self.pairs,
+                       eval_samples=self.eval_samples, batch_size=self.batch_size)
+        check_positive(epochs=self.epochs, lr=self.lr, dpo_lr=self.dpo_lr, prm_epochs=self.prm_epochs,
+                       prm_lr=self.prm_lr)
+        for name in ("limit", "test_limit", "dpo_problems"):
+            if getattr(self, name) is not None:
+                check_at_least(1, **{name: getattr(self, name)})
+        if self.prm_loop not in PRM_LOOPS:
+            raise ValueError(f"--prm-loop must be one of {', '.join(PRM_LOOPS)}, got {self.prm_loop!r}")
+        if self.sft_data not in ("journey", "shortcut"):
+            raise ValueError(f"--sft-data must be journey or shortcut, got {self.sft_data!r}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"--max-steps must be > 0, or -1 to train by epochs; got {self.max_steps}")
+        # The stage configs check the rest (search shape, PRM name, style) before anything runs.
+        BuildTreeConfig(problems=self.problems, out=self.out_dir / "x", model=self.model, task=self.task,
+                        prm=self.prm, prm_model=self.prm_model, width=self.width, depth=self.depth,
+                        top_k=self.top_k, search=self.search, simulations=self.simulations,
+                        temperature=self.temperature)
+        DeriveConfig(trees=self.problems, out_dir=self.out_dir, max_trials=self.max_trials,
+                     trial_prob=self.trial_prob, style=self.style)

@@ -7,8 +7,12 @@ Writes into the output folder:
                          "mask_spans": character spans of the wrong steps in the answer}
     sft_shortcut.jsonl  the same trees' shortcuts ("kind": "shortcut", "trials": 0)
     dpo_pairs.jsonl     {"prompt": [user], "chosen": [assistant], "rejected": [assistant], "id"}
+    prm_steps.jsonl     per-step labels of every root->node path, for PRM training (point-wise)
+    prm_pairs.jsonl     sibling steps after the same prefix, the better one chosen (pair-wise)
+                        (both described in `journey.longthought.prm_data`)
     derive.json         provenance: command, config, input hash, counts
-The four are written as one set: into a sibling folder that then replaces the output folder in
+    README.md           a Hugging Face dataset card written from derive.json (journey.cards)
+All are written as one set: into a sibling folder that then replaces the output folder in
 one rename (`journey.io.atomic_folder`), so bad input, a kill or a full disk leaves the old
 output as it was, never a mix of two runs. The folder must be new, empty, or an earlier
 derive-longthought output (only these files); one run at a time (a lock). A problem id seen
@@ -25,9 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from journey.build_tree import load_trees
+from journey.cards import CARD, write_card
 from journey.config import DeriveConfig
 from journey.io import DataError, atomic_folder, output_lock, write_jsonl_atomic, write_text_atomic
 from journey.longthought.paths import journey, preference_leaves, shortcut
+from journey.longthought.prm_data import label_source, pair_rows, step_rows
 from journey.longthought.render import (
     REFLECTION_WORDS,
     STYLES,
@@ -40,7 +46,7 @@ from journey.search.tree import Tree
 from journey.tasks import get_task
 from journey.tasks.base import Task
 
-OUTPUTS = ("sft_journey.jsonl", "sft_shortcut.jsonl", "dpo_pairs.jsonl")
+OUTPUTS = ("sft_journey.jsonl", "sft_shortcut.jsonl", "dpo_pairs.jsonl", "prm_steps.jsonl", "prm_pairs.jsonl")
 RECORD = "derive.json"
 
 
@@ -56,6 +62,9 @@ class DeriveStats:
     shortcut_tokens: int = 0
     pairs: int = 0
     rewrite_fallbacks: int = 0
+    prm_steps: int = 0  # rows of prm_steps.jsonl (one per root->node path)
+    prm_pairs: int = 0
+    label_sources: dict = field(default_factory=dict)  # label source -> trees
     reflection_words: dict = field(default_factory=lambda: dict.fromkeys(REFLECTION_WORDS, 0))
 
 
@@ -90,6 +99,11 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
     for tree in trees:
         rng = tree_rng(cfg.seed, tree.id)
         out["dpo_pairs.jsonl"] += dpo_rows(task, tree, cfg.pairs_per_problem, rng)
+        source = label_source(tree, cfg.prm_labels)
+        prompt = task.messages(tree.problem["question"])
+        out["prm_steps.jsonl"] += step_rows(tree, prompt, source, task.step_delimiter)
+        out["prm_pairs.jsonl"] += pair_rows(tree, prompt, source, task.step_delimiter)
+        stats.label_sources[source] = stats.label_sources.get(source, 0) + 1
         path = shortcut(tree)
         if path is None:
             stats.skipped_no_correct += 1
@@ -110,6 +124,7 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
             stats.reflection_words[w] += c
     stats.used = len(drafts)
     stats.pairs = len(out["dpo_pairs.jsonl"])
+    stats.prm_steps, stats.prm_pairs = len(out["prm_steps.jsonl"]), len(out["prm_pairs.jsonl"])
     return out, stats
 
 
@@ -135,7 +150,7 @@ def count_tokens(tok, rows: list[dict]) -> int:
 def is_derive_output(folder: Path) -> bool:
     """Whether `folder` holds an earlier derive-longthought output and nothing else."""
     names = {p.name for p in folder.iterdir()}
-    return RECORD in names and names <= {*OUTPUTS, RECORD}
+    return RECORD in names and names <= {*OUTPUTS, RECORD, CARD}
 
 
 def run_derive(cfg: DeriveConfig) -> DeriveStats:
@@ -156,4 +171,5 @@ def run_derive(cfg: DeriveConfig) -> DeriveStats:
         record = provenance("derive-longthought", config, inputs={str(cfg.trees): digest},
                             stats=asdict(stats))
         write_text_atomic(staging / RECORD, json.dumps(record, indent=2) + "\n")
+        write_card(staging, record)
     return stats

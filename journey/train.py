@@ -44,6 +44,7 @@ from journey.io import (
 from journey.models.embedded import check_model_path, resolve_model
 from journey.progress import progress_bar
 from journey.provenance import provenance
+from journey.train_prm import check_prm_row
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def dpo_row(row: dict, where: str) -> tuple[dict, str]:
     return values, "chat"
 
 
-def load_rows(stage: Stage, files: list[Path]) -> list[dict]:
+def load_rows(stage: Stage, files: list[Path], objective: str = "pointwise") -> list[dict]:
     """Every row of the data files, checked for the stage's keys and types (DataError naming
     file:line): SFT messages are {role, content: str} ending with the assistant; DPO rows are
     all strings or all message lists, the same kind in every row (TRL takes one format)."""
@@ -110,10 +111,12 @@ def load_rows(stage: Stage, files: list[Path]) -> list[dict]:
         n = 0
         for lineno, row in read_jsonl(path):
             where = f"{path}:{lineno}"
-            missing = [k for k in REQUIRED[stage] if k not in row]
+            missing = [k for k in REQUIRED.get(stage, ()) if k not in row]
             if missing:
                 raise DataError(f"{where}: a {stage} row needs {', '.join(map(repr, missing))}")
-            if stage == "sft":
+            if stage == "prm":
+                rows.append(check_prm_row(row, objective, where))
+            elif stage == "sft":
                 rows.append(sft_row(row, where))
             else:
                 values, kind = dpo_row(row, where)
@@ -234,7 +237,7 @@ def run_train(cfg: TrainConfig) -> dict:
     A `OUT.partial/` left by a killed run is removed first, with a message; a failed or
     interrupted run removes its own.
     """
-    rows = load_rows(cfg.stage, cfg.data)
+    rows = load_rows(cfg.stage, cfg.data, cfg.objective)
     check_model_path(cfg.model)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
@@ -261,13 +264,21 @@ def run_train(cfg: TrainConfig) -> dict:
 def train_into(cfg: TrainConfig, rows: list[dict], folder: Path) -> dict:
     """Train and save the checkpoint, train.json and loss.png into `folder`."""
     t0 = time.perf_counter()
-    trainer = build_trainer(cfg, rows, folder / "trainer")
-    result = trainer.train()
-    model = trainer.model
-    if cfg.lora:
-        model = model.merge_and_unload()
-    model.save_pretrained(folder)
-    trainer.processing_class.save_pretrained(folder)
+    if cfg.stage == "prm":
+        from journey.train_prm import build_prm_trainer, save_prm
+
+        trainer, delimiter = build_prm_trainer(cfg, rows, folder / "trainer", [RichProgress("train prm")])
+        trainer.remove_callback(PrinterCallback)
+        result = trainer.train()
+        save_prm(trainer, folder, delimiter, cfg)
+    else:
+        trainer = build_trainer(cfg, rows, folder / "trainer")
+        result = trainer.train()
+        model = trainer.model
+        if cfg.lora:
+            model = model.merge_and_unload()
+        model.save_pretrained(folder)
+        trainer.processing_class.save_pretrained(folder)
     shutil.rmtree(folder / "trainer", ignore_errors=True)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     record = provenance(

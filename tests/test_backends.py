@@ -1,26 +1,72 @@
-"""Policy backends: `openai` against a real local server end to end through build-tree; `vllm`'s error."""
+"""Policy backends: `openai` against a real local server answering as vLLM, SGLang or a hosted
+OpenAI-style API, end to end through build-tree; one BOS, explicit sampling fields and greedy
+n > 1 on every server; `vllm`'s output reading and its error without vLLM."""
 
 import json
+import shutil
 import threading
 
 import pytest
 from typer.testing import CliRunner
 
 from journey.cli import app
-from journey.models.openai_policy import OpenAIPolicy
-from journey.models.policy import Prefix, Proposal, SamplingConfig
-from tests.openai_server import make_server
+from journey.models.embedded import EMBEDDED_PATH, build_config, build_tokenizer
+from journey.models.openai_policy import OpenAIPolicy, tokens_ending_before
+from journey.models.policy import Prefix, Proposal, SamplingConfig, TransformersPolicy
+from tests.openai_server import SHAPES, make_server
 
 runner = CliRunner()
+QUESTION = [{"role": "user", "content": "(23 + 19) * 3 - 41"}]
+
+
+def serve(model: str, shape: str):
+    srv = make_server(model, port=0, shape=shape)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}/v1"
+
+
+@pytest.fixture(scope="module", params=SHAPES)
+def server(request):
+    srv, url = serve("embedded", request.param)
+    yield srv, url, request.param
+    srv.shutdown()
 
 
 @pytest.fixture(scope="module")
-def server():
-    srv = make_server("embedded", port=0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
+def generation_config_model(tmp_path_factory):
+    """The embedded policy with a generation_config that asks for top_k, min_p and a repetition
+    penalty (Qwen2.5-Math ships such a file): servers and transformers would apply them."""
+    d = tmp_path_factory.mktemp("gen-config") / "policy"
+    shutil.copytree(EMBEDDED_PATH, d)
+    config = json.loads((d / "generation_config.json").read_text())
+    config |= {"repetition_penalty": 1.3, "top_k": 5, "min_p": 0.1}
+    (d / "generation_config.json").write_text(json.dumps(config))
+    return str(d)
+
+
+def make_bos_model(d) -> tuple[str, int]:
+    """A tiny random Llama in folder `d` whose tokenizer adds a BOS (as Llama's do) and whose
+    chat template writes one too; returns (path, BOS id)."""
+    import torch
+    from tokenizers import AddedToken, processors
+    from transformers import AutoModelForCausalLM
+
+    tok = build_tokenizer()
+    tok.add_special_tokens({"bos_token": AddedToken("<s>", special=True)})
+    bos = tok.convert_tokens_to_ids("<s>")
+    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    tok.chat_template = "{{ bos_token }}" + tok.chat_template
+    cfg = build_config(tok, hidden_size=32, layers=1, heads=2)
+    cfg.bos_token_id = bos
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d), bos
+
+
+@pytest.fixture(scope="module")
+def bos_model(tmp_path_factory):
+    return make_bos_model(tmp_path_factory.mktemp("bos-model"))
 
 
 def content(path):
@@ -29,21 +75,36 @@ def content(path):
                                  for n in r["nodes"]] for r in rows}
 
 
-def test_openai_backend_builds_the_same_trees(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("OPENAI_BASE_URL", server)
-    problems = tmp_path / "p.jsonl"
-    assert runner.invoke(app, ["problems", "--n", 4, "--seed", 13, "--out", str(problems)]).exit_code == 0
-    outs = {}
-    for backend in ("openai", "transformers"):
-        outs[backend] = tmp_path / f"{backend}.jsonl"
-        result = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(outs[backend]),
-                                     "--backend", backend, "--depth", "6"])
-        assert result.exit_code == 0, result.output
-    assert content(outs["openai"]) == content(outs["transformers"])
+@pytest.fixture(scope="module")
+def transformers_trees(tmp_path_factory):
+    d = tmp_path_factory.mktemp("trees")
+    problems, out = d / "p.jsonl", d / "transformers.jsonl"
+    assert runner.invoke(app, ["problems", "--n", 3, "--seed", 13, "--out", str(problems)]).exit_code == 0
+    result = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(out), "--depth", "5",
+                                 "-w", "3"])
+    assert result.exit_code == 0, result.output
+    return problems, content(out)
 
 
-def test_eval_through_the_openai_backend(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("OPENAI_BASE_URL", server)
+def test_openai_backend_builds_the_same_trees_on_every_server(server, transformers_trees, tmp_path, monkeypatch):
+    srv, url, shape = server
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    problems, expected = transformers_trees
+    out = tmp_path / f"{shape}.jsonl"
+    result = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(out),
+                                 "--backend", "openai", "--depth", "5", "-w", "3"])
+    assert result.exit_code == 0, result.output
+    got = content(out)
+    assert got == expected
+    # Steps end at the delimiter on every server: trees grow past depth 1.
+    assert max(len({n[0] for n in nodes}) for nodes in got.values()) > 2
+    if shape == "openai":
+        assert all("stop" not in r["body"] for r in srv.requests)  # it would not say it stopped there
+
+
+def test_eval_through_the_openai_backend(tmp_path, monkeypatch):
+    srv, url = serve("embedded", "vllm")
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
     problems = tmp_path / "p.jsonl"
     runner.invoke(app, ["problems", "--n", 6, "--seed", 3, "--out", str(problems)])
     metrics = {}
@@ -53,15 +114,59 @@ def test_eval_through_the_openai_backend(server, tmp_path, monkeypatch):
                                      "--backend", backend, "--out", str(out)])
         assert result.exit_code == 0, result.output
         metrics[backend] = {k: v for k, v in json.loads(out.read_text()).items() if k not in ("provenance",)}
+    srv.shutdown()
     assert metrics["openai"] == metrics["transformers"]
 
 
 def test_openai_policy_reports_costs_and_finish(server):
-    policy = OpenAIPolicy("embedded", base_url=server, sampling=SamplingConfig(temperature=0.7))
-    [props] = policy.propose([Prefix([{"role": "user", "content": "(23 + 19) * 3 - 41"}], [], seed=5)], n=3)
+    srv, url, shape = server
+    policy = OpenAIPolicy("embedded", base_url=url, sampling=SamplingConfig(temperature=0.7))
+    [props] = policy.propose([Prefix(QUESTION, [], seed=5)], n=3)
     assert len(props) == 3 and all(p.finish == "stop" and p.tokens > 0 and p.logprob < 0 for p in props)
     [[whole]] = policy.complete([Prefix([{"role": "user", "content": "(2 + 3) * 4 - 5"}], [], seed=1)], 1, 200)
     assert whole.finish == "eos" and "The answer is" in whole.text
+    assert policy.server() == ("other" if shape == "openai" else shape)
+    assert policy.context_length == (None if shape == "openai" else 4096)  # max_model_len from /models
+
+
+def test_greedy_with_n_above_1_is_one_sample_copied(server):
+    srv, url, shape = server
+    greedy = SamplingConfig(temperature=0.0)
+    client = OpenAIPolicy("embedded", base_url=url, sampling=greedy)
+    [props] = client.propose([Prefix(QUESTION, [], seed=5)], n=3)
+    assert srv.requests[-1]["body"]["n"] == 1  # vLLM answers n > 1 at temperature 0 with HTTP 400
+    local = TransformersPolicy("embedded", sampling=greedy)
+    [[one]] = local.propose([Prefix(QUESTION, [], seed=5)], n=1)
+    assert [p.text for p in props] == [one.text] * 3 and props[0].tokens == one.tokens
+
+
+def test_sampling_fields_are_sent_not_left_to_generation_config(generation_config_model, tmp_path):
+    """vLLM fills unset top_k, min_p and repetition_penalty from generation_config (this server
+    refuses to sample with them); transformers applies its repetition_penalty. Neither may."""
+    prefixes = [Prefix(QUESTION, [], seed=s) for s in (1, 2)]
+    sampling = SamplingConfig(temperature=1.0, top_p=0.95)
+    drawn = lambda props: [[(p.text, p.tokens, p.finish) for p in row] for row in props]  # noqa: E731
+    plain = drawn(TransformersPolicy("embedded", sampling=sampling).propose(prefixes, 3))
+    assert drawn(TransformersPolicy(generation_config_model, sampling=sampling).propose(prefixes, 3)) == plain
+    for shape in ("vllm", "sglang"):
+        srv, url = serve(generation_config_model, shape)
+        client = OpenAIPolicy(generation_config_model, base_url=url, sampling=sampling)
+        assert drawn(client.propose(prefixes, 3)) == plain
+        srv.shutdown()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_prompt_holding_the_templates_bos_gets_no_second_one(bos_model, shape):
+    model, bos = bos_model
+    srv, url = serve(model, shape)
+    client = OpenAIPolicy(model, base_url=url, sampling=SamplingConfig(max_step_tokens=4))
+    assert client.render(Prefix(QUESTION)).startswith("<s>")
+    client.propose([Prefix(QUESTION, ["2 + 3 = 5"], seed=0)], n=2)
+    ids = srv.requests[-1]["prompt_ids"]
+    assert ids[0] == bos and ids[1] != bos
+    local = TransformersPolicy(model)
+    assert ids == local.tokenizer(local.render(Prefix(QUESTION, ["2 + 3 = 5"])), add_special_tokens=False)["input_ids"]
+    srv.shutdown()
 
 
 def test_openai_unreachable_server_is_a_clear_error():
@@ -79,29 +184,62 @@ def test_vllm_backend_without_vllm_is_a_clear_error(tmp_path):
     assert not (tmp_path / "t.jsonl").exists()
 
 
+LOGPROBS = {"token_logprobs": [-0.5, -0.25], "tokens": ["2 + 3", " = 5"], "text_offset": [0, 5]}
+
+
 @pytest.mark.parametrize(
-    "choice, stop, finish",
+    "dialect, choice, stop, expected",
     [
-        ({"finish_reason": "length"}, ["\n"], "length"),
-        ({"finish_reason": "stop", "stop_reason": "\n"}, ["\n"], "stop"),  # vLLM: the delimiter
-        ({"finish_reason": "stop", "stop_reason": None}, ["\n"], "eos"),  # vLLM: EOS
-        ({"finish_reason": "stop", "stop_reason": 151643}, ["\n"], "eos"),  # vLLM: a stop token id
-        ({"finish_reason": "stop", "matched_stop": "\n"}, ["\n"], "stop"),  # SGLang: the delimiter
-        ({"finish_reason": "stop", "matched_stop": 151643}, ["\n"], "eos"),  # SGLang: the EOS id
-        ({"finish_reason": "stop"}, None, "eos"),  # a whole completion: stop can only be EOS
-        ({"finish_reason": "stop"}, ["\n"], "does not say whether a completion ended"),
-        ({"finish_reason": "abort", "stop_reason": None}, ["\n"], "finish_reason 'abort'"),
-        ({"finish_reason": "content_filter"}, None, "finish_reason 'content_filter'"),
+        ("vllm", {"finish_reason": "length"}, "\n", "length"),
+        ("vllm", {"finish_reason": "stop", "stop_reason": "\n"}, "\n", "stop"),  # the delimiter
+        ("vllm", {"finish_reason": "stop", "stop_reason": None}, "\n", "eos"),  # EOS
+        ("vllm", {"finish_reason": "stop", "stop_reason": 151643}, "\n", "eos"),  # a stop token id
+        ("sglang", {"finish_reason": "stop", "matched_stop": "\n"}, "\n", "stop"),  # the delimiter
+        ("sglang", {"finish_reason": "stop", "matched_stop": 151643}, "\n", "eos"),  # the EOS id
+        ("vllm", {"finish_reason": "stop"}, None, "eos"),  # a whole completion: stop can only be EOS
+        ("other", {"finish_reason": "stop"}, "\n", "eos"),  # no stop was sent: the text has no delimiter
+        ("other", {"finish_reason": "length"}, "\n", "length"),
+        ("vllm", {"finish_reason": "stop"}, "\n", "no stop_reason in its reply"),
+        ("sglang", {"finish_reason": "stop", "stop_reason": "\n"}, "\n", "no matched_stop in its reply"),
+        ("vllm", {"finish_reason": "abort", "stop_reason": None}, "\n", "finish_reason 'abort'"),
+        ("other", {"finish_reason": "content_filter"}, None, "finish_reason 'content_filter'"),
     ],
 )
-def test_openai_finish_is_read_never_guessed(choice, stop, finish):
+def test_openai_finish_is_read_never_guessed(dialect, choice, stop, expected):
     policy = OpenAIPolicy("embedded", base_url="http://127.0.0.1:9/v1")
-    choice = {"text": "2 + 3 = 5", "logprobs": {"token_logprobs": [-0.5, -0.25]}, **choice}
-    if finish in ("length", "stop", "eos"):
-        assert policy._to_proposal(choice, stop) == Proposal("2 + 3 = 5", 2, -0.75, finish)
+    policy._server = dialect  # what GET /models would have found
+    choice = {"text": "2 + 3 = 5", "logprobs": LOGPROBS, **choice}
+    if expected in ("length", "stop", "eos"):
+        assert policy._to_proposal(choice, stop) == Proposal("2 + 3 = 5", 2, -0.75, expected)
     else:
-        with pytest.raises(ValueError, match=finish):
+        with pytest.raises(ValueError, match=expected):
             policy._to_proposal(choice, stop)
+
+
+def test_a_hosted_apis_completion_is_cut_at_the_first_delimiter():
+    """No stop is sent to a server that would not say it stopped there: the text is cut here,
+    and only the tokens up to the delimiter (the one holding it included) are counted."""
+    policy = OpenAIPolicy("embedded", base_url="http://127.0.0.1:9/v1")
+    policy._server = "other"
+    lp = {"token_logprobs": [-0.5, -0.25, -1.0, -2.0], "tokens": ["2 + 3", " = 5\n", "7", " * 2"],
+          "text_offset": [40, 45, 50, 51]}  # offsets counted from the prompt's start
+    choice = {"text": "2 + 3 = 5\n7 * 2", "finish_reason": "length", "logprobs": lp}
+    assert policy._to_proposal(choice, "\n") == Proposal("2 + 3 = 5", 2, -0.75, "stop")
+    assert policy._to_proposal(choice, None) == Proposal("2 + 3 = 5\n7 * 2", 4, -3.75, "length")
+
+
+@pytest.mark.parametrize(
+    "logprobs, end, count",
+    [
+        ({"text_offset": [10, 11, 13]}, 2, 2),  # offsets from the prompt's start: made relative
+        ({"text_offset": [0, 1, 3]}, 3, 2),
+        ({"text_offset": [0, 1, 3]}, 4, 3),
+        ({"tokens": ["ab", "c", "de"]}, 3, 2),  # no offsets: the token strings' lengths
+        ({"token_logprobs": [-1.0, -2.0]}, 1, 2),  # nothing to place them by: all
+    ],
+)
+def test_tokens_ending_before(logprobs, end, count):
+    assert tokens_ending_before(logprobs, end) == count
 
 
 @pytest.mark.parametrize(

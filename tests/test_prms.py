@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from journey.cli import app
 from journey.models.embedded import build_tokenizer
 from journey.models.judge import JudgePRM, read_verdict
-from journey.models.model_prms import QwenPRM, TokenPRM
+from journey.models.model_prms import QwenPRM, TokenPRM, load_head_weights
 from journey.models.policy import Policy, Proposal, SamplingConfig
 from journey.models.prm import RolloutPRM, StepScore
 from journey.models.registry import build_prm
@@ -88,6 +88,75 @@ def qwen_prm_dir(tmp_path_factory):
     cfg.save_pretrained(d)
     tok.save_pretrained(d)
     return d
+
+
+def hub_snapshot(cache, repo_id: str, files: dict) -> None:
+    """Lay `files` (name -> source path or text) out as the Hugging Face cache holds a download."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for name, src in files.items():
+        (snap / name).write_bytes(src.read_bytes() if hasattr(src, "read_bytes") else src.encode())
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An offline Hugging Face cache in tmp_path (what `huggingface_hub` reads hub ids from)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hub"
+
+
+def shard(weights: dict, keys_per_shard: list[list[str]], folder) -> None:
+    """Write `weights` as a sharded checkpoint with its model.safetensors.index.json."""
+    names = [f"model-{i + 1:05d}-of-{len(keys_per_shard):05d}.safetensors" for i in range(len(keys_per_shard))]
+    for name, keys in zip(names, keys_per_shard):
+        save_file({k: weights[k] for k in keys}, str(folder / name))
+    index = {"metadata": {}, "weight_map": {k: name for name, keys in zip(names, keys_per_shard) for k in keys}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+def test_qwen_prm_from_a_hub_id_with_a_sharded_checkpoint(qwen_prm_dir, hub_cache):
+    """`--prm-model Qwen/Qwen2.5-Math-PRM-7B`: a hub id, resolved to its snapshot folder; the
+    head read from the shard that holds it."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(qwen_prm_dir / "model.safetensors"))
+    body = sorted(k for k in weights if k.startswith("model."))
+    staging = hub_cache.parent / "staging"
+    staging.mkdir()
+    shard(weights, [body[:5], body[5:] + [k for k in weights if k.startswith("score.")]], staging)
+    files = {p.name: p for p in staging.iterdir()}
+    files |= {p.name: p for p in qwen_prm_dir.iterdir() if p.name != "model.safetensors"}
+    hub_snapshot(hub_cache, "acme/tiny-qwen-prm", files)
+    from_hub = QwenPRM("acme/tiny-qwen-prm", batch_size=8, device="cpu")
+    local = QwenPRM(str(qwen_prm_dir), batch_size=8, device="cpu")
+    assert [x.score for x in from_hub.score(QUESTIONS, PATHS)] == pytest.approx(
+        [x.score for x in local.score(QUESTIONS, PATHS)], abs=1e-6)
+
+
+def test_a_hub_id_that_is_not_there_is_a_clear_error(hub_cache):
+    with pytest.raises(ValueError, match="--prm-model acme/no-such-prm: not a local folder, and not on the hub"):
+        QwenPRM("acme/no-such-prm")
+
+
+def test_the_head_is_read_from_its_shard_only(qwen_prm_dir, tmp_path):
+    """A 7B PRM's body shards are ~4 GB each: only the shard the index names for score.* is
+    opened (here the body shard is not even a safetensors file), and only score.* read from it."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(qwen_prm_dir / "model.safetensors"))
+    body = sorted(k for k in weights if k.startswith("model."))
+    shard(weights, [body[:-1], [body[-1]] + [k for k in weights if k.startswith("score.")]], tmp_path)
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"not a safetensors file")
+    head = load_head_weights(tmp_path)
+    assert sorted(head) == ["score.0.bias", "score.0.weight", "score.2.bias", "score.2.weight"]
+    assert all(torch.equal(head[k], weights[k]) for k in head)
 
 
 def test_qwen_prm_batched_equals_one_by_one(qwen_prm_dir):

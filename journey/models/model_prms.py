@@ -10,28 +10,60 @@ by step, and put your final answer within \\boxed{}.", the steps joined and ende
 `<extra_0>`, and a 2-way head whose softmax at each `<extra_0>` gives the step's score (column
 1). Its remote code breaks on transformers >= 4.54, so we read the checkpoint with our own code:
 `AutoModel` for the Qwen2 body (weights under `model.`), and the head (`score.0` Linear ->
-ReLU -> `score.2` Linear to 2) loaded from the safetensors files by name. (vLLM's pooling
-runner, `LLM(model, runner="pooling").reward(...)`, is the other way to read it on a GPU.)
+ReLU -> `score.2` Linear to 2) read tensor by tensor with safetensors' `safe_open` from only
+the shards that hold it (a 7B PRM's shards are ~4 GB each; its head is 50 MB). A hub id
+(`Qwen/Qwen2.5-Math-PRM-7B`) is fetched into the Hugging Face cache first (`checkpoint_folder`;
+with HF_HUB_OFFLINE=1 only the cache is read). On a GPU, vLLM's pooling runner is the other way
+to read it: `LLM(model, runner="pooling").encode(prompts, pooling_task="token_classify")`
+gives a `[tokens, 2]` tensor per prompt (vLLM 0.33 has no `.reward(...)`). journey reads it
+with transformers instead, so it sits beside a vLLM policy in one process without a second
+engine claiming its own share of the GPU.
 
-Both score only the last step of each path (that is what tree search asks) and run all paths
-of a call in batches. Verdict: score >= 0.5.
+Both load on the CPU, check that they fit on `device` (default: "cuda" when there is one),
+and only then move there: next to a vLLM policy, the GPU has only what vLLM's
+--gpu-memory-utilization leaves, and a PRM that does not fit is refused with what to change
+(`policy.check_room`) rather than failing with CUDA out-of-memory. Both score only the last
+step of each path (that is what tree search asks) and run all paths of a call in batches.
+Verdict: score >= 0.5.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from journey.models.embedded import resolve_model
+from journey.models.policy import check_room
 from journey.models.prm import PRM, StepScore
 from journey.tasks.base import Task
 
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
-def _device() -> str:
+# What a hub snapshot needs for the PRMs read here: config, tokenizer, safetensors weights.
+CHECKPOINT_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
+
+
+def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def checkpoint_folder(model: str) -> Path:
+    """A local folder holding `model`: itself if it is a folder (or `embedded`), else the hub
+    id's snapshot in the Hugging Face cache, downloaded there first unless HF_HUB_OFFLINE=1."""
+    path = Path(resolve_model(model)).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model, allow_patterns=CHECKPOINT_FILES))
+    except (OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"--prm-model {model}: not a local folder, and not on the hub or in its "
+                         f"cache ({first})") from None
 
 
 class TokenPRM(PRM):
@@ -40,15 +72,19 @@ class TokenPRM(PRM):
     name = "token"
 
     def __init__(self, model: str, task: Task | None = None, tag: str = "ки", good: str = "+",
-                 bad: str = "-", batch_size: int = 16):
+                 bad: str = "-", batch_size: int = 16, device: str | None = None,
+                 vllm_share: float | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = resolve_model(model)
+        path = resolve_model(model)  # a hub id is left to transformers (no head to read by hand)
+        self.device = device or default_device()
         self.tok = AutoTokenizer.from_pretrained(path)
         self.tok.padding_side = "right"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path).to(_device()).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path).eval()  # on the CPU
+        check_room(self.model, self.device, f"--prm-model {model}", vllm_share)
+        self.model.to(self.device)
         self.tag, self.batch_size = tag, batch_size
         self.tag_id = self._single_id(tag)
         self.good_bad = [self._single_id(good), self._single_id(bad)]
@@ -67,7 +103,7 @@ class TokenPRM(PRM):
         texts = [self.render(q, s) for q, s in zip(questions, paths)]
         out: list[StepScore] = []
         for i in range(0, len(texts), self.batch_size):
-            batch = self.tok(texts[i : i + self.batch_size], return_tensors="pt", padding=True).to(_device())
+            batch = self.tok(texts[i : i + self.batch_size], return_tensors="pt", padding=True).to(self.device)
             logits = self.model(**batch).logits  # (B, T, V)
             for row, ids in enumerate(batch["input_ids"]):
                 at = (ids == self.tag_id).nonzero()[-1].item()  # the last step's tag
@@ -86,16 +122,35 @@ class QwenPRMHead(torch.nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.score(h)
 
+    @classmethod
+    def from_weights(cls, weights: dict[str, torch.Tensor]) -> QwenPRMHead:
+        """The head, sized and filled from its `score.*` tensors (float32)."""
+        head = cls(weights["score.0.weight"].shape[1])
+        head.load_state_dict(weights)
+        return head
+
 
 def load_head_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The `score.*` tensors from a checkpoint's safetensors files."""
-    from safetensors.torch import load_file
+    """The `score.*` tensors of a checkpoint folder, read one by one (`safe_open`), never a
+    whole shard. A sharded checkpoint's `model.safetensors.index.json` says which shards hold
+    them, and only those are opened; otherwise each file's header is read for their names."""
+    from safetensors import safe_open
 
-    weights = {}
-    for f in sorted(Path(path).glob("*.safetensors")):
-        weights.update({k: v for k, v in load_file(f).items() if k.startswith("score.")})
-    if not weights:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]  # tensor name -> shard file
+        where = {k: path / f for k, f in weight_map.items() if k.startswith("score.")}
+    else:
+        where = {}
+        for f in sorted(path.glob("*.safetensors")):
+            with safe_open(str(f), framework="pt") as shard:
+                where |= {k: f for k in shard.keys() if k.startswith("score.")}
+    if not where:
         raise ValueError(f"--prm-model {path}: no score.* head weights found (not a Qwen2.5-Math-PRM checkpoint?)")
+    weights = {}
+    for f in sorted(set(where.values())):
+        with safe_open(str(f), framework="pt") as shard:
+            weights |= {k: shard.get_tensor(k) for k, g in where.items() if g == f}
     return weights
 
 
@@ -104,21 +159,24 @@ class QwenPRM(PRM):
 
     name = "qwen"
 
-    def __init__(self, model: str, task: Task | None = None, step_token: str = "<extra_0>", batch_size: int = 8):
+    def __init__(self, model: str, task: Task | None = None, step_token: str = "<extra_0>", batch_size: int = 8,
+                 device: str | None = None, vllm_share: float | None = None):
         from transformers import AutoModel, AutoTokenizer
 
-        path = Path(resolve_model(model))
+        path = checkpoint_folder(model)
+        self.device = device or default_device()
+        self.head = QwenPRMHead.from_weights(load_head_weights(path))
         self.tok = AutoTokenizer.from_pretrained(path)
         self.tok.padding_side = "right"
-        self.body = AutoModel.from_pretrained(path).to(_device()).eval()
-        self.head = QwenPRMHead(self.body.config.hidden_size)
-        self.head.load_state_dict(load_head_weights(path))
-        self.head.to(_device()).eval()
         self.step_token, self.batch_size = step_token, batch_size
         self.step_id = self.tok.convert_tokens_to_ids(step_token)
         if self.step_id is None or self.step_id == self.tok.unk_token_id:  # else scores read at <unk>
             raise ValueError(f"--prm-model {model}: the tokenizer has no {step_token!r} token "
                              "(not a Qwen2.5-Math-PRM checkpoint?)")
+        self.body = AutoModel.from_pretrained(path).eval()  # on the CPU
+        check_room(torch.nn.ModuleList([self.body, self.head]), self.device, f"--prm-model {model}", vllm_share)
+        self.body.to(self.device)
+        self.head.to(self.device).eval()
 
     def render(self, question: str, steps: list[str]) -> str:
         messages = [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": question},
@@ -131,7 +189,7 @@ class QwenPRM(PRM):
         out: list[StepScore] = []
         for i in range(0, len(texts), self.batch_size):
             batch = self.tok(texts[i : i + self.batch_size], return_tensors="pt", padding=True,
-                             add_special_tokens=False).to(_device())
+                             add_special_tokens=False).to(self.device)
             hidden = self.body(**batch).last_hidden_state  # (B, T, h)
             for row, ids in enumerate(batch["input_ids"]):
                 at = (ids == self.step_id).nonzero()[-1].item()

@@ -1,18 +1,41 @@
 """The `openai` policy backend: any OpenAI-compatible completions server (`vllm serve`, SGLang, a
-hosted teacher), by base URL, with bounded concurrency, retries with backoff, and timeouts.
+hosted API), by base URL, with bounded concurrency, retries with backoff, and timeouts.
 
     export OPENAI_BASE_URL=http://localhost:8000/v1 OPENAI_API_KEY=...   # key optional
     journey build-tree --backend openai --model Qwen/Qwen2.5-Math-1.5B-Instruct ...
 
 Prompts are rendered locally with the model's own chat template (its tokenizer is loaded from
-`tokenizer`, default the model name), then sent to `/completions` as raw text, so the server
-continues the assistant turn exactly as the transformers backend does. One request per prefix
-asks for `n` samples with the prefix's seed (vLLM honours per-request seeds, so runs repeat).
-finish_reason "stop" covers both the model's end (EOS) and the step delimiter; the server must
-say which: vLLM's `stop_reason` or SGLang's `matched_stop` is the delimiter when the step ended
-(None or a token id at EOS). A server that says neither (a hosted API) cannot propose steps:
-that is an error, not a guess, since guessing EOS would end every branch after one step; so is
-any finish_reason but stop and length. Plain HTTP through the standard library.
+`tokenizer`, default the model name) and sent to `/completions` raw, so the server continues
+the assistant turn exactly as the transformers backend does. Before its first request the
+backend asks `GET /models` who serves: vLLM and SGLang write their name in `owned_by` (and
+give `max_model_len`, which `check_fits` then uses); any other answer, or none, is a hosted
+OpenAI-style API. The three differ where it matters:
+
+    server   prompt sent as                    extra sampling fields   a step's end is read from
+    vllm     text, add_special_tokens: false   top_k, min_p, rep. pen. stop=[delimiter]; stop_reason
+    sglang   token ids (no add_special_tokens) top_k, min_p, rep. pen. stop=[delimiter]; matched_stop
+    other    text minus the template's BOS     none (refused there)    no stop sent: cut here
+
+- The prompt already holds the chat template's BOS; a server that tokenizes it with special
+  tokens would add a second one. vLLM is told not to, SGLang gets the ids we tokenized, and a
+  hosted API (which cannot be told) gets the text without its leading BOS, which it adds back.
+- Every field that `vllm serve` would otherwise fill in from the model's generation_config
+  (top_k, min_p, repetition_penalty) is sent, set off (`NEUTRAL_SAMPLING`), so all backends
+  sample from softmax(logits / temperature) cut to top_p; a hosted API gets only the
+  standard fields (presence and frequency penalty 0).
+- finish_reason "stop" covers both the model's end (EOS) and a stop string. vLLM's
+  `stop_reason` and SGLang's `matched_stop` hold the stop string when the step ended there (None
+  or a token id at EOS). A hosted API says neither, so no `stop` is sent to it: the completion
+  runs to EOS or the step's token budget and is cut here at the first delimiter, its tokens and
+  log-probs counted up to the delimiter (from the log-probs' text offsets). That costs the
+  tokens past the delimiter; it is the only answer a server that does not say why it stopped
+  allows. Any finish_reason but stop and length is an error, not an ending.
+
+One request per prefix asks for `n` samples with the prefix's seed (vLLM draws sample j from
+seed + j; journey's seeds are hashed, so those streams do not overlap); at temperature 0 one
+sample is asked for and copied (vLLM answers n > 1 there with HTTP 400). Log-probs are raw
+(before temperature), as vLLM reports them by default; SGLang reports them after temperature
+unless served with SGLANG_RETURN_ORIGINAL_LOGPROB=1. Plain HTTP through the standard library.
 """
 
 from __future__ import annotations
@@ -25,9 +48,12 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from journey.models.policy import Policy, Prefix, Proposal, SamplingConfig
+from journey.models.policy import NEUTRAL_SAMPLING, Policy, Prefix, Proposal, SamplingConfig
 
 log = logging.getLogger(__name__)
+
+SERVERS_THAT_NAME_THEMSELVES = ("vllm", "sglang")  # their `owned_by` in GET /models
+STOP_FIELD = {"vllm": "stop_reason", "sglang": "matched_stop"}
 
 
 class OpenAIPolicy(Policy):
@@ -46,33 +72,91 @@ class OpenAIPolicy(Policy):
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer or model))
         self.concurrency, self.retries, self.timeout = concurrency, retries, timeout
+        self._server: str | None = None  # "vllm" | "sglang" | "other", asked on first use
 
     def propose(self, prefixes: list[Prefix], n: int) -> list[list[Proposal]]:
-        return self._all(prefixes, n, self.sampling.max_step_tokens, [self.delimiter])
+        return self._all(prefixes, n, self.sampling.max_step_tokens, self.delimiter)
 
     def complete(self, prefixes: list[Prefix], n: int, max_new_tokens: int) -> list[list[Proposal]]:
         return self._all(prefixes, n, max_new_tokens, None)
 
-    def _all(self, prefixes, n, max_tokens, stop) -> list[list[Proposal]]:
+    def check_fits(self, prefixes, new_tokens, where, what) -> None:
+        self.server()  # learns the served context length first
+        super().check_fits(prefixes, new_tokens, where, what)
+
+    def server(self) -> str:
+        """Who serves the model: "vllm" or "sglang" (by `owned_by` in GET /models), else "other"."""
+        if self._server is None:
+            try:
+                listing = self._request("/models", None)
+            except ValueError as err:
+                if "cannot reach the server" in str(err):
+                    raise
+                listing = {}  # no such route (or no rights to it): a hosted API
+            cards = [c for c in listing.get("data") or [] if isinstance(c, dict)]
+            card = next((c for c in cards if c.get("id") == self.model_id), cards[0] if cards else {})
+            owner = str(card.get("owned_by", "")).lower()
+            self._server = owner if owner in SERVERS_THAT_NAME_THEMSELVES else "other"
+            if isinstance(card.get("max_model_len"), int):
+                self.context_length = card["max_model_len"]
+            log.info("%s is served by %s", self.base_url, self._server)
+        return self._server
+
+    def _all(self, prefixes, n, max_tokens, stop: str | None) -> list[list[Proposal]]:
+        self.server()  # once, before the threads
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda p: self._one(p, n, max_tokens, stop), prefixes))
 
-    def _one(self, prefix: Prefix, n: int, max_tokens: int, stop: list[str] | None) -> list[Proposal]:
-        body = {"model": self.model_id, "prompt": self.render(prefix), "n": n, "max_tokens": max_tokens,
+    def _one(self, prefix: Prefix, n: int, max_tokens: int, stop: str | None) -> list[Proposal]:
+        reply = self._request("/completions", self.request_body(prefix, self.draws(n), max_tokens, stop))
+        choices = sorted(reply["choices"], key=lambda c: c.get("index", 0))
+        return self.copies([self._to_proposal(c, stop) for c in choices], n)
+
+    def request_body(self, prefix: Prefix, n: int, max_tokens: int, stop: str | None) -> dict:
+        """The JSON body of one /completions request, in the dialect of `self.server()`."""
+        server, text = self.server(), self.render(prefix)
+        body = {"model": self.model_id, "n": n, "max_tokens": max_tokens,
                 "temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
-                "seed": prefix.seed, "logprobs": 1}
+                "presence_penalty": 0.0, "frequency_penalty": 0.0, "seed": prefix.seed, "logprobs": 1}
+        if server == "other":
+            body["prompt"] = self._without_bos(text)
+            return body  # no stop: a hosted API would not say whether it was hit (cut in _to_proposal)
+        body |= NEUTRAL_SAMPLING
+        if server == "vllm":
+            body |= {"prompt": text, "add_special_tokens": False}
+        else:  # SGLang tokenizes text with special tokens and takes no add_special_tokens
+            body["prompt"] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if stop:
-            body["stop"] = stop
-        reply = self._post("/completions", body)
-        return [self._to_proposal(c, stop) for c in sorted(reply["choices"], key=lambda c: c.get("index", 0))]
+            body["stop"] = [stop]
+        return body
 
-    def _to_proposal(self, choice: dict, stop: list[str] | None) -> Proposal:
-        lp = (choice.get("logprobs") or {}).get("token_logprobs") or []
-        tokens = len(lp) or len(self.tokenizer(choice["text"], add_special_tokens=False)["input_ids"])
-        return Proposal(choice["text"], tokens, float(sum(x for x in lp if x is not None)),
-                        self._finish(choice, stop))
+    def _without_bos(self, text: str) -> str:
+        """`text` less a leading BOS if this tokenizer adds one itself (the server will too)."""
+        bos, bos_id = self.tokenizer.bos_token, self.tokenizer.bos_token_id
+        if not bos or bos_id is None or not text.startswith(bos):
+            return text
+        adds = self.tokenizer("x", add_special_tokens=True)["input_ids"][:1] == [bos_id]
+        return text[len(bos):] if adds else text
 
-    def _finish(self, choice: dict, stop: list[str] | None) -> str:
+    def _to_proposal(self, choice: dict, stop: str | None) -> Proposal:
+        """One choice as a Proposal: its text (cut at the delimiter here when the server was not
+        sent one), tokens, summed log-prob and why it ended (see module docstring)."""
+        text, lp = choice["text"], choice.get("logprobs") or {}
+        logps = lp.get("token_logprobs") or []
+        if stop and self.server() == "other":
+            at = text.find(stop)
+            if at >= 0:
+                logps = logps[: tokens_ending_before(lp, at + len(stop))]
+                text, finish = text[:at], "stop"
+            else:
+                finish = self._finish(choice, None)
+        else:
+            finish = self._finish(choice, stop)
+        counted = text + (stop if finish == "stop" else "")
+        tokens = len(logps) or len(self.tokenizer(counted, add_special_tokens=False)["input_ids"])
+        return Proposal(text, tokens, float(sum(x for x in logps if x is not None)), finish)
+
+    def _finish(self, choice: dict, stop: str | None) -> str:
         """Why a completion ended: length, stop (at the delimiter) or eos (see module docstring)."""
         reason = choice.get("finish_reason")
         if reason == "length":
@@ -82,22 +166,23 @@ class OpenAIPolicy(Policy):
                              "not 'stop' or 'length'")
         if not stop:
             return "eos"
-        for key in ("stop_reason", "matched_stop"):  # vLLM, SGLang
-            if key in choice:
-                return "stop" if choice[key] in stop else "eos"
-        raise ValueError(f"{self.base_url}: the server does not say whether a completion ended at the "
-                         "step delimiter or at EOS (no stop_reason or matched_stop); serve the model "
-                         "with vLLM or SGLang")
+        field = STOP_FIELD[self.server()]
+        if field not in choice:
+            raise ValueError(f"{self.base_url}: the server calls itself {self.server()} but does not "
+                             f"say why a completion stopped (no {field} in its reply)")
+        return "stop" if choice[field] == stop else "eos"
 
-    def _post(self, path: str, body: dict) -> dict:
-        """POST JSON with retries and exponential backoff on connection errors, 429 and 5xx."""
-        data = json.dumps(body).encode()
+    def _request(self, path: str, body: dict | None) -> dict:
+        """GET (body None) or POST JSON, with retries and exponential backoff on connection
+        errors, 429 and 5xx; ValueError naming the URL otherwise."""
+        data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         for attempt in range(self.retries + 1):
             try:
-                req = urllib.request.Request(self.base_url + path, data=data, headers=headers, method="POST")
+                req = urllib.request.Request(self.base_url + path, data=data, headers=headers,
+                                             method="GET" if body is None else "POST")
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     return json.loads(resp.read())
             except urllib.error.HTTPError as err:
@@ -111,3 +196,19 @@ class OpenAIPolicy(Policy):
             log.warning("request to %s failed; retrying in %.1fs", self.base_url, delay)
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def tokens_ending_before(logprobs: dict, end: int) -> int:
+    """How many generated tokens start before character `end` of the completion's text.
+
+    Read from the OpenAI log-probs' `text_offset` (made relative to the first token, since
+    servers differ on whether offsets count the prompt), else from the token strings' lengths:
+    offsets [10, 11, 13], end 2 -> 2 (the tokens at 0 and 1 start before 2).
+    """
+    offsets = logprobs.get("text_offset") or []
+    if not offsets and logprobs.get("tokens"):
+        lengths = [len(t) for t in logprobs["tokens"]]
+        offsets = [sum(lengths[:i]) for i in range(len(lengths))]
+    if not offsets:
+        return len(logprobs.get("token_logprobs") or [])
+    return sum(o - offsets[0] < end for o in offsets)

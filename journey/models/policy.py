@@ -10,6 +10,10 @@ its own `torch.Generator` seeded from (s, j). A prefix therefore gets the same c
 whatever else shares its batch, which is what lets `build-tree` resume a killed run and write
 exactly what an uninterrupted run would (up to float noise from different padding). The n
 samples of a prompt share one prefill (its KV cache is computed once and copied).
+Every backend samples from the same distribution, softmax(logits / temperature) cut to top_p,
+with the extra fields a model's generation_config could switch on (top_k, min_p, repetition
+penalty) set off explicitly (`NEUTRAL_SAMPLING`); at temperature 0 one greedy sample is drawn
+and copied n times (`draws`, `copies`). Log-probs are raw (see `Proposal`).
 Backends: `TransformersPolicy` here, `OpenAIPolicy` (openai_policy.py), `VLLMPolicy`
 (vllm_policy.py); `journey.models.registry.load_policy(model, delimiter, sampling, backend)`
 picks one by name. This module imports none of the other backends (they import it).
@@ -48,13 +52,65 @@ class Prefix:
 
 @dataclass
 class Proposal:
-    """One generated step (or completion): its text without the delimiter, and its costs."""
+    """One generated step (or completion): its text without the delimiter, and its costs.
+
+    `logprob` is the sum over the generated tokens of their log-probability under the model's
+    own distribution: raw logits, before temperature, top-p or any penalty. That is what vLLM
+    reports by default (`logprobs_mode="raw_logprobs"`), so every backend means the same thing.
+    """
 
     text: str
     tokens: int
     logprob: float
     finish: Finish
     token_logprobs: list[float] = field(default_factory=list, repr=False, compare=False)
+
+
+# Sampling fields every backend sets explicitly, so nothing is filled in from the model's
+# generation_config (`vllm serve` and transformers both would): all backends draw from
+# softmax(logits / temperature) cut to top_p, and nothing else. top_k -1 (off) is the one value
+# that vLLM, SGLang and old vLLM versions all accept.
+NEUTRAL_SAMPLING = {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0,
+                    "presence_penalty": 0.0, "frequency_penalty": 0.0}
+
+
+GIB = 2**30
+
+
+def room_error(need: int, free: int, total: int, device: str, what: str,
+               vllm_share: float | None = None) -> str | None:
+    """The one-line refusal when `need` bytes will not fit in the `free` bytes of `device`
+    (`total` in all), saying what to change; None when they fit. `vllm_share` is vLLM's
+    --gpu-memory-utilization when vLLM holds the same GPU: the refusal then gives the largest
+    share that leaves room (what others hold, total - free - share * total, stays held).
+
+    need 18 GiB, free 7.5 of 80 GiB, share 0.9 -> "... set --gpu-memory-utilization 0.76 or lower ..."
+    """
+    if need <= free:
+        return None
+    head = (f"{what} needs about {need / GIB:.1f} GiB on {device}, but only {free / GIB:.1f} of its "
+            f"{total / GIB:.0f} GiB are free")
+    elsewhere = "put it on another GPU with --prm-device cuda:1 (or on the CPU, slowly: --prm-device cpu)"
+    if vllm_share is None:
+        return f"{head}; {elsewhere}, or give vLLM less of this GPU with --gpu-memory-utilization"
+    others = max(0.0, total - free - vllm_share * total)
+    share = int(100 * (1 - (need + others) / total)) / 100
+    if share < 0.1:
+        return f"{head} (vLLM holds --gpu-memory-utilization {vllm_share} of it); {elsewhere}"
+    return (f"{head} (vLLM holds --gpu-memory-utilization {vllm_share} of it); set "
+            f"--gpu-memory-utilization {share} or lower, or {elsewhere}")
+
+
+def check_room(module: torch.nn.Module, device: str, what: str, vllm_share: float | None = None) -> None:
+    """ValueError (see `room_error`) unless `module`, still on the CPU, fits on the CUDA `device`
+    now: its weights and about 2 GiB of activations for a batch (an estimate). No-op off CUDA."""
+    if not str(device).startswith("cuda"):
+        return
+    weights = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+    free, total = torch.cuda.mem_get_info(torch.device(device))
+    problem = room_error(int(weights * 1.1) + 2 * GIB, free, total, device, what, vllm_share)
+    if problem:
+        raise ValueError(problem)
 
 
 def row_seed(seed: int, j: int) -> int:
@@ -98,6 +154,18 @@ class Policy(ABC):
         )
         return head + "".join(s + self.delimiter for s in prefix.steps)
 
+    def draws(self, n: int) -> int:
+        """How many samples to ask the engine for: 1 at temperature 0, else `n`.
+
+        Every greedy sample is the same, and vLLM refuses n > 1 there ("n must be 1 when using
+        greedy sampling"; `vllm serve` answers HTTP 400), so one is drawn and copied (`copies`).
+        """
+        return 1 if self.sampling.temperature == 0 else n
+
+    def copies(self, drawn: list[Proposal], n: int) -> list[Proposal]:
+        """The `n` proposals for what `draws(n)` asked for: the greedy one n times, else `drawn`."""
+        return drawn * n if self.sampling.temperature == 0 else drawn
+
     @abstractmethod
     def propose(self, prefixes: list[Prefix], n: int) -> list[list[Proposal]]:
         """For each prefix, `n` candidate next steps (ending at the delimiter, or at EOS)."""
@@ -111,7 +179,8 @@ class SeededSampler:
     """A logits processor that samples each row from its own generator.
 
     It returns logits that are -inf except at the chosen token, so `generate` runs greedy on
-    top of it; the chosen token's log-prob (under temperature and top-p) is kept per step.
+    top of it. The token is drawn from softmax(logits / temperature) cut to top_p; the log-prob
+    kept per step is the raw one, log_softmax(logits), as vLLM reports it (see `Proposal`).
     """
 
     def __init__(self, seeds: list[int], temperature: float, top_p: float):
@@ -123,11 +192,9 @@ class SeededSampler:
         scores = scores.float().cpu()  # (B, V)
         if self.temperature == 0:
             choice = scores.argmax(-1, keepdim=True)
-            logp = torch.log_softmax(scores, -1)
         else:
-            logp = torch.log_softmax(scores / self.temperature, -1)
-            choice = self._sample(logp.exp())
-        self.logprobs.append(logp.gather(1, choice).squeeze(1))
+            choice = self._sample(torch.softmax(scores / self.temperature, -1))
+        self.logprobs.append(torch.log_softmax(scores, -1).gather(1, choice).squeeze(1))
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, choice, 0.0)
         return out.to(input_ids.device)
@@ -172,6 +239,13 @@ class TransformersPolicy(Policy):
         self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
         self.context_length = getattr(self.model.config, "max_position_embeddings", None)
 
+    def to(self, device: str) -> TransformersPolicy:
+        """This policy with its model moved to `device` (e.g. a judge loaded on the CPU, checked
+        with `check_room`, then put on its GPU)."""
+        self.model.to(device)
+        self.device = device
+        return self
+
     def propose(self, prefixes: list[Prefix], n: int) -> list[list[Proposal]]:
         return self._generate(prefixes, n, self.sampling.max_step_tokens, stop=self.delimiter)
 
@@ -188,12 +262,13 @@ class TransformersPolicy(Policy):
         self, prompts: list[str], seeds: list[int], n: int, max_new_tokens: int, stop: str | None
     ) -> list[list[Proposal]]:
         """n continuations of each rendered prompt text (chunked by the sampling batch size)."""
-        per_call = max(1, self.sampling.batch_size // n)
+        k = self.draws(n)
+        per_call = max(1, self.sampling.batch_size // k)
         out: list[list[Proposal]] = []
         for i in range(0, len(prompts), per_call):
-            out.extend(self._generate_chunk(prompts[i : i + per_call], seeds[i : i + per_call], n,
+            out.extend(self._generate_chunk(prompts[i : i + per_call], seeds[i : i + per_call], k,
                                             max_new_tokens, stop))
-        return out
+        return [self.copies(drawn, n) for drawn in out]
 
     @torch.inference_mode()
     def _generate_chunk(
@@ -216,6 +291,10 @@ class TransformersPolicy(Policy):
             logits_processor=[sampler],
             stop_strings=[stop] if stop else None,
             tokenizer=tok,
+            # The logits processors a generation_config may switch on even without sampling
+            # (Qwen2.5-Math ships repetition_penalty 1.05): off, as in the other backends.
+            repetition_penalty=NEUTRAL_SAMPLING["repetition_penalty"],
+            no_repeat_ngram_size=0,
             pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
         )

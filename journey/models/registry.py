@@ -28,13 +28,13 @@ if TYPE_CHECKING:  # types only: importing them would load torch
 # ---------------------------------------------------------------- policies
 
 
-def _transformers(model: str, delimiter: str, sampling: SamplingConfig) -> Policy:
+def _transformers(model: str, delimiter: str, sampling: SamplingConfig, device: str | None = None) -> Policy:
     from journey.models.embedded import check_model_path
     from journey.models.policy import TransformersPolicy
 
     check_model_path(model)
     try:
-        return TransformersPolicy(model, delimiter=delimiter, sampling=sampling)
+        return TransformersPolicy(model, delimiter=delimiter, sampling=sampling, device=device)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"--model {model}: cannot load ({first})") from None
@@ -46,10 +46,10 @@ def _openai(model: str, delimiter: str, sampling: SamplingConfig) -> Policy:
     return OpenAIPolicy(model, delimiter=delimiter, sampling=sampling)
 
 
-def _vllm(model: str, delimiter: str, sampling: SamplingConfig) -> Policy:
+def _vllm(model: str, delimiter: str, sampling: SamplingConfig, gpu_memory_utilization: float = 0.9) -> Policy:
     from journey.models.vllm_policy import VLLMPolicy
 
-    return VLLMPolicy(model, delimiter=delimiter, sampling=sampling)
+    return VLLMPolicy(model, delimiter=delimiter, sampling=sampling, gpu_memory_utilization=gpu_memory_utilization)
 
 
 # name -> loader(model, delimiter, sampling)
@@ -61,28 +61,32 @@ BACKENDS: dict[str, Callable[[str, str, SamplingConfig], Policy]] = {
 
 
 def load_policy(model: str, delimiter: str, sampling: SamplingConfig,
-                backend: str = "transformers") -> Policy:
+                backend: str = "transformers", gpu_memory_utilization: float = 0.9) -> Policy:
     """The policy for `--model` on `--backend`, or a one-line ValueError naming the flag.
 
     transformers: a local folder, `embedded`, or a hub id, run in this process (CPU or GPU).
     openai: a model served by an OpenAI-compatible server at $OPENAI_BASE_URL.
-    vllm: vLLM in this process (GPU; the optional `vllm` extra).
+    vllm: vLLM in this process (GPU; the optional `vllm` extra), taking `gpu_memory_utilization`
+    of the GPU for weights and KV cache; a PRM on the same GPU gets the rest.
     """
     if backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "vllm":
+        return _vllm(model, delimiter, sampling, gpu_memory_utilization)
     return BACKENDS[backend](model, delimiter, sampling)
 
 
 # ---------------------------------------------------------------- PRMs
+# A loader's `device` is where a PRM model goes (None: "cuda" when there is one, else "cpu").
 
 
-def _verifier(task: Task, policy: Policy | None, model: str | None, rollouts: int) -> PRM:
+def _verifier(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
     from journey.models.prm import VerifierPRM
 
     return VerifierPRM(task)
 
 
-def _rollout(task: Task, policy: Policy | None, model: str | None, rollouts: int) -> PRM:
+def _rollout(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
     from journey.models.prm import RolloutPRM
 
     if policy is None:
@@ -91,36 +95,54 @@ def _rollout(task: Task, policy: Policy | None, model: str | None, rollouts: int
 
 
 def _model_prm(name: str) -> Callable[..., PRM]:
-    def load(task: Task, policy: Policy | None, model: str | None, rollouts: int) -> PRM:
+    def load(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
         if not model:
             raise ValueError(f"--prm {name} needs --prm-model (a PRM checkpoint)")
         from journey.models.model_prms import QwenPRM, TokenPRM
 
-        return (TokenPRM if name == "token" else QwenPRM)(model, task)
+        # vLLM's share of its GPU, so a refusal can say how much to give back
+        share = getattr(policy, "gpu_memory_utilization", None)
+        return (TokenPRM if name == "token" else QwenPRM)(model, task, device=device, vllm_share=share)
 
     return load
 
 
-def _judge(task: Task, policy: Policy | None, model: str | None, rollouts: int) -> PRM:
+def _judge(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
     from journey.models.judge import JudgePRM
 
     judge = policy
     if model:
-        from journey.models.policy import SamplingConfig
+        from journey.models.model_prms import default_device
+        from journey.models.policy import SamplingConfig, check_room
 
-        judge = load_policy(model, task.step_delimiter, SamplingConfig(temperature=0.0))
+        try:  # on the CPU first, moved once it is known to fit
+            judge = _transformers(model, task.step_delimiter, SamplingConfig(temperature=0.0), "cpu")
+        except ValueError as err:
+            raise ValueError(str(err).replace("--model", "--prm-model", 1)) from None
+        target = device or default_device()
+        check_room(judge.model, target, f"--prm-model {model}", getattr(policy, "gpu_memory_utilization", None))
+        judge.to(target)
     if judge is None:
         raise ValueError("--prm judge needs --prm-model or a policy")
     return JudgePRM(task, judge)
 
 
-# name -> loader(task, policy, model, rollouts)
+def _trained(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
+    if not model:
+        raise ValueError("--prm trained needs --prm-model (a checkpoint from `journey train --stage prm`)")
+    from journey.models.trained_prm import TrainedPRM
+
+    return TrainedPRM(model, task, device=device)
+
+
+# name -> loader(task, policy, model, rollouts, device)
 PRMS: dict[str, Callable[..., PRM]] = {
     "verifier": _verifier,
     "rollout": _rollout,
     "token": _model_prm("token"),
     "qwen": _model_prm("qwen"),
     "judge": _judge,
+    "trained": _trained,
 }
 
 # Whether a PRM's reasons say what went wrong, so a reflection can quote them. The verifier and
@@ -132,20 +154,22 @@ PRM_EXPLAINS: dict[str, bool] = {
     "token": False,
     "qwen": False,
     "judge": True,
+    "trained": False,
 }
 assert PRM_EXPLAINS.keys() == PRMS.keys(), "every PRM says whether its reasons explain"
 
 
 def build_prm(name: str, task: Task, policy: Policy | None = None, model: str | None = None,
-              rollouts: int = 4) -> PRM:
+              rollouts: int = 4, device: str | None = None) -> PRM:
     """The PRM called `name` for `task` (ValueError naming the known PRMs otherwise).
 
-    rollout uses `policy`; token and qwen read the PRM checkpoint `model`; judge asks the LLM
-    `model` (default: the policy itself).
+    rollout uses `policy`; token and qwen read the PRM checkpoint `model` (a folder or a hub
+    id); judge asks the LLM `model` (default: the policy itself). A PRM or judge model goes on
+    `device` (default "cuda" when there is one), refused up front if it does not fit there.
     """
     if name not in PRMS:
         raise ValueError(f"unknown PRM {name!r}; known PRMs: {', '.join(PRMS)}")
-    return PRMS[name](task, policy, model, rollouts)
+    return PRMS[name](task, policy, model, rollouts, device)
 
 
 def prm_explains(name: str | None) -> bool:

@@ -1,0 +1,111 @@
+"""`journey eval-prm`: how well a PRM's step verdicts match exact step labels on held-out trees.
+
+    journey eval-prm --prm-model ckpt/prm --trees heldout_trees.jsonl --out prm_metrics.json
+
+Every valid step of every tree (non-root, not invalid) is scored by the PRM (`--prm trained` by
+default; `token`, `qwen`, `judge` or `rollout` work too), all in one batched `score` call; its
+verdict (score >= 0.5) is compared with the exact label: the task's verifier applied to the
+step's whole path (a step on top of a slip is wrong, as `--prm verifier` judges), or, for a
+task without a verifier, the tree's own verdicts when the tree was built with `--prm verifier`.
+Reported, as the paper reports PRMs (Part 1: Math-Shepherd F1 .734-.855, o1-mini .855-.880):
+precision, recall and F1 with "the step is right" as the positive class, the same with "the
+step is wrong" as positive (error detection), accuracy, and — for trees built with `--prm
+rollout` — the Pearson correlation of PRM scores with the trees' rollout values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from journey.build_tree import load_trees
+from journey.config import EvalPRMConfig
+from journey.io import check_writable, output_lock, write_text_atomic
+from journey.models.registry import build_prm
+from journey.provenance import model_fingerprint, provenance
+from journey.search.tree import Tree
+from journey.tasks import get_task
+
+
+def prf(predicted: list[bool], gold: list[bool]) -> dict:
+    """Precision, recall and F1 of `predicted` against `gold`, True as the positive class.
+
+    >>> prf([True, True, False, False], [True, False, True, False])
+    {'precision': 0.5, 'recall': 0.5, 'f1': 0.5}
+    """
+    tp = sum(p and g for p, g in zip(predicted, gold))
+    fp = sum(p and not g for p, g in zip(predicted, gold))
+    fn = sum(g and not p for p, g in zip(predicted, gold))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
+
+
+def pearson(xs: list[float], ys: list[float]) -> float | None:
+    """Pearson's r, or None when either side is constant or there are fewer than 2 points."""
+    n = len(xs)
+    if n < 2:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sx = math.sqrt(sum((x - mx) ** 2 for x in xs))
+    sy = math.sqrt(sum((y - my) ** 2 for y in ys))
+    if sx == 0 or sy == 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (sx * sy)
+
+
+def verdict_metrics(predicted: list[bool], gold: list[bool]) -> dict:
+    """Both classes' precision/recall/F1 and accuracy (see module docstring)."""
+    return {
+        "steps": len(gold),
+        "right_steps": sum(gold),
+        "accuracy": round(sum(p == g for p, g in zip(predicted, gold)) / max(len(gold), 1), 4),
+        "right_as_positive": prf(predicted, gold),
+        "wrong_as_positive": prf([not p for p in predicted], [not g for g in gold]),
+    }
+
+
+def exact_labels(task, trees: list[Tree], items: list[tuple[Tree, int]], where: Path) -> list[bool]:
+    """The exact label of each (tree, node): the verifier on its path, else the tree's own
+    verdict when that tree was built with the verifier; ValueError if neither exists."""
+    if task.verify_steps("", []) is not None:
+        from journey.models.prm import VerifierPRM
+
+        scores = VerifierPRM(task).score([t.problem["question"] for t, _ in items],
+                                         [t.steps(n) for t, n in items])
+        return [s.ok for s in scores]
+    built = {t.run.get("config", {}).get("prm") for t in trees}
+    if built != {"verifier"}:
+        raise ValueError(f"--trees {where}: task {task.name!r} has no step verifier and the trees were "
+                         "not built with --prm verifier: there are no exact labels to compare with")
+    return [t.node(n)["verdict"] == "correct" for t, n in items]
+
+
+def run_eval_prm(cfg: EvalPRMConfig) -> dict:
+    trees = load_trees(cfg.trees)
+    task = get_task(cfg.task or trees[0].run.get("config", {}).get("task", "arith"))
+    if cfg.out is not None:
+        check_writable(cfg.out)
+    items = [(t, n["id"]) for t in trees for n in t.nodes()[1:] if n["verdict"] != "invalid"]
+    if not items:
+        raise ValueError(f"--trees {cfg.trees}: no scored steps in the trees")
+    gold = exact_labels(task, trees, items, cfg.trees)
+    prm = build_prm(cfg.prm, task, None, cfg.prm_model)
+    scores = prm.score([t.problem["question"] for t, _ in items], [t.steps(n) for t, n in items],
+                       [t.problem["answer"] for t, _ in items])
+    metrics = {"prm": cfg.prm, "prm_model": cfg.prm_model, "trees": len(trees),
+               **verdict_metrics([s.ok for s in scores], gold)}
+    rollout = [(s.score, t.node(n)["score"]) for s, (t, n) in zip(scores, items)
+               if t.run.get("config", {}).get("prm") == "rollout" and t.node(n)["score"] is not None]
+    r = pearson([a for a, _ in rollout], [b for _, b in rollout])
+    metrics["rollout_correlation"] = None if r is None else round(r, 4)
+    metrics["rollout_steps"] = len(rollout)
+    if cfg.out is not None:
+        record = provenance("eval-prm", {"trees": str(cfg.trees), "prm": cfg.prm, "prm_model": cfg.prm_model,
+                                         "task": task.name},
+                            prm_model_fingerprint=model_fingerprint(cfg.prm_model) if cfg.prm_model else None)
+        with output_lock(cfg.out):
+            write_text_atomic(cfg.out, json.dumps({**metrics, "provenance": record}, indent=2) + "\n")
+    return metrics

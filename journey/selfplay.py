@@ -1,0 +1,189 @@
+"""`journey selfplay`: search -> derive -> train policy and PRM -> search again (o1-Coder's loop).
+
+    journey selfplay --rounds 2 --problems train.jsonl --test test.jsonl --out-dir selfplay/
+
+Round r (folder `DIR/round-r/`), with policy_r (round 0: `--model`) and PRM_r (round 0:
+`--prm`; later rounds: the PRM trained in the round before, `--prm-loop trained`, or always
+`--prm`, `--prm-loop fixed`):
+
+1. `trees.jsonl`: build-tree on the train problems with policy_r and PRM_r (beam or MCTS);
+2. `data/`: derive-longthought. When PRM_r is not the task's exact verifier and the task has
+   one, the trees are first relabelled with it (`trees_exact.jsonl`): PRM_r steers the search,
+   ground truth labels the data, so a PRM never trains on its own verdicts;
+3. `sft/`: SFT of policy_r on the journey (or shortcut) rows;
+4. `pairs.jsonl` + `policy/`: on-policy DPO pairs from the SFT model, then DPO: policy_{r+1}
+   (the SFT model itself when no problem gives a pair);
+5. `prm/`: a point-wise PRM on the round's `prm_steps.jsonl`, from policy_r's body: PRM_{r+1};
+6. `eval.json` (policy_{r+1} on `--test`) and `prm_eval.json` (PRM_{r+1}'s step verdicts on
+   `DIR/test_trees.jsonl`, trees built once on the test problems with the starting policy
+   and the exact verifier, so every round is judged on the same steps);
+7. `round.json`: the round's row — policy accuracy ± s.e., pass@k, PRM F1, trees solved (a
+   correct path by exact labels when the task has a verifier), steps generated — also gathered
+   in `DIR/selfplay.json` and shown as a table.
+
+`DIR/selfplay.json` (provenance and every round's row) and a dataset card `DIR/README.md` are
+rewritten after every run. Resumable by round: a round with `round.json` is done and skipped; an unfinished round picks up
+at its first unfinished step (build-tree and eval resume per problem; a training or derive
+output exists only whole). Everything a round made is kept. One run per `--out-dir` (a lock).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from journey.build_tree import load_trees, run_build_tree
+from journey.cards import write_card
+from journey.config import (
+    BuildTreeConfig,
+    DeriveConfig,
+    EvalPRMConfig,
+    GenerateConfig,
+    SamplePairsConfig,
+    SelfplayConfig,
+    TrainConfig,
+)
+from journey.derive import run_derive
+from journey.eval_prm import run_eval_prm
+from journey.evaluate import run_eval, run_sample_pairs
+from journey.io import (
+    check_folder_writable,
+    load_problems,
+    output_lock,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
+from journey.models.prm import VerifierPRM
+from journey.provenance import provenance
+from journey.tasks import get_task
+from journey.train import run_train
+
+ROUND_RECORD = "round.json"
+
+
+def round_dir(cfg: SelfplayConfig, r: int) -> Path:
+    return cfg.out_dir / f"round-{r}"
+
+
+def relabel_exact(task, src: Path, dst: Path) -> None:
+    """Copy trees with every valid step's verdict, score and reason from the task's verifier."""
+    trees = load_trees(src)
+    verifier = VerifierPRM(task)
+    rows = []
+    for tree in trees:
+        nodes = [n for n in tree.nodes()[1:] if n["verdict"] != "invalid"]
+        scores = verifier.score([tree.problem["question"]] * len(nodes), [tree.steps(n["id"]) for n in nodes])
+        for n, s in zip(nodes, scores):
+            n.update(verdict="correct" if s.ok else "incorrect", score=s.score, reason=s.reason)
+        row = tree.to_json()
+        row["run"] = {**row["run"], "config": {**row["run"].get("config", {}), "prm": "verifier",
+                                               "relabelled_from": row["run"].get("config", {}).get("prm")}}
+        rows.append(row)
+    write_jsonl_atomic(dst, rows)
+
+
+def train_once(cfg: TrainConfig) -> None:
+    """Train unless a finished checkpoint is already there (a killed run left none)."""
+    if not (cfg.out / "train.json").is_file():
+        run_train(cfg)
+
+
+def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str | None, held_out: Path) -> dict:
+    """One round (see module docstring); returns its row."""
+    d = round_dir(cfg, r)
+    d.mkdir(parents=True, exist_ok=True)
+    task = get_task(cfg.task)
+    trees = d / "trees.jsonl"
+    tree_stats = run_build_tree(BuildTreeConfig(
+        problems=cfg.problems, out=trees, model=policy, task=cfg.task, prm=prm, prm_model=prm_model,
+        width=cfg.width, depth=cfg.depth, top_k=cfg.top_k, search=cfg.search, simulations=cfg.simulations,
+        temperature=cfg.temperature, seed=cfg.seed + r, limit=cfg.limit))
+    labelled, solved = trees, tree_stats.solved
+    if prm != "verifier" and task.verify_steps("", []) is not None:
+        labelled = d / "trees_exact.jsonl"
+        relabel_exact(task, trees, labelled)
+        solved = sum(bool(t.clean_correct_leaves()) for t in load_trees(labelled))  # by exact labels
+    data = d / "data"
+    if not (data / "derive.json").is_file():
+        run_derive(DeriveConfig(trees=labelled, out_dir=data, max_trials=cfg.max_trials,
+                                trial_prob=cfg.trial_prob, style=cfg.style, seed=cfg.seed + r, task=cfg.task))
+    train_common = dict(batch_size=cfg.batch_size, max_steps=cfg.max_steps, seed=cfg.seed + r, overwrite=True)
+    sft_data = data / f"sft_{cfg.sft_data}.jsonl"
+    sft_rows = count_rows(sft_data)
+    next_policy, pair_stats = policy, {"pairs": 0}
+    if sft_rows:  # no tree solved: the policy carries over unchanged
+        next_policy = sft = d / "sft"
+        train_once(TrainConfig("sft", [sft_data], sft, model=policy, epochs=cfg.epochs, lr=cfg.lr, **train_common))
+        pairs = d / "pairs.jsonl"
+        pair_stats = run_sample_pairs(SamplePairsConfig(
+            model=str(sft), problems=cfg.problems, out=pairs, task=cfg.task, samples=cfg.pair_samples,
+            pairs=cfg.pairs, seed=cfg.seed + r, limit=cfg.dpo_problems))
+    if pair_stats["pairs"]:
+        next_policy = d / "policy"
+        train_once(TrainConfig("dpo", [pairs], next_policy, model=str(sft), epochs=1, lr=cfg.dpo_lr, **train_common))
+    next_prm = d / "prm"
+    train_once(TrainConfig("prm", [data / "prm_steps.jsonl"], next_prm, model=policy, epochs=cfg.prm_epochs,
+                           lr=cfg.prm_lr, objective="pointwise", **train_common))
+    m = run_eval(GenerateConfig(model=str(next_policy), problems=cfg.test, out=d / "eval.json", task=cfg.task,
+                                samples=cfg.eval_samples, seed=cfg.seed))
+    p = run_eval_prm(EvalPRMConfig(trees=held_out, prm_model=str(next_prm), out=d / "prm_eval.json",
+                                   task=cfg.task))
+    k = cfg.eval_samples
+    row = {"round": r, "policy": policy, "prm": prm_model or prm,
+           "trees_solved": solved, "trees": tree_stats.trees,
+           "steps_generated_per_tree": round(tree_stats.steps_generated / max(tree_stats.trees, 1), 1),
+           "sft_rows": sft_rows, "dpo_pairs": pair_stats["pairs"],
+           "accuracy": m["accuracy"], "accuracy_se": m["accuracy_se"],
+           f"pass@{k}": m.get(f"pass@{k}"), "prm_f1_right": p["right_as_positive"]["f1"],
+           "prm_f1_wrong": p["wrong_as_positive"]["f1"], "prm_accuracy": p["accuracy"],
+           "next_policy": str(next_policy), "next_prm": str(next_prm)}
+    write_text_atomic(d / ROUND_RECORD, json.dumps(row, indent=2) + "\n")
+    return row
+
+
+def count_rows(path: Path) -> int:
+    with Path(path).open(encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def held_out_trees(cfg: SelfplayConfig) -> Path:
+    """Trees on the test problems from the starting policy and the exact verifier (built once,
+    resumed like any build-tree), on which every round's PRM is judged."""
+    path = cfg.out_dir / "test_trees.jsonl"
+    run_build_tree(BuildTreeConfig(problems=cfg.test, out=path, model=cfg.model, task=cfg.task, prm="verifier",
+                                   width=cfg.width, depth=cfg.depth, top_k=cfg.top_k, seed=cfg.seed,
+                                   limit=cfg.test_limit))
+    return path
+
+
+def run_selfplay(cfg: SelfplayConfig, on_round=None) -> list[dict]:
+    """Every round's row (finished rounds read back, the rest run); see module docstring."""
+    task = get_task(cfg.task)
+    for path in (cfg.problems, cfg.test):
+        load_problems(path)  # bad input is refused before anything runs
+    if cfg.prm == "verifier" and task.verify_steps("", []) is None:
+        raise ValueError(f"--prm verifier: task {cfg.task!r} has no exact step check; pick another --prm")
+    check_folder_writable(cfg.out_dir)
+    rows = []
+    with output_lock(cfg.out_dir, "--out-dir"):
+        policy, prm, prm_model = cfg.model, cfg.prm, cfg.prm_model
+        held_out = None
+        for r in range(cfg.rounds):
+            record = round_dir(cfg, r) / ROUND_RECORD
+            if record.is_file():
+                row = json.loads(record.read_text())
+            else:
+                held_out = held_out or held_out_trees(cfg)
+                row = run_round(cfg, r, policy, prm, prm_model, held_out)
+            rows.append(row)
+            if on_round:
+                on_round(row)
+            policy = row["next_policy"]
+            if cfg.prm_loop == "trained":
+                prm, prm_model = "trained", row["next_prm"]
+        summary = provenance("selfplay", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                             rounds=rows, stats={"rounds": len(rows)})
+        write_text_atomic(cfg.out_dir / "selfplay.json", json.dumps(summary, indent=2) + "\n")
+        write_card(cfg.out_dir, summary)
+    return rows
