@@ -536,6 +536,8 @@ def selfplay(
     max_trials: Annotated[int, typer.Option(help="derive: K trials per correct-path node.")] = SelfplayConfig.max_trials,
     trial_prob: Annotated[float, typer.Option(help="derive: p of each failed trial.")] = SelfplayConfig.trial_prob,
     style: Annotated[str, typer.Option(help="derive: verbose or concise reflections.")] = SelfplayConfig.style,
+            ("sibling pairs ranked right", "-" if m["pair_accuracy"] is None
+             else f"{m['pair_accuracy']:.3f} ({m['sibling_pairs']:,} pairs)"),
     sft_data: Annotated[str, typer.Option(help="SFT on the journey or the shortcut rows.")] = SelfplayConfig.sft_data,
     epochs: Annotated[float, typer.Option(help="SFT epochs.")] = SelfplayConfig.epochs,
     lr: Annotated[float, typer.Option(help="SFT learning rate.")] = SelfplayConfig.lr,

@@ -9,8 +9,9 @@ step's whole path (a step on top of a slip is wrong, as `--prm verifier` judges)
 task without a verifier, the tree's own verdicts when the tree was built with `--prm verifier`.
 Reported, as the paper reports PRMs (Part 1: Math-Shepherd F1 .734-.855, o1-mini .855-.880):
 precision, recall and F1 with "the step is right" as the positive class, the same with "the
-step is wrong" as positive (error detection), accuracy, and — for trees built with `--prm
-rollout` — the Pearson correlation of PRM scores with the trees' rollout values.
+step is wrong" as positive (error detection), accuracy; the share of (right, wrong) sibling
+pairs the PRM ranks right (what a pair-wise PRM learns, and what top-K uses); and — for trees
+built with `--prm rollout` — the Pearson correlation of PRM scores with the rollout values.
 """
 
 from __future__ import annotations
@@ -67,6 +68,29 @@ def verdict_metrics(predicted: list[bool], gold: list[bool]) -> dict:
     }
 
 
+def sibling_ranking(items: list[tuple[Tree, int]], scores: list[float], gold: list[bool]) -> tuple[int, float | None]:
+    """How often the PRM scores the right step above a wrong sibling (same parent): the number
+    of such pairs, and the share ranked right (a tie counts half). This is what a pair-wise PRM
+    learns, and what top-K ranking uses; the 0.5 verdict threshold means little to it.
+
+    >>> t = Tree({"id": "x", "question": "q", "answer": "a"})
+    >>> a, b = t.add_child(0, text="a", verdict="correct"), t.add_child(0, text="b", verdict="correct")
+    >>> sibling_ranking([(t, a), (t, b)], [0.9, 0.4], [True, False])
+    (1, 1.0)
+    """
+    groups: dict[tuple[int, int], list[tuple[float, bool]]] = {}
+    for (tree, nid), score, ok in zip(items, scores, gold):
+        groups.setdefault((id(tree), tree.node(nid)["parent"]), []).append((score, ok))
+    n, won = 0, 0.0
+    for members in groups.values():
+        for s_right, ok_right in members:
+            for s_wrong, ok_wrong in members:
+                if ok_right and not ok_wrong:
+                    n += 1
+                    won += 1.0 if s_right > s_wrong else 0.5 if s_right == s_wrong else 0.0
+    return n, (round(won / n, 4) if n else None)
+
+
 def exact_labels(task, trees: list[Tree], items: list[tuple[Tree, int]], where: Path) -> list[bool]:
     """The exact label of each (tree, node): the verifier on its path, else the tree's own
     verdict when that tree was built with the verifier; ValueError if neither exists."""
@@ -97,6 +121,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
                        [t.problem["answer"] for t, _ in items])
     metrics = {"prm": cfg.prm, "prm_model": cfg.prm_model, "trees": len(trees),
                **verdict_metrics([s.ok for s in scores], gold)}
+    metrics["sibling_pairs"], metrics["pair_accuracy"] = sibling_ranking(items, [s.score for s in scores], gold)
     rollout = [(s.score, t.node(n)["score"]) for s, (t, n) in zip(scores, items)
                if t.run.get("config", {}).get("prm") == "rollout" and t.node(n)["score"] is not None]
     r = pearson([a for a, _ in rollout], [b for _, b in rollout])

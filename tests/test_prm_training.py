@@ -202,3 +202,15 @@ def test_prm_files_load_with_datasets(prm_data):
     for name in ("prm_steps.jsonl", "prm_pairs.jsonl"):
         ds = load_dataset("json", data_files=str(prm_data / "d" / name), split="train")
         assert len(ds) > 0 and "label_source" in ds.column_names
+
+
+def test_sibling_ranking_by_hand():
+    from journey.eval_prm import sibling_ranking
+
+    tree = small_tree()
+    # siblings under node 1: 2 (right), 3 (wrong); under the root: 1 (right), 5 (wrong)
+    items = [(tree, 1), (tree, 2), (tree, 3), (tree, 5)]
+    gold = [True, True, False, False]
+    assert sibling_ranking(items, [0.9, 0.2, 0.7, 0.1], gold) == (2, 0.5)  # root pair right, node-1 pair wrong
+    assert sibling_ranking(items, [0.9, 0.7, 0.7, 0.1], gold) == (2, 0.75)  # a tie counts half
+    assert sibling_ranking(items[:2], [0.9, 0.2], gold[:2]) == (0, None)
