@@ -507,6 +507,8 @@ def eval_prm(
             ("accuracy", f"{m['accuracy']:.3f}"),
             ("right step as positive", fmt(m["right_as_positive"])),
             ("wrong step as positive", fmt(m["wrong_as_positive"])),
+            ("sibling pairs ranked right", "-" if m["pair_accuracy"] is None
+             else f"{m['pair_accuracy']:.3f} ({m['sibling_pairs']:,} pairs)"),
             ("paper (Part 1): Math-Shepherd / o1-mini F1", ".734-.855 / .855-.880")]
     if m["rollout_steps"]:
         r = m["rollout_correlation"]
@@ -536,8 +538,6 @@ def selfplay(
     max_trials: Annotated[int, typer.Option(help="derive: K trials per correct-path node.")] = SelfplayConfig.max_trials,
     trial_prob: Annotated[float, typer.Option(help="derive: p of each failed trial.")] = SelfplayConfig.trial_prob,
     style: Annotated[str, typer.Option(help="derive: verbose or concise reflections.")] = SelfplayConfig.style,
-            ("sibling pairs ranked right", "-" if m["pair_accuracy"] is None
-             else f"{m['pair_accuracy']:.3f} ({m['sibling_pairs']:,} pairs)"),
     sft_data: Annotated[str, typer.Option(help="SFT on the journey or the shortcut rows.")] = SelfplayConfig.sft_data,
     epochs: Annotated[float, typer.Option(help="SFT epochs.")] = SelfplayConfig.epochs,
     lr: Annotated[float, typer.Option(help="SFT learning rate.")] = SelfplayConfig.lr,
