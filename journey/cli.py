@@ -323,6 +323,9 @@ def derive_longthought(
     rewrite_model: Annotated[str | None, typer.Option(help="Optional LLM that rewrites each journey draft (our published prompt).")] = DeriveConfig.rewrite_model,
     rewrite_backend: Annotated[str, typer.Option(help="Backend of the rewrite model.")] = DeriveConfig.rewrite_backend,
     prm_labels: Annotated[str, typer.Option(help="Labels of prm_steps/prm_pairs: auto (verdict for verifier trees, else MCTS q, else PRM score), verdict, score or q.")] = DeriveConfig.prm_labels,
+    trial_count: Annotated[str, typer.Option(help="Failed trials per correct-path node: geometric (each with --trial-prob, the first miss stops) or uniform (0..K-1, so success does not always follow the first failure).")] = DeriveConfig.trial_count,
+    trial_end: Annotated[str, typer.Option(help="A trial stops at its first wrong step (first-wrong) or runs on to a wrong final answer where the tree has one (dead-end).")] = DeriveConfig.trial_end,
+    backtrack: Annotated[str, typer.Option(help="A backtrack names the step to resume from (step: its number and text) or restates what is left to solve (state; arith: the remaining expression).")] = DeriveConfig.backtrack,
     config: ConfigOption = None,
 ) -> None:
     """Derive long thoughts from trees: the shortcut, the journey (trials, reflection, backtracking), DPO pairs."""
@@ -333,7 +336,7 @@ def derive_longthought(
             trees=trees, out_dir=out_dir, max_trials=max_trials, trial_prob=trial_prob,
             pairs_per_problem=pairs_per_problem, style=style, seed=seed, task=task,
             tokenizer=tokenizer, rewrite_model=rewrite_model, rewrite_backend=rewrite_backend,
-            prm_labels=prm_labels)
+            prm_labels=prm_labels, trial_count=trial_count, trial_end=trial_end, backtrack=backtrack)
         stats = run_derive(cfg)
     used = max(stats.used, 1)
     words = ", ".join(f"{w} {c / used:.2f}" for w, c in stats.reflection_words.items())
@@ -437,12 +440,15 @@ def eval_(
     limit: LimitOpt = GenerateConfig.limit,
     backend: BackendOpt = GenerateConfig.backend,
     overwrite: OverwriteOpt = GenerateConfig.overwrite,
+    inject_errors: Annotated[bool, typer.Option(help="Mechanism eval instead: prefill a correct prefix plus one wrong step (or a clean one), let the model go on, and report recovery, detection, false alarms, backtrack validity and length.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Measure a model on held-out problems: accuracy, maj@k, pass@k, tokens, reflection words."""
     from journey.evaluate import generations_path, run_eval
 
     cfg = generate_options(GenerateConfig, **locals())
+    if inject_errors:
+        return inject_table(cfg)
     with user_errors(journal_kept(generations_path(out))):
         m = run_eval(cfg)
     rows = [("problems", f"{m['problems']:,}"),
@@ -454,6 +460,25 @@ def eval_(
              ("reflection words per answer", ", ".join(f"{w} {c:.2f}" for w, c in m["reflection_words_per_answer"].items())),
              ("files", f"{out}, {generations_path(out)}")]
     console.print(summary_table(f"eval {model}", rows))
+
+
+def inject_table(cfg) -> None:
+    """`eval --inject-errors`: run it and print the mechanism table."""
+    from journey.inject import injections_path, run_inject
+
+    with user_errors(journal_kept(injections_path(cfg.out))):
+        m = run_inject(cfg)
+    pct = lambda r: f"{r['rate']:.3f} ± {r['se']:.3f}"  # noqa: E731
+    validity = "-" if m["backtrack_validity"] is None else f"{m['backtrack_validity']:.3f} of {m['backtracks']:,}"
+    console.print(summary_table(f"eval --inject-errors {cfg.model}", [
+        ("problems (with an injected step)", f"{m['problems']:,} ({m['injected']:,})"),
+        ("recovery: right answer after a wrong step", pct(m["recovery"])),
+        ("detection: a doubt within 2 lines of it", pct(m["detection"])),
+        ("false alarms: a doubt after a clean prefix", pct(m["false_alarm"])),
+        ("valid backtracks", validity),
+        ("mean tokens after: wrong step vs clean", f"{m['mean_tokens_after_injected']:,.1f} vs {m['mean_tokens_after_clean']:,.1f}"),
+        ("files", f"{cfg.out}, {injections_path(cfg.out)}"),
+    ]))
 
 
 @app.command("sample-pairs")

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from journey.longthought.paths import TRIAL_COUNTS
 from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
 from journey.models.embedded import EMBEDDED_NAME
@@ -212,12 +213,19 @@ class DeriveConfig:
     rewrite_backend: str = "transformers"
     rewrite_max_tokens: int = 1024
     prm_labels: str = "auto"  # PRM rows' labels: auto | verdict | score | q (see longthought.prm_data)
+    trial_count: str = "geometric"  # failed trials per node: geometric (p each, first miss stops) | uniform 0..K-1
+    trial_end: str = "first-wrong"  # a trial stops at its first wrong step | dead-end (runs on to a wrong answer)
+    backtrack: str = "step"  # a backtrack names the step (number and text) | state (restates what is left)
 
     def __post_init__(self):
         check_at_least(1, max_trials=self.max_trials, rewrite_max_tokens=self.rewrite_max_tokens)
         if not (isinstance(self.trial_prob, int | float) and 0.0 <= self.trial_prob <= 1.0):
             raise ValueError(f"--trial-prob must be in [0, 1], got {self.trial_prob}")
         check_at_least(0, pairs_per_problem=self.pairs_per_problem)
+        for name, allowed in (("trial_count", TRIAL_COUNTS), ("trial_end", ("first-wrong", "dead-end")),
+                              ("backtrack", ("step", "state"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.prm_labels not in LABEL_SOURCES:
             raise ValueError(f"--prm-labels must be one of {', '.join(LABEL_SOURCES)}, got {self.prm_labels!r}")
         if self.style not in STYLES:

@@ -91,6 +91,18 @@ def dpo_rows(task: Task, tree: Tree, max_pairs: int, rng: random.Random) -> list
     return rows
 
 
+def backtrack_states(task: Task, tree: Tree, events: list) -> dict[int, str]:
+    """Node id -> the state a backtrack to it resumes from (`Task.states`: for arith, the
+    expression left after the node's steps; the question for the root)."""
+    out = {}
+    for e in events:
+        if e.kind == "backtrack" and e.node not in out:
+            states = task.states(tree.problem["question"], tree.steps(e.node))
+            if states and len(states) == len(tree.steps(e.node)) + 1:
+                out[e.node] = states[-1]
+    return out
+
+
 def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[str, list[dict]], DeriveStats]:
     """The three output files' rows for `trees` (no I/O besides the optional rewrite model)."""
     stats = DeriveStats(trees=len(trees))
@@ -108,8 +120,10 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
         if path is None:
             stats.skipped_no_correct += 1
             continue
-        events, trials = journey(tree, path, cfg.max_trials, cfg.trial_prob, rng)
-        text, spans = render_with_spans(events, tree, rng, task.step_delimiter, STYLES[cfg.style])
+        events, trials = journey(tree, path, cfg.max_trials, cfg.trial_prob, rng, cfg.trial_count,
+                                 cfg.trial_end == "dead-end")
+        states = backtrack_states(task, tree, events) if cfg.backtrack == "state" else None
+        text, spans = render_with_spans(events, tree, rng, task.step_delimiter, STYLES[cfg.style], states)
         drafts.append((tree, text, sum(trials), spans))
         out["sft_shortcut.jsonl"].append(sft_row(task, tree, task.join_steps(tree.steps(path[-1])), "shortcut", 0))
     texts = [d for _, d, _, _ in drafts]
@@ -157,6 +171,8 @@ def run_derive(cfg: DeriveConfig) -> DeriveStats:
     """Read every tree, derive every row, then write the files as one set (nothing on any error)."""
     trees = load_trees(cfg.trees)
     task = get_task(cfg.task or trees[0].run.get("config", {}).get("task", "arith"))
+    if cfg.backtrack == "state" and type(task).states is Task.states:
+        raise ValueError(f"--backtrack state: task {task.name!r} cannot restate a state; use --backtrack step")
     with output_lock(cfg.out_dir, "--out-dir"), atomic_folder(cfg.out_dir, is_derive_output) as staging:
         out, stats = derive_all(cfg, trees, task)
         from transformers import AutoTokenizer

@@ -26,6 +26,10 @@ answer is wrong (answer present, `correct` false). Invalid steps and final steps
 answer are never rejected: an empty or cut-off text, often a prefix of the chosen one, is not
 a wrong solution, and DPO would learn to avoid text it should keep.
 
+Trace-shape knobs (DESIGN §11): how many failed trials a node gets (`trial_count`: geometric as
+above, or uniform over 0..K-1), and whether a trial stops at its first wrong step or runs on to
+a wrong final answer (`to_dead_end`); see `journey`.
+
 The journey is a list of `Event`s (`step`, `reflect`, `backtrack`); `render` turns it into text.
 """
 
@@ -60,11 +64,14 @@ def shortcut(tree: Tree) -> list[int] | None:
     return tree.path_ids(min(leaves, key=key))
 
 
-def trial_walk(tree: Tree, start: int, rng: random.Random) -> list[int] | None:
+def trial_walk(tree: Tree, start: int, rng: random.Random, to_dead_end: bool = False) -> list[int] | None:
     """From `start`, follow one random non-invalid child at a time until a step judged wrong.
 
     Returns the node ids walked (ending at the wrong step), or None if the walk ends first or
-    ends at a final step whose answer is right (never a mistake, whatever the PRM said).
+    ends at a final step whose answer is right (never a mistake, whatever the PRM said). With
+    `to_dead_end`, the walk goes on past the first wrong step, one random child at a time, to a
+    final step with a wrong answer (a visible dead end); if it cannot get there (the branch
+    stops, or the slips cancel into a right answer) it ends at the first wrong step as usual.
     """
     walk, node = [start], start
     while tree.node(node)["verdict"] == "correct":
@@ -76,6 +83,17 @@ def trial_walk(tree: Tree, start: int, rng: random.Random) -> list[int] | None:
     end = tree.node(node)
     if end["verdict"] != "incorrect" or (end["terminal"] and end["correct"]):
         return None
+    if to_dead_end:
+        onward = []
+        while not tree.node(node)["terminal"]:
+            kids = [k for k in tree.children(node) if tree.node(k)["verdict"] != "invalid"]
+            if not kids:
+                break
+            node = rng.choice(kids)
+            onward.append(node)
+        last = tree.node(node)
+        if onward and last["terminal"] and last["correct"] is False:
+            return walk + onward
     return walk
 
 
@@ -89,20 +107,32 @@ def trial_candidates(tree: Tree, anchor: int, on_path: int, rng: random.Random) 
     return wrong + right
 
 
+TRIAL_COUNTS = ("geometric", "uniform")
+
+
 def journey(
-    tree: Tree, path: list[int], max_trials: int, trial_prob: float, rng: random.Random
+    tree: Tree, path: list[int], max_trials: int, trial_prob: float, rng: random.Random,
+    trial_count: str = "geometric", to_dead_end: bool = False,
 ) -> tuple[list[Event], list[int]]:
-    """The journey along `path` (a shortcut): its events and the failed trials per path node."""
-    assert max_trials >= 1 and 0.0 <= trial_prob <= 1.0
+    """The journey along `path` (a shortcut): its events and the failed trials per path node.
+
+    `trial_count` "geometric" (the default, as above): up to K - 1 failed trials, each taken
+    with probability p, the first miss ending them. "uniform": the number of failed trials at
+    each node is drawn uniformly from 0..K-1 (as far as the node has candidates), so success
+    does not always follow the first or second failure and a model cannot learn to count
+    trials. `to_dead_end`: trials run on to a wrong final answer where the tree has one.
+    """
+    assert max_trials >= 1 and 0.0 <= trial_prob <= 1.0 and trial_count in TRIAL_COUNTS
     events: list[Event] = []
     trials: list[int] = []
     for anchor, nxt in zip([0, *path[:-1]], path):
         candidates = trial_candidates(tree, anchor, nxt, rng)
         made = 0
-        while made < max_trials - 1 and candidates and rng.random() < trial_prob:
+        wanted = rng.randint(0, max_trials - 1) if trial_count == "uniform" else max_trials - 1
+        while made < wanted and candidates and (trial_count == "uniform" or rng.random() < trial_prob):
             walk = None
             while candidates and walk is None:
-                walk = trial_walk(tree, candidates.pop(0), rng)
+                walk = trial_walk(tree, candidates.pop(0), rng, to_dead_end)
             if walk is None:
                 break
             events += [Event("step", n) for n in walk]

@@ -10,7 +10,10 @@ a wrong final answer, "Wait, I am not sure this step is right." for other steps 
 when a step has no reason). A backtrack names the step the trace resumes from by its number
 (its depth) and text ('Let me go back to step 2 ("23 + 19 = 42") and try again.'): the anchor
 is always on the shortcut, one node per depth, so the number tells apart states whose steps
-read the same. The templates use the words the paper counts in o1's thoughts — "Wait",
+read the same. With `states` (derive-longthought `--backtrack state`, for tasks that can restate
+a state, like arith's remaining expression) a backtrack restates the state to resume from
+instead ('Back to "42 * 3 - 41".'), so a model need not copy a target from far back. The
+templates use the words the paper counts in o1's thoughts — "Wait",
 "Alternatively", "Let me recompute", "Therefore" — and are picked by a seeded `random.Random`,
 so a trace is reproducible. The `concise` style keeps one short phrasing of each
 ("Wait, {reason}", 'Back to step {step}: "{anchor}".'), which a tiny model learns in far fewer
@@ -41,6 +44,7 @@ PLACEHOLDERS = {
     "doubt_answer": {"answer"},
     "backtrack": {"step", "anchor"},
     "backtrack_root": set(),
+    "backtrack_state": {"state"},
 }
 
 
@@ -80,6 +84,11 @@ class Templates:
         "Alternatively, I can begin with a different first step.",
         "Therefore that start is wrong; let me recompute from the beginning.",
     )
+    backtrack_state: tuple[str, ...] = (
+        'Let me go back to "{state}" and try again.',
+        'Alternatively, I can continue from "{state}" with a different step.',
+        'Therefore that step is wrong; let me recompute from "{state}".',
+    )
 
     def __post_init__(self):
         for f in fields(self):
@@ -100,6 +109,7 @@ CONCISE_TEMPLATES = Templates(
     doubt_answer=("Wait, the answer {answer} looks wrong.",),
     backtrack=('Back to step {step}: "{anchor}".',),
     backtrack_root=("Back to the start.",),
+    backtrack_state=('Back to "{state}".',),
 )
 DEFAULT_TEMPLATES = Templates()
 STYLES = {"verbose": DEFAULT_TEMPLATES, "concise": CONCISE_TEMPLATES}
@@ -119,8 +129,10 @@ def tree_prm_explains(tree: Tree) -> bool:
     return prm_explains(config.get("prm") if isinstance(config, dict) else None)
 
 
-def render_line(event: Event, tree: Tree, rng: random.Random, t: Templates, explains: bool = True) -> str:
-    """One line of the trace; `explains`: whether the node's reason may be quoted."""
+def render_line(event: Event, tree: Tree, rng: random.Random, t: Templates, explains: bool = True,
+                states: dict[int, str] | None = None) -> str:
+    """One line of the trace; `explains`: whether the node's reason may be quoted; `states`:
+    node id -> the problem state after it (a backtrack then restates that state)."""
     node = tree.node(event.node)
     if event.kind == "step":
         return node["text"]
@@ -131,6 +143,8 @@ def render_line(event: Event, tree: Tree, rng: random.Random, t: Templates, expl
         if node["terminal"] and node["answer"] is not None:
             return rng.choice(t.doubt_answer).format(answer=node["answer"])
         return rng.choice(t.doubt)
+    if states is not None and event.node in states:
+        return rng.choice(t.backtrack_state).format(state=states[event.node])
     if event.node == 0:
         return rng.choice(t.backtrack_root)
     return rng.choice(t.backtrack).format(step=node["depth"], anchor=node["text"])
@@ -143,7 +157,8 @@ def render(events: list[Event], tree: Tree, rng: random.Random, delimiter: str =
 
 
 def render_with_spans(events: list[Event], tree: Tree, rng: random.Random, delimiter: str = "\n",
-                      templates: Templates = DEFAULT_TEMPLATES) -> tuple[str, list[list[int]]]:
+                      templates: Templates = DEFAULT_TEMPLATES,
+                      states: dict[int, str] | None = None) -> tuple[str, list[list[int]]]:
     """The trace text and the [start, end) character spans of its wrong steps.
 
     The spans let training leave the mistakes themselves out of the loss (`train --mask-wrong-steps`)
@@ -152,7 +167,7 @@ def render_with_spans(events: list[Event], tree: Tree, rng: random.Random, delim
     explains = tree_prm_explains(tree)
     lines, spans, at = [], [], 0
     for e in events:
-        line = render_line(e, tree, rng, templates, explains)
+        line = render_line(e, tree, rng, templates, explains, states)
         if e.kind == "step" and tree.node(e.node)["verdict"] != "correct":
             spans.append([at, at + len(line)])
         lines.append(line)

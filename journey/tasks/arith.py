@@ -257,6 +257,46 @@ def solve(question: str) -> list[str]:
     return steps
 
 
+def replay_states(question: str, steps: list[str]) -> list[str] | None:
+    """The expression after each prefix of `steps` (claimed results taken), the question first.
+
+    "(23 + 19) * 3", ["23 + 19 = 42"] -> ["(23 + 19) * 3", "42 * 3"]. A final answer leaves its
+    number; a step that cannot be applied ends the list early (the states reached so far).
+    None if the question is not an expression.
+    """
+    try:
+        state: Expr = parse(question)
+    except ValueError:
+        return None
+    out = [render(state)]
+    for step in steps:
+        if m := FINAL_RE.match(step):
+            out.append(m.group(1))
+            break
+        m = STEP_RE.match(step)
+        if not m:
+            break
+        _, nxt = _check_reduction(state, int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4)))
+        if nxt is None:
+            break
+        state = nxt
+        out.append(render(state))
+    return out
+
+
+def corrupt_reduction(step: str, rng: random.Random) -> str | None:
+    """The reduction `a op b = c` with a wrong result: c moved by 1-10 or by a digit slip
+    ("42 * 3 = 126" -> "42 * 3 = 116"); None for a step that is not a reduction."""
+    m = STEP_RE.match(step)
+    if not m:
+        return None
+    a, op, b, c = m.group(1), m.group(2), m.group(3), int(m.group(4))
+    wrong = c
+    while wrong == c:
+        wrong = c + rng.choice([-1, 1]) * (rng.randint(1, 10) if rng.random() < 0.5 else 10)
+    return f"{a} {op} {b} = {wrong}"
+
+
 # ---------------------------------------------------------------- problems
 
 
@@ -357,3 +397,9 @@ class ArithTask(Task):
 
     def solution(self, question: str) -> list[str]:
         return solve(question)
+
+    def states(self, question: str, steps: list[str]) -> list[str] | None:
+        return replay_states(question, steps)
+
+    def corrupt_step(self, question: str, previous: list[str], step: str, rng) -> str | None:
+        return corrupt_reduction(step, rng)

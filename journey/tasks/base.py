@@ -76,6 +76,17 @@ class Task(ABC):
         checks = self.verify_steps(question, [*previous, step])
         return None if checks is None else checks[-1]
 
+    def states(self, question: str, steps: list[str]) -> list[str] | None:
+        """What is left to solve after each prefix of `steps`, as text, the question first
+        (len(steps) + 1 entries), or None when the domain cannot restate a state. A backtrack
+        can name the state it resumes from, and a mechanism eval can check that it exists."""
+        return None
+
+    def corrupt_step(self, question: str, previous: list[str], step: str, rng) -> str | None:
+        """A plausible wrong version of the correct `step` after `previous` (for injected-error
+        evals), or None when the domain has no corrupter."""
+        return None
+
     def solution(self, question: str) -> list[str]:
         """A reference solution as a list of steps (used to train and to test)."""
         raise NotImplementedError(f"task {self.name!r} has no reference solver")
