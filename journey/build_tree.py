@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from journey.config import BuildTreeConfig
+from journey.distributed import TreeJob, ray_pool, trees_on_ray
 from journey.io import (
     DataError,
     JsonlAppender,
@@ -89,18 +90,32 @@ def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
     problems = take_first(every, cfg.limit)
     check_writable(cfg.out)
     check_not_an_input(cfg.out, {"--problems": cfg.problems})
-    with output_lock(cfg.out):
-        return _build_locked(cfg, task, every, problems, progress)
+    with output_lock(cfg.out), ray_pool(cfg) as pool:
+        return _build_locked(cfg, task, every, problems, progress, pool)
 
 
-def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progress) -> TreeStats:
-    done, stats = resume_state(cfg, every)
+def load_builder(cfg: BuildTreeConfig, task) -> TreeBuilder | MCTSBuilder:
+    """The policy and PRM of `cfg`, in the lockstep builder of `--search` (beam or mcts)."""
     policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling, cfg.backend, cfg.gpu_memory_utilization)
     prm = build_prm(cfg.prm, task, policy, cfg.prm_model, cfg.rollouts, cfg.prm_device)
-    todo = [p for p in problems if p.id not in done]
+    return (MCTSBuilder if cfg.search == "mcts" else TreeBuilder)(task, policy, prm, cfg.search_config)
+
+
+def check_fits(cfg: BuildTreeConfig, task, policy, todo: list) -> None:
+    """ValueError naming problems.jsonl:line when a tree of `todo` could outgrow the context."""
     policy.check_fits([Prefix(task.messages(p.question)) for p in todo],
                       cfg.depth * cfg.max_step_tokens, [f"{cfg.problems}:{p.line}" for p in todo],
                       f"--depth {cfg.depth} x --max-step-tokens {cfg.max_step_tokens}")
+
+
+def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progress, pool) -> TreeStats:
+    done, stats = resume_state(cfg, every)
+    todo = [p for p in problems if p.id not in done]
+    if pool:  # --ray: every actor loads its own models; the first checks the fits
+        pool.start(TreeJob(cfg), todo)
+    else:
+        builder = load_builder(cfg, task)
+        check_fits(cfg, task, builder.policy, todo)
     shape = cfg.search_config
     run = provenance("build-tree", cfg.content(),
                      exhaustive_expansions=shape.exhaustive_expansions(),
@@ -111,20 +126,23 @@ def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progr
                    "budget": budget, "out": cfg.out}
     if cfg.overwrite and cfg.out.exists():
         cfg.out.unlink()  # only now: every check passed and the models loaded
-    builder = (MCTSBuilder if cfg.search == "mcts" else TreeBuilder)(task, policy, prm, shape)
     sha = {p.id: problem_sha256(p) for p in todo}
     t0 = time.perf_counter()
     if progress:
         progress("total", len(todo))
     with JsonlAppender(cfg.out) as out:
         on_level = (lambda n: progress("nodes", n)) if progress else None
-        for tree in build_trees(todo, builder, cfg.trees_in_flight, run, on_level):
+        trees = (trees_on_ray(pool, cfg, todo, run, on_level) if pool
+                 else build_trees(todo, builder, cfg.trees_in_flight, run, on_level))
+        for tree in trees:
             out.write({**tree.to_json(), "problem_sha256": sha[tree.id]})
             stats.add(tree)
             if progress:
                 progress("tree", 1)
             stats.seconds = time.perf_counter() - t0
     stats.seconds = time.perf_counter() - t0
+    if pool:
+        stats.extra["ray"] = pool.report()
     return stats
 
 

@@ -38,7 +38,9 @@ from journey.config import (
     DistillConfig,
     EvalPRMConfig,
     GenerateConfig,
+    GenTestsConfig,
     ImportConfig,
+    RunTestsConfig,
     SamplePairsConfig,
     SelfplayConfig,
     TrainConfig,
@@ -155,6 +157,20 @@ ConfigOption = Annotated[
 ]
 
 
+# --ray and its flags (build-tree, eval, sample-pairs, distill; see journey.distributed).
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray actors, each with its own models; this process stays the one writer (pip install 'journey[ray]').")]
+RayAddressOpt = Annotated[str | None, typer.Option(help="--ray: join this Ray cluster (auto: the one `ray start` made here; or HOST:PORT). Default: start a local Ray with this machine's CPUs.")]
+WorkersOpt = Annotated[int | None, typer.Option(help="--ray: actors (default: one per CPU, or per GPU share with --gpus-per-worker).")]
+GpusPerWorkerOpt = Annotated[float, typer.Option(help="--ray: GPUs reserved per actor (0: CPU actors, one torch thread each).")]
+
+
+def ray_summary(report: dict | None, unit: str) -> list[tuple[str, str]]:
+    """Per-worker throughput rows for a summary table (none without --ray)."""
+    from journey.distributed import worker_rows
+
+    return worker_rows(report, unit) if report else []
+
+
 def version_callback(value: bool) -> None:
     if value:
         console.print(f"journey {__version__}")
@@ -262,6 +278,10 @@ def build_tree(
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming an existing --out.")] = BuildTreeConfig.overwrite,
     gpu_memory_utilization: Annotated[float, typer.Option(help="--backend vllm: vLLM's share of its GPU (weights and KV cache); a PRM on that GPU gets the rest.")] = BuildTreeConfig.gpu_memory_utilization,
     prm_device: Annotated[str | None, typer.Option(help="Where a token/qwen PRM or a judge model goes: cpu, cuda or cuda:N (default: cuda if there is one).")] = BuildTreeConfig.prm_device,
+    ray: RayOpt = BuildTreeConfig.ray,
+    ray_address: RayAddressOpt = BuildTreeConfig.ray_address,
+    workers: WorkersOpt = BuildTreeConfig.workers,
+    gpus_per_worker: GpusPerWorkerOpt = BuildTreeConfig.gpus_per_worker,
     config: ConfigOption = None,
 ) -> None:
     """Expand a reasoning tree per problem: w candidates per node, PRM-scored, to depth D; beam keeps
@@ -278,7 +298,8 @@ def build_tree(
             search=search, simulations=simulations, c_puct=c_puct, rollout=rollout, max_children=max_children,
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             batch_size=batch_size, trees_in_flight=trees_in_flight, seed=seed, overwrite=overwrite,
-            limit=limit, gpu_memory_utilization=gpu_memory_utilization, prm_device=prm_device)
+            limit=limit, gpu_memory_utilization=gpu_memory_utilization, prm_device=prm_device,
+            ray=ray, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
     kept = lambda: f"{count_lines(out):,} finished trees are kept in {out}; rerun the same command to resume"  # noqa: E731
     with user_errors(kept), progress_bar("build-tree", None, "trees") as advance:
         nodes, started = [0], time.perf_counter()
@@ -304,6 +325,7 @@ def build_tree(
          f"{mean(stats.steps_generated)} ({x['budget'][0]}: {x['budget'][1]:,}; exhaustive: {x['exhaustive_steps']:,})"),
         ("tokens generated", f"{stats.tokens:,}"),
         ("time (this run)", f"{stats.seconds:,.1f} s"),
+        *ray_summary(x.get("ray"), "trees"),
     ]))
     console.print("A correct path: a right final answer with every step judged correct "
                   "(what derive-longthought can use).", style="dim")
@@ -440,6 +462,10 @@ def eval_(
     limit: LimitOpt = GenerateConfig.limit,
     backend: BackendOpt = GenerateConfig.backend,
     overwrite: OverwriteOpt = GenerateConfig.overwrite,
+    ray: RayOpt = GenerateConfig.ray,
+    ray_address: RayAddressOpt = GenerateConfig.ray_address,
+    workers: WorkersOpt = GenerateConfig.workers,
+    gpus_per_worker: GpusPerWorkerOpt = GenerateConfig.gpus_per_worker,
     inject_errors: Annotated[bool, typer.Option(help="Mechanism eval instead: prefill a correct prefix plus one wrong step (or a clean one), let the model go on, and report recovery, detection, false alarms, backtrack validity and length.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -458,7 +484,7 @@ def eval_(
                  (f"pass@{samples}", f"{m[f'pass@{samples}']:.3f}")]
     rows += [("mean tokens (greedy)", f"{m['mean_tokens']:,.1f}"),
              ("reflection words per answer", ", ".join(f"{w} {c:.2f}" for w, c in m["reflection_words_per_answer"].items())),
-             ("files", f"{out}, {generations_path(out)}")]
+             ("files", f"{out}, {generations_path(out)}"), *ray_summary(m["provenance"].get("ray"), "problems")]
     console.print(summary_table(f"eval {model}", rows))
 
 
@@ -497,6 +523,10 @@ def sample_pairs(
     limit: LimitOpt = SamplePairsConfig.limit,
     backend: BackendOpt = SamplePairsConfig.backend,
     overwrite: OverwriteOpt = SamplePairsConfig.overwrite,
+    ray: RayOpt = SamplePairsConfig.ray,
+    ray_address: RayAddressOpt = SamplePairsConfig.ray_address,
+    workers: WorkersOpt = SamplePairsConfig.workers,
+    gpus_per_worker: GpusPerWorkerOpt = SamplePairsConfig.gpus_per_worker,
     config: ConfigOption = None,
 ) -> None:
     """On-policy DPO pairs (the paper's recipe): sample answers, check them, pair right with wrong."""
@@ -510,6 +540,7 @@ def sample_pairs(
         ("samples right", f"{s['right']:,} / {s['samples']:,}"),
         ("pairs written", f"{s['pairs']:,} (from {s['problems_with_pairs']:,} problems)"),
         ("files", f"{out}, {samples_path(out)}"),
+        *ray_summary(s.get("ray"), "problems"),
     ]))
 
 
@@ -693,6 +724,10 @@ def distill(
     limit: LimitOpt = DistillConfig.limit,
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming the samples journal in --out-dir.")] = DistillConfig.overwrite,
     show_prompt: Annotated[bool, typer.Option(help="Print the prompts sent to the teacher (for --task and --prompt) and exit.")] = False,
+    ray: RayOpt = DistillConfig.ray,
+    ray_address: RayAddressOpt = DistillConfig.ray_address,
+    workers: WorkersOpt = DistillConfig.workers,
+    gpus_per_worker: GpusPerWorkerOpt = DistillConfig.gpus_per_worker,
     config: ConfigOption = None,
 ) -> None:
     """Distil long thoughts from a teacher (Part 2): n samples per problem, curated with a count per reason, optionally reformatted, as TRL SFT rows."""
@@ -720,11 +755,67 @@ def distill(
     rows += [("SFT rows", f"{s['kept']:,} (from {s['problems_with_rows']:,} problems)"),
              ("tokens: prompts / samples / reformats", f"{t['prompt']:,} / {t['samples']:,} / {t['reformat']:,}"),
              ("teacher time", f"{s['seconds']['generation']:,.1f} s (this run: {s['seconds']['this_run']:,.1f} s)"),
-             ("files", f"{out_dir}/ (sft.jsonl, distill.json, README.md, {JOURNAL})")]
+             ("files", f"{out_dir}/ (sft.jsonl, distill.json, README.md, {JOURNAL})"),
+             *ray_summary(s.get("ray"), "problems")]
     console.print(summary_table(f"distill {teacher} -> {out_dir}", rows))
     for reason, what in REASONS.items():
         if s["dropped"][reason]:
             console.print(escape(f"{reason}: {what}"), style="dim", highlight=False)
+
+
+@app.command("run-tests")
+def run_tests_cmd(
+    problems: Annotated[Path, typer.Option(help="Code problems: id, entry_point, tests [{input: [args], output}].")],
+    solutions: Annotated[Path, typer.Option(help='Programs to score: {"id": problem id, "code": "..."} per line.')],
+    out: Annotated[Path, typer.Option(help="Where to write results.jsonl (one row per solution).")],
+    code_alpha: Annotated[float, typer.Option(help="a in the reward a * compiles + (1 - a) * pass_rate.")] = RunTestsConfig.code_alpha,
+    workers: Annotated[int | None, typer.Option(help="Programs run at once (default: the CPU count).")] = RunTestsConfig.workers,
+    unsafe_no_sandbox: Annotated[bool, typer.Option(help="Run the programs WITHOUT the bubblewrap jail (rlimits only). Dangerous.")] = RunTestsConfig.unsafe_no_sandbox,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = RunTestsConfig.overwrite,
+) -> None:
+    """Score programs against their problems' tests in the sandbox: compiles, pass rate, reward, a verdict per test."""
+    from journey.run_tests import run_tests
+
+    with user_errors():
+        cfg = RunTestsConfig(problems=problems, solutions=solutions, out=out, code_alpha=code_alpha,
+                             workers=workers, unsafe_no_sandbox=unsafe_no_sandbox, overwrite=overwrite)
+        s = run_tests(cfg)
+    rows = [("solutions", f"{s['solutions']:,}"), ("compile", f"{s['compiles']:.1%}"),
+            ("mean pass rate", f"{s['pass_rate']:.1%}"), ("pass every test", f"{s['all_pass']:.1%}"),
+            (f"mean reward (a = {code_alpha})", f"{s['reward']:.3f}"), ("file", str(out))]
+    console.print(summary_table(f"run-tests {solutions} -> {out}", rows))
+
+
+@app.command("gen-tests")
+def gen_tests_cmd(
+    problems: Annotated[Path, typer.Option(help="Code problems with a reference 'solution'.")],
+    out: Annotated[Path, typer.Option(help="Where to write the problems with generated tests.")],
+    model: Annotated[str, typer.Option(help="The test-case generator (default: the embedded code policy).")] = GenTestsConfig.model,
+    backend: Annotated[str, typer.Option(help="transformers, openai or vllm.")] = GenTestsConfig.backend,
+    n: Annotated[int, typer.Option(help="Test inputs asked of the policy per problem.")] = GenTestsConfig.n,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = GenTestsConfig.temperature,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = GenTestsConfig.top_p,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per proposed input.")] = GenTestsConfig.max_new_tokens,
+    mutants: Annotated[int, typer.Option(help="At most this many mutants of each reference.")] = GenTestsConfig.mutants,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = GenTestsConfig.seed,
+    limit: Annotated[int | None, typer.Option(help="Only the first N problems.")] = GenTestsConfig.limit,
+    workers: Annotated[int | None, typer.Option(help="Programs run at once (default: the CPU count).")] = GenTestsConfig.workers,
+    unsafe_no_sandbox: Annotated[bool, typer.Option(help="Run programs WITHOUT the bubblewrap jail. Dangerous.")] = GenTestsConfig.unsafe_no_sandbox,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = GenTestsConfig.overwrite,
+) -> None:
+    """Generate tests (TCG): the policy proposes inputs, the sandboxed reference gives outputs; mutation scores vs the given tests."""
+    from journey.tcg import gen_tests
+
+    with user_errors():
+        cfg = GenTestsConfig(**{k: v for k, v in locals().items() if k in GenTestsConfig.__dataclass_fields__})
+        s = gen_tests(cfg)
+    rows = [("problems (with tests written)", f"{s['problems']:,} ({s['written']:,})"),
+            ("inputs proposed / parsed / kept", f"{s['proposed']:,} / {s['parsed']:,} / {s['kept']:,}"),
+            ("generated tests the reference passes", f"{s['reference_passes']:.1%}"),
+            ("mutation score: generated tests", f"{s['mutation_score_generated']:.1%} of {s['mutants_generated']:,}"),
+            ("mutation score: given tests", f"{s['mutation_score_given']:.1%} of {s['mutants_given']:,}"),
+            ("file", str(out))]
+    console.print(summary_table(f"gen-tests {problems} -> {out}", rows))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Literal
 from journey.longthought.paths import TRIAL_COUNTS
 from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
-from journey.models.embedded import EMBEDDED_NAME
+from journey.models.embedded import EMBEDDED_NAME, task_model
 from journey.models.registry import PRMS
 from journey.provenance import model_fingerprint
 
@@ -122,6 +122,34 @@ class MCTSConfig(SearchConfig):
         check_at_least(self.width, max_children=self.max_children)
 
 
+# ---------------------------------------------------------------- scale-out (Ray)
+
+
+@dataclass(kw_only=True)
+class RayOptions:
+    """`--ray` and its flags, shared by build-tree, eval, sample-pairs and distill (see
+    `journey.distributed`). They change where the work runs, never what is written, so they are
+    not part of any stage's content and a run may be resumed with or without them."""
+
+    ray: bool = False  # run on Ray actors (a local Ray unless --ray-address)
+    ray_address: str | None = None  # auto (a cluster started with `ray start`) or HOST:PORT
+    workers: int | None = None  # Ray actors, each with its own models (default: one per CPU, or per GPU share)
+    gpus_per_worker: float = 0.0  # GPUs reserved per actor (0: CPU actors)
+
+    def check_ray(self) -> None:
+        if not self.ray:
+            given = [f for f, v in (("--ray-address", self.ray_address), ("--workers", self.workers),
+                                    ("--gpus-per-worker", self.gpus_per_worker)) if v]
+            if given:
+                raise ValueError(f"{given[0]} is for --ray; add --ray or drop {given[0]}")
+            return
+        if self.workers is not None:
+            check_at_least(1, workers=self.workers)
+        check_at_least(0, gpus_per_worker=self.gpus_per_worker)
+        if self.ray_address is not None and not str(self.ray_address).strip():
+            raise ValueError("--ray-address is empty; give auto or HOST:PORT")
+
+
 # ---------------------------------------------------------------- stages
 
 
@@ -132,7 +160,7 @@ SEARCH_CONTENT_KEYS = {"beam": ("top_k",), "mcts": ("simulations", "c_puct", "ro
 
 
 @dataclass
-class BuildTreeConfig:
+class BuildTreeConfig(RayOptions):
     """Everything `build-tree` needs. Fields mirror the CLI flags."""
 
     problems: Path
@@ -163,6 +191,8 @@ class BuildTreeConfig:
     prm_device: str | None = None  # where a token/qwen PRM or judge model goes: cpu, cuda, cuda:1 (None: cuda if any)
 
     def __post_init__(self):
+        self.check_ray()
+        self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
         check_at_least(1, max_step_tokens=self.max_step_tokens, batch_size=self.batch_size,
                        trees_in_flight=self.trees_in_flight, rollouts=self.rollouts)
         check_sampling_flags(self.temperature, self.top_p)
@@ -291,7 +321,7 @@ GENERATION_CONTENT_KEYS = ("model", "task", "samples", "temperature", "top_p", "
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(RayOptions):
     """What eval and sample-pairs share: the model, the problems, and how to sample."""
 
     model: str
@@ -309,6 +339,8 @@ class GenerateConfig:
     overwrite: bool = False
 
     def __post_init__(self):
+        self.check_ray()
+        self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
         if self.limit is not None:
@@ -372,7 +404,7 @@ class CurateConfig:
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(RayOptions):
     """Everything `distill` needs (Part 2: teacher samples -> curation -> reformat -> SFT rows)."""
 
     problems: Path
@@ -394,6 +426,7 @@ class DistillConfig:
     overwrite: bool = False
 
     def __post_init__(self):
+        self.check_ray()
         from journey.models.registry import BACKENDS
         from journey.tasks import TASKS
 
@@ -493,3 +526,75 @@ class SelfplayConfig:
                         temperature=self.temperature)
         DeriveConfig(trees=self.problems, out_dir=self.out_dir, max_trials=self.max_trials,
                      trial_prob=self.trial_prob, style=self.style)
+
+
+# ---------------------------------------------------------------- the code domain (o1-Coder)
+
+
+@dataclass
+class CodeConfig:
+    """How the `code` task runs and scores programs (journey.tasks.code, journey.sandbox).
+
+    alpha: a in the reward v = a * compiles + (1 - a) * pass_rate (o1-Coder's 0.5).
+    unsafe_no_sandbox: run model-written programs without bubblewrap (rlimits and a timeout
+        only). Never a fallback: only this flag does it.
+    workers: programs run at once (default: the CPU count).
+    tests_per_problem: tests the generator writes per problem.
+    """
+
+    alpha: float = 0.5
+    unsafe_no_sandbox: bool = False
+    workers: int | None = None
+    tests_per_problem: int = 5
+
+    def __post_init__(self):
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) or not 0 <= self.alpha <= 1:
+            raise ValueError(f"--code-alpha must be in [0, 1], got {self.alpha}")
+        if self.workers is not None:
+            check_at_least(1, workers=self.workers)
+        check_at_least(1, tests_per_problem=self.tests_per_problem)
+
+
+@dataclass
+class RunTestsConfig:
+    """`journey run-tests`: score programs against their problems' tests in the sandbox."""
+
+    problems: Path
+    solutions: Path
+    out: Path
+    code_alpha: float = 0.5
+    workers: int | None = None
+    unsafe_no_sandbox: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self):
+        CodeConfig(alpha=self.code_alpha, workers=self.workers)
+
+
+@dataclass
+class GenTestsConfig:
+    """`journey gen-tests`: a test-case generator (the policy proposes inputs, the sandboxed
+    reference gives outputs) measured by how many tests the reference passes and by mutation
+    score against the given tests."""
+
+    problems: Path
+    out: Path
+    model: str = EMBEDDED_NAME
+    backend: str = "transformers"
+    n: int = 10  # test inputs asked of the policy per problem
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_new_tokens: int = 48
+    mutants: int = 20  # at most this many mutants of each reference
+    seed: int = 0
+    limit: int | None = None
+    workers: int | None = None
+    unsafe_no_sandbox: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self):
+        check_at_least(1, n=self.n, max_new_tokens=self.max_new_tokens, mutants=self.mutants)
+        check_sampling_flags(self.temperature, self.top_p)
+        if self.limit is not None:
+            check_at_least(1, limit=self.limit)
+        CodeConfig(workers=self.workers)

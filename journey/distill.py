@@ -38,10 +38,12 @@ import hashlib
 import json
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from journey.cards import CARD, write_card
 from journey.config import DistillConfig
+from journey.distributed import ChunkJob, ray_pool, rows_on_ray
 from journey.io import (
     DataError,
     JsonlAppender,
@@ -234,6 +236,12 @@ def distill_chunk(cfg: DistillConfig, task: Task, policy, system: str | None, ch
              "samples": s} for p, s, n in zip(chunk, samples, prompt_tokens)]
 
 
+def distill_rows(cfg: DistillConfig, system: str | None, content: dict, task: Task, policy,
+                 chunk: list[Problem]) -> list[dict]:
+    """`distill_chunk` in the (task, policy, chunk) form every stage's chunk maker has."""
+    return distill_chunk(cfg, task, policy, system, chunk, content)
+
+
 def reformat_kept(cfg: DistillConfig, task: Task, policy, chunk: list[Problem],
                   samples: list[list[dict]]) -> list[int]:
     """Reformat every kept sample in place (`reformatted`, `reformat_verdict`, `reformat_why`,
@@ -313,7 +321,7 @@ def run_distill(cfg: DistillConfig) -> dict:
     content = distill_content(cfg, system)
     out_dir, started = Path(cfg.out_dir), time.perf_counter()
     journal = out_dir / JOURNAL
-    with output_lock(out_dir, "--out-dir"):
+    with output_lock(out_dir, "--out-dir"), ray_pool(cfg) as pool:
         prepare_folder(out_dir, cfg.overwrite)
         done = {} if cfg.overwrite else resume_journal(
             journal, FORMAT, content, every, config_of=lambda r: r.get("config"),
@@ -321,18 +329,24 @@ def run_distill(cfg: DistillConfig) -> dict:
             problems_path=cfg.problems)
         resumed = sum(p.id in done for p in problems)
         todo = [p for p in problems if p.id not in done]
-        policy = load_teacher(cfg, task, system, todo) if todo else None
         per_call = max(1, cfg.batch_size // cfg.samples)
+        make_rows = partial(distill_rows, cfg, system, content)
+        if pool:  # --ray: every actor loads its own teacher; the first checks the fits
+            pool.start(ChunkJob(cfg.task, lambda t, check: load_teacher(cfg, t, system, check), make_rows,
+                                per_call), todo)
+        policy = load_teacher(cfg, task, system, todo) if todo and not pool else None
         with JsonlAppender(journal) as out, progress_bar("distill", len(problems), "problems") as advance:
             advance(resumed)
-            for i in range(0, len(todo), per_call):
-                chunk = todo[i : i + per_call]
-                for row in distill_chunk(cfg, task, policy, system, chunk, content):
+            for rows in (rows_on_ray(pool, todo, per_call) if pool else
+                         (make_rows(task, policy, todo[i : i + per_call]) for i in range(0, len(todo), per_call))):
+                for row in rows:
                     out.write(row)
                     done[row["id"]] = row
-                advance(len(chunk))
+                advance(len(rows))
         records = [done[p.id] for p in problems]
         stats = summarize(records, resumed, time.perf_counter() - started)
+        if pool:
+            stats["ray"] = pool.report()
         write_outputs(cfg, task, system, records, stats)
     return stats
 

@@ -30,9 +30,11 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from journey.config import GenerateConfig, SamplePairsConfig
+from journey.distributed import ChunkJob, ray_pool, rows_on_ray
 from journey.io import (
     JsonlAppender,
     check_not_an_input,
@@ -73,40 +75,52 @@ def generate(policy: Policy, task: Task, problems: list[Problem], n: int, cfg: G
     return policy.complete(prefixes, n, cfg.max_new_tokens)
 
 
+def load_generator(cfg: GenerateConfig, task: Task, todo: list[Problem]) -> Policy:
+    """The policy of `cfg`, checked against `todo` (ValueError naming problems.jsonl:line when
+    a problem's prompt and --max-new-tokens would not fit its context)."""
+    policy = load_policy(cfg.model, task.step_delimiter, SamplingConfig(batch_size=cfg.batch_size), cfg.backend)
+    policy.check_fits([Prefix(task.messages(p.question)) for p in todo], cfg.max_new_tokens,
+                      [f"{cfg.problems}:{p.line}" for p in todo], "--max-new-tokens")
+    return policy
+
+
 def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
-                make_rows: RowMaker) -> list[dict]:
+                make_rows: RowMaker, ray_report: dict | None = None) -> list[dict]:
     """Every problem's journal row, in problem order: finished ones read back, the rest made
-    in chunks by `make_rows` and appended as they finish. Holds the lock on `cfg.out`."""
+    in chunks by `make_rows` and appended as they finish. Holds the lock on `cfg.out`.
+    With `cfg.ray` the chunks are made on Ray actors (`journey.distributed`) and the pool's
+    report (per-worker throughput) goes into `ray_report`."""
     task = get_task(cfg.task)
     every = load_problems(cfg.problems)
     problems = take_first(every, cfg.limit)
     check_writable(cfg.out)
     for out in (cfg.out, journal):
         check_not_an_input(out, {"--problems": cfg.problems})
-    with output_lock(cfg.out):
+    with output_lock(cfg.out), ray_pool(cfg) as pool:
         done = {} if cfg.overwrite else resume_journal(
             journal, fmt, cfg.content(), every, config_of=lambda r: r.get("config"),
             problem_of=lambda r: {"id": r.get("id"), "question": r.get("question"), "answer": r.get("gold")},
             problems_path=cfg.problems)
         todo = [p for p in problems if p.id not in done]
+        per_call = max(1, cfg.batch_size // cfg.samples)
         policy = None
-        if todo:
-            policy = load_policy(cfg.model, task.step_delimiter, SamplingConfig(batch_size=cfg.batch_size),
-                                 cfg.backend)
-            policy.check_fits([Prefix(task.messages(p.question)) for p in todo], cfg.max_new_tokens,
-                              [f"{cfg.problems}:{p.line}" for p in todo], "--max-new-tokens")
+        if pool:  # --ray: every actor loads its own policy; the first checks the fits
+            pool.start(ChunkJob(cfg.task, partial(load_generator, cfg), make_rows, per_call), todo)
+        elif todo:
+            policy = load_generator(cfg, task, todo)
         cfg.out.unlink(missing_ok=True)  # the final file must never describe other generations
         if cfg.overwrite:
             journal.unlink(missing_ok=True)
-        per_call = max(1, cfg.batch_size // cfg.samples)
         with JsonlAppender(journal) as out, progress_bar(label, len(problems), "problems") as advance:
             advance(len(problems) - len(todo))
-            for i in range(0, len(todo), per_call):
-                chunk = todo[i : i + per_call]
-                for row in make_rows(task, policy, chunk):
+            for rows in (rows_on_ray(pool, todo, per_call) if pool else
+                         (make_rows(task, policy, todo[i : i + per_call]) for i in range(0, len(todo), per_call))):
+                for row in rows:
                     out.write(row)
                     done[row["id"]] = row
-                advance(len(chunk))
+                advance(len(rows))
+        if pool and ray_report is not None:
+            ray_report.update(pool.report())
     return [done[p.id] for p in problems]
 
 
@@ -182,11 +196,12 @@ def samples_path(out: Path) -> Path:
 
 def run_eval(cfg: GenerateConfig) -> dict:
     label = f"eval (greedy + {cfg.samples} samples)" if cfg.samples > 1 else "eval (greedy)"
-    records = run_journal(cfg, generations_path(cfg.out), GENERATIONS, label, eval_rows(cfg))
+    ray_report: dict = {}
+    records = run_journal(cfg, generations_path(cfg.out), GENERATIONS, label, eval_rows(cfg), ray_report)
     task = get_task(cfg.task)
     metrics = {"model": cfg.model, **metrics_of(task, records),
-               "provenance": provenance("eval", json_config(cfg),
-                                        generations=str(generations_path(cfg.out)))}
+               "provenance": provenance("eval", json_config(cfg), generations=str(generations_path(cfg.out)),
+                                        **({"ray": ray_report} if ray_report else {}))}
     write_text_atomic(cfg.out, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -227,7 +242,8 @@ def sample_rows(cfg: GenerateConfig) -> RowMaker:
 
 
 def run_sample_pairs(cfg: SamplePairsConfig) -> dict:
-    records = run_journal(cfg, samples_path(cfg.out), SAMPLES, "sample-pairs", sample_rows(cfg))
+    ray_report: dict = {}
+    records = run_journal(cfg, samples_path(cfg.out), SAMPLES, "sample-pairs", sample_rows(cfg), ray_report)
     task = get_task(cfg.task)
     rows, n_right = [], 0
     for rec in records:
@@ -238,4 +254,5 @@ def run_sample_pairs(cfg: SamplePairsConfig) -> dict:
         rows += draw_pairs(task, p, [t for t, _ in usable], [ok for _, ok in usable], cfg.pairs, rng)
     write_jsonl_atomic(cfg.out, rows)
     return {"problems": len(records), "samples": len(records) * cfg.samples, "right": n_right,
-            "pairs": len(rows), "problems_with_pairs": len({r["id"] for r in rows})}
+            "pairs": len(rows), "problems_with_pairs": len({r["id"] for r in rows}),
+            **({"ray": ray_report} if ray_report else {})}

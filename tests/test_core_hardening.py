@@ -102,10 +102,10 @@ def test_which_prms_explain(name, explains):
 
 def test_registry_tables_and_errors():
     assert list(BACKENDS) == ["transformers", "openai", "vllm"]
-    assert list(PRMS) == list(PRM_EXPLAINS) == ["verifier", "rollout", "token", "qwen", "judge", "trained"]
+    assert list(PRMS) == list(PRM_EXPLAINS) == ["verifier", "rollout", "token", "qwen", "judge", "trained", "tests"]
     with pytest.raises(ValueError, match="--backend must be one of transformers, openai, vllm, got 'x'"):
         load_policy("embedded", "\n", None, backend="x")
-    with pytest.raises(ValueError, match="unknown PRM 'x'; known PRMs: verifier, rollout, token, qwen, judge, trained"):
+    with pytest.raises(ValueError, match="unknown PRM 'x'; known PRMs: verifier, rollout, token, qwen, judge, trained, tests"):
         build_prm("x", get_task("arith"))
     with pytest.raises(ValueError, match="the rollout PRM needs a policy"):
         build_prm("rollout", get_task("arith"))

@@ -224,7 +224,7 @@ def test_cli_defaults_are_the_config_defaults():
             if param.name in defaults:
                 assert param.default == defaults[param.name], (name, param.name)
                 checked += 1
-    assert checked == 17
+    assert checked == 21  # 17 + --ray, --ray-address, --workers, --gpus-per-worker
 
 
 @pytest.mark.slow  # a subprocess that loads torch and the teacher: ~40 s on 2 busy cores

@@ -20,6 +20,10 @@ from pathlib import Path
 EMBEDDED_PATH = Path(__file__).resolve().parent.parent / "assets" / "embedded-policy"
 EMBEDDED_NAME = "embedded"
 HELDOUT_SEED = 424_242  # the problems the embedded policy is measured on; never trained on
+# Each task's own embedded policy, by name: `embedded-code` is the code policy
+# (examples/train_code_policy.py); `--model embedded --task code` means it (`task_model`).
+EMBEDDED_CODE_PATH = EMBEDDED_PATH.parent / "embedded-code-policy"
+EMBEDDED_BY_NAME = {EMBEDDED_NAME: EMBEDDED_PATH, f"{EMBEDDED_NAME}-code": EMBEDDED_CODE_PATH}
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 # Every printable ASCII character plus newline: enough for arithmetic and for the English of
@@ -42,8 +46,15 @@ CHAT_TEMPLATE = (
 
 
 def resolve_model(name_or_path: str | Path) -> str:
-    """`embedded` -> the shipped checkpoint's path; anything else is returned as given."""
-    return str(EMBEDDED_PATH) if str(name_or_path) == EMBEDDED_NAME else str(name_or_path)
+    """`embedded` (or `embedded-code`) -> the shipped checkpoint's path; anything else as given."""
+    return str(EMBEDDED_BY_NAME.get(str(name_or_path), name_or_path))
+
+
+def task_model(model: str, task: str) -> str:
+    """`--model embedded` means the task's own embedded policy when it has one:
+    ("embedded", "code") -> "embedded-code"; ("embedded", "arith") and any other model unchanged."""
+    own = f"{EMBEDDED_NAME}-{task}"
+    return own if model == EMBEDDED_NAME and own in EMBEDDED_BY_NAME else model
 
 
 def check_model_path(name_or_path: str) -> None:
@@ -53,7 +64,7 @@ def check_model_path(name_or_path: str) -> None:
     path-like ("./x", "/x", "~/x", "a/b/c") must be a folder with a config.json.
     """
     name = str(name_or_path)
-    looks_local = name == EMBEDDED_NAME or name.startswith((".", "/", "~")) or name.count("/") > 1
+    looks_local = name in EMBEDDED_BY_NAME or name.startswith((".", "/", "~")) or name.count("/") > 1
     path = Path(resolve_model(name)).expanduser()
     if looks_local and not (path / "config.json").is_file():
         what = "no such model directory" if not path.exists() else "no checkpoint there (no config.json)"

@@ -135,6 +135,14 @@ def _trained(task: Task, policy: Policy | None, model: str | None, rollouts: int
     return TrainedPRM(model, task, device=device)
 
 
+def _tests(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
+    from journey.run_tests import TestsPRM  # the code task's: programs by their tests
+
+    if policy is None:
+        raise ValueError("the tests PRM needs a policy (for rollouts from plan steps)")
+    return TestsPRM(task, policy, rollouts)
+
+
 # name -> loader(task, policy, model, rollouts, device)
 PRMS: dict[str, Callable[..., PRM]] = {
     "verifier": _verifier,
@@ -143,6 +151,7 @@ PRMS: dict[str, Callable[..., PRM]] = {
     "qwen": _model_prm("qwen"),
     "judge": _judge,
     "trained": _trained,
+    "tests": _tests,
 }
 
 # Whether a PRM's reasons say what went wrong, so a reflection can quote them. The verifier and
@@ -155,6 +164,7 @@ PRM_EXPLAINS: dict[str, bool] = {
     "qwen": False,
     "judge": True,
     "trained": False,
+    "tests": True,  # quotes the failing test: input, expected, got
 }
 assert PRM_EXPLAINS.keys() == PRMS.keys(), "every PRM says whether its reasons explain"
 

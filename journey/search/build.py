@@ -148,8 +148,16 @@ class LockstepBuilder:
                 child = self._add_step(f.tree, nid, p, count)
                 new.setdefault(id(f), []).append(child)
                 added.append((f, child))
+        self._check_finals([(f, c) for f, c in added if f.tree.node(c)["terminal"]])
         self._score(added)
         return new
+
+    def _check_finals(self, items: list[tuple[InFlight, int]]) -> None:
+        """Check every new final step's answer against the ground truth, in ONE task call."""
+        nodes = [f.tree.node(c) for f, c in items]
+        verdicts = self.task.check_answers([n["answer"] for n in nodes], [f.tree.problem["answer"] for f, _ in items])
+        for node, ok in zip(nodes, verdicts):
+            node["correct"] = bool(ok)
 
     def _prefix(self, tree: Tree, nid: int, key: int | str | None = None) -> Prefix:
         """The node's prompt, seeded by (run seed, problem id, `key`: the node id by default)."""
@@ -166,9 +174,7 @@ class LockstepBuilder:
             why = "The step is empty." if not text else f"The step was cut off after {p.tokens} tokens."
             node.update(score=0.0, verdict="invalid", reason=why)
         elif self.task.is_terminal(text) or p.finish == "eos":
-            answer = self.task.extract_answer(text)
-            node.update(terminal=True, answer=answer,
-                        correct=bool(self.task.check_answer(answer, tree.problem["answer"])))
+            node.update(terminal=True, answer=self.task.extract_answer(text))  # checked in `_check_finals`
         return tree.add_child(parent, **node)
 
     def _score(self, items: list[tuple[InFlight, int]]) -> None:

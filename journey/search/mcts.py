@@ -200,8 +200,9 @@ class MCTSBuilder(LockstepBuilder):
         values, rollout = {}, []
         for f, c in items:
             node = f.tree.node(c)
-            if node["terminal"]:
-                values[(id(f), c)] = 1.0 if node["correct"] else 0.0
+            if node["terminal"]:  # 1/0, or the task's own value (code: a * compiles + (1 - a) * pass_rate)
+                values[(id(f), c)] = self.task.terminal_value(node["answer"], f.tree.problem["answer"],
+                                                              bool(node["correct"]))
             elif node["verdict"] == "invalid":
                 values[(id(f), c)] = 0.0
             elif self.config.rollout == "policy":

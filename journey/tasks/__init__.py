@@ -2,9 +2,10 @@
 
 from journey.tasks.arith import ArithTask
 from journey.tasks.base import Problem, StepCheck, Task
+from journey.tasks.code import CodeTask
 from journey.tasks.math import MathTask
 
-TASKS: dict[str, type[Task]] = {"arith": ArithTask, "math": MathTask}
+TASKS: dict[str, type[Task]] = {"arith": ArithTask, "math": MathTask, "code": CodeTask}
 
 
 def get_task(name: str) -> Task:

@@ -94,3 +94,13 @@ class Task(ABC):
     def join_steps(self, steps: list[str]) -> str:
         """A whole solution: the steps joined by the delimiter."""
         return self.step_delimiter.join(steps)
+
+    def check_answers(self, predicted: list[str | None], golds: list[str]) -> list[bool]:
+        """`check_answer` for many answers at once (search checks a lockstep level's final
+        steps in one call; the code task runs their programs in parallel)."""
+        return [bool(self.check_answer(p, g)) for p, g in zip(predicted, golds)]
+
+    def terminal_value(self, predicted: str | None, gold: str, correct: bool) -> float:
+        """A final step's value for search (MCTS): 1 or 0 by `correct`; the code task gives
+        o1-Coder's reward a * compiles + (1 - a) * pass_rate."""
+        return 1.0 if correct else 0.0

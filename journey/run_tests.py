@@ -1,0 +1,165 @@
+"""Score programs against their problems' tests in the sandbox: `journey run-tests`, and the
+`tests` PRM that builds code trees.
+
+    journey run-tests --problems problems.jsonl --solutions solutions.jsonl --out results.jsonl
+
+`--solutions` rows are `{"id": problem id, "code": "..."}` from any model (a ```python fence
+around the code is fine). Each solution runs in ONE sandboxed process with all its problem's
+tests (`journey.sandbox`), many at once; the host compares outputs with the expected ones.
+One result row per solution, in the solutions' order:
+
+    {"id", "compiles", "pass_rate", "reward", "tests": [{"verdict": "pass" | "wrong" | "error"
+     | "timeout" | "memory", "input", "expected", "got"?, "error"?}]}
+
+reward = a * compiles + (1 - a) * pass_rate (`--code-alpha`, 0.5 as o1-Coder).
+
+The `tests` PRM (`--prm tests`, code task only): a final step (the program) scores its reward,
+is right when every test passes, and its reason quotes the first failing test ("f([3, 1])
+should be 4, but it returned 2."); a plan step gets m policy rollouts to a program (one
+`complete` call for all) and scores their mean reward, right when one of them passes every
+test; a wrong plan step's reason quotes the best rollout's failing test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from journey.io import DataError, check_writable, output_lock, read_jsonl, write_jsonl_atomic
+from journey.models.policy import Policy, Prefix
+from journey.models.prm import PRM, StepScore
+from journey.tasks.code import CodeTask, Grade, check_tests, gold_spec, parse_gold
+
+FORMAT = "journey.test_results/v1"
+
+
+def load_code_problems(path: Path) -> dict[str, dict]:
+    """Code problems by id: `id`, `entry_point` and `tests` (or a JSON test spec in `answer`);
+    `question` and `solution` kept when present. DataError naming file:line otherwise."""
+    problems: dict[str, dict] = {}
+    for lineno, row in read_jsonl(path):
+        where = f"{path}:{lineno}"
+        pid = row.get("id")
+        if not isinstance(pid, str) or not pid.strip():
+            raise DataError(f"{where}: 'id' must be a non-empty string")
+        if pid in problems:
+            raise DataError(f"{where}: duplicate id {pid!r}")
+        try:
+            if "tests" in row:
+                entry, tests = check_tests(row.get("entry_point"), row["tests"])
+            else:
+                entry, tests = parse_gold(row.get("answer"))
+        except ValueError as err:
+            raise DataError(f"{where}: {err}") from None
+        problems[pid] = {**row, "entry_point": entry, "tests": tests}
+    if not problems:
+        raise DataError(f"{path}: no problems in the file")
+    return problems
+
+
+def load_solutions(path: Path, problems: dict[str, dict]) -> list[dict]:
+    """`{"id", "code"}` rows; DataError naming file:line for a bad row or an unknown id."""
+    rows = []
+    for lineno, row in read_jsonl(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(row.get("id"), str) or not isinstance(row.get("code"), str):
+            raise DataError(f"{where}: a solution row is {{\"id\": problem id, \"code\": \"...\"}}")
+        if row["id"] not in problems:
+            raise DataError(f"{where}: no problem {row['id']!r} in the problems file")
+        rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no solutions in the file")
+    return rows
+
+
+def program_of(code: str) -> str:
+    """The program in a solution: the last fenced block if there is one, else the text as is."""
+    return CodeTask().extract_answer(code) or code
+
+
+def result_row(pid: str, g: Grade) -> dict:
+    return {"id": pid, "compiles": g.compiles, "pass_rate": round(g.pass_rate, 6),
+            "reward": round(g.reward, 6), "tests": g.verdicts}
+
+
+def run_tests(cfg) -> dict:
+    """Score every solution (see module docstring); write `cfg.out`; return a summary."""
+    from journey.config import CodeConfig
+
+    problems = load_code_problems(cfg.problems)
+    solutions = load_solutions(cfg.solutions, problems)
+    check_writable(cfg.out)
+    task = CodeTask(CodeConfig(alpha=cfg.code_alpha, unsafe_no_sandbox=cfg.unsafe_no_sandbox, workers=cfg.workers))
+    with output_lock(cfg.out):
+        if cfg.out.exists() and not cfg.overwrite:
+            raise DataError(f"--out {cfg.out}: the file exists; pass --overwrite to replace it")
+        golds = [gold_spec(problems[s["id"]]["entry_point"], problems[s["id"]]["tests"]) for s in solutions]
+        grades = task.grade_answers([program_of(s["code"]) for s in solutions], golds)
+        rows = [result_row(s["id"], g) for s, g in zip(solutions, grades)]
+        write_jsonl_atomic(cfg.out, rows)
+    n = len(rows)
+    return {"solutions": n, "compiles": sum(r["compiles"] for r in rows) / n,
+            "pass_rate": sum(r["pass_rate"] for r in rows) / n, "all_pass": sum(g.correct for g in grades) / n,
+            "reward": sum(r["reward"] for r in rows) / n}
+
+
+class TestsPRM(PRM):
+    """The code task's PRM: programs by their tests, plan steps by rollouts' programs."""
+
+    name = "tests"
+    __test__ = False  # not a pytest class, whatever its name
+
+    def __init__(self, task: CodeTask, policy: Policy, rollouts: int = 4, max_new_tokens: int = 320):
+        if not isinstance(task, CodeTask):
+            raise ValueError(f"--prm tests is for --task code, not {task.name!r}")
+        if rollouts < 1:
+            raise ValueError(f"--rollouts must be >= 1, got {rollouts}")
+        self.task, self.policy, self.m, self.max_new_tokens = task, policy, rollouts, max_new_tokens
+
+    def score(self, questions: list[str], paths: list[list[str]],
+              answers: list[str] | None = None) -> list[StepScore]:
+        if answers is None:
+            raise ValueError("the tests PRM needs each problem's tests (its answer)")
+        final = [i for i, steps in enumerate(paths) if self.task.is_terminal(steps[-1])]
+        plans = [i for i in range(len(paths)) if i not in set(final)]
+        prefixes = [Prefix(self.task.messages(questions[i]), paths[i], seed=_seed(questions[i], paths[i]))
+                    for i in plans]
+        rolled = self.policy.complete(prefixes, self.m, self.max_new_tokens) if plans else []
+        # every program to grade, in one sandbox batch: finals, then m per plan step
+        programs = [self.task.extract_answer(paths[i][-1]) for i in final]
+        golds = [answers[i] for i in final]
+        for i, outs in zip(plans, rolled):
+            programs += [self.task.extract_answer(o.text) for o in outs]
+            golds += [answers[i]] * len(outs)
+        grades = self.task.grade_answers(programs, golds)
+        out: dict[int, StepScore] = {}
+        for k, i in enumerate(final):
+            g = grades[k]
+            out[i] = StepScore(g.reward, g.correct, g.reason())
+        at = len(final)
+        for i, outs in zip(plans, rolled):
+            gs, at = grades[at: at + len(outs)], at + len(outs)
+            out[i] = plan_score(gs)
+        return [out[i] for i in range(len(paths))]
+
+
+def plan_score(grades: list[Grade]) -> StepScore:
+    """A plan step by the programs written from it: mean reward; right if one passes all tests."""
+    mean = sum(g.reward for g in grades) / len(grades)
+    passing = sum(g.correct for g in grades)
+    if passing:
+        return StepScore(mean, True, f"{passing} of {len(grades)} programs written from this plan pass every test.")
+    best = max(grades, key=lambda g: g.reward)
+    reason = best.reason()
+    return StepScore(mean, False, "Following this plan, " + (reason[0].lower() + reason[1:]
+                                                             if reason.startswith("The ") else reason))
+
+
+def _seed(question: str, steps: list[str]) -> int:
+    digest = hashlib.sha256("\x00".join([question, *steps]).encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+def summary_json(summary: dict) -> str:
+    return json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})

@@ -1,0 +1,65 @@
+"""The test-case generator: mutants made with `ast`, input parsing, reference outputs in the
+sandbox, mutation scores, and `journey gen-tests` end to end on the embedded code policy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from journey.cli import app
+from journey.config import CodeConfig
+from journey.tasks.code import CodeTask
+from journey.tcg import generated_tests, mutants, mutation_scores, parse_input
+
+runner = CliRunner()
+
+
+def test_mutants_hand_worked():
+    code = "def f(x):\n    return [v for v in x if v > 3][:2]"
+    got = mutants(code)
+    assert "def f(x):\n    return [v for v in x if v < 3][:2]" in got  # operator flipped
+    assert "def f(x):\n    return [v for v in x if v > 4][:2]" in got  # constant shifted
+    assert "def f(x):\n    return [v for v in x if v > 3][2:]" in got  # slice changed
+    assert code not in got and len(got) == len(set(got))
+    assert mutants("def f(x):\n    return sorted(x, reverse=True)") == ["def f(x):\n    return sorted(x, reverse=False)"]
+    assert mutants("def f(x) oops") == []
+    assert len(mutants(code, limit=2)) == 2
+
+
+@pytest.mark.parametrize("text,want", [("[[1, 2]]", [[1, 2]]), (" [3] ", [3]), ("[[1, 2", None), ("7", None), ("", None)])
+def test_parse_input(text, want):
+    assert parse_input(text) == want
+
+
+def test_reference_gives_outputs_and_mutation_scores():
+    task = CodeTask(CodeConfig(workers=2))
+    p = {"id": "p", "entry_point": "f", "solution": "def f(x):\n    return [v for v in x if v > 3]",
+         "tests": [{"input": [[1, 5]], "output": [5]}]}
+    proposals = [["[[4, 3, 9]]", "[[4, 3, 9]]", "not json", "[7]", "[[0]]"]]  # a repeat, junk, a crash
+    gen = generated_tests(task, [p], proposals)[0]
+    assert gen["proposed"] == 5 and gen["parsed"] == 3
+    assert gen["tests"] == [{"input": [[4, 3, 9]], "output": [4, 9]}, {"input": [[0]], "output": []}]
+    scores = mutation_scores(task, [p], {"generated": [gen["tests"]], "given": [p["tests"]]}, limit=20)
+    # mutants: v < 3, v > 4, v > 2; the generated tests kill all three, the given test only v < 3
+    # (v > 4 and v > 2 still give [5] on [1, 5])
+    assert scores == {"generated": [(3, 3)], "given": [(1, 3)]}
+
+
+def test_gen_tests_cli(tmp_path):
+    problems = CodeTask().generate(3, seed=2)
+    src = tmp_path / "p.jsonl"
+    src.write_text("".join(json.dumps(p.to_row()) + "\n" for p in problems))
+    out = tmp_path / "t.jsonl"
+    r = runner.invoke(app, ["gen-tests", "--problems", str(src), "--out", str(out), "--n", "4", "--mutants", "5",
+                            "--max-new-tokens", "12", "--limit", "2"])
+    assert r.exit_code == 0, r.output
+    assert "mutation score: generated tests" in r.output
+    for line in out.read_text().splitlines():
+        row = json.loads(line)
+        assert row["tests"] and json.loads(row["answer"])["tests"] == row["tests"]
+        assert row["tcg"]["kept"] == len(row["tests"]) <= 4
+    (tmp_path / "nosol.jsonl").write_text(json.dumps({"id": "a", "entry_point": "f", "tests": [{"input": [1], "output": 1}]}) + "\n")
+    bad = runner.invoke(app, ["gen-tests", "--problems", str(tmp_path / "nosol.jsonl"), "--out", str(tmp_path / "x.jsonl")])
+    assert bad.exit_code == 1 and "has no reference 'solution'" in bad.output
