@@ -22,13 +22,12 @@ test; a wrong plan step's reason quotes the best rollout's failing test.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from journey.io import DataError, check_writable, output_lock, read_jsonl, write_jsonl_atomic
 from journey.models.policy import Policy, Prefix
-from journey.models.prm import PRM, StepScore
+from journey.models.prm import PRM, StepScore, text_seed
 from journey.tasks.code import CodeTask, Grade, check_tests, gold_spec, parse_gold
 
 FORMAT = "journey.test_results/v1"
@@ -123,7 +122,7 @@ class TestsPRM(PRM):
             raise ValueError("the tests PRM needs each problem's tests (its answer)")
         final = [i for i, steps in enumerate(paths) if self.task.is_terminal(steps[-1])]
         plans = [i for i in range(len(paths)) if i not in set(final)]
-        prefixes = [Prefix(self.task.messages(questions[i]), paths[i], seed=_seed(questions[i], paths[i]))
+        prefixes = [Prefix(self.task.messages(questions[i]), paths[i], seed=text_seed(questions[i], paths[i]))
                     for i in plans]
         rolled = self.policy.complete(prefixes, self.m, self.max_new_tokens) if plans else []
         # every program to grade, in one sandbox batch: finals, then m per plan step
@@ -154,11 +153,6 @@ def plan_score(grades: list[Grade]) -> StepScore:
     reason = best.reason()
     return StepScore(mean, False, "Following this plan, " + (reason[0].lower() + reason[1:]
                                                              if reason.startswith("The ") else reason))
-
-
-def _seed(question: str, steps: list[str]) -> int:
-    digest = hashlib.sha256("\x00".join([question, *steps]).encode()).digest()
-    return int.from_bytes(digest[:4], "big") >> 1
 
 
 def summary_json(summary: dict) -> str:

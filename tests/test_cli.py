@@ -142,15 +142,11 @@ def test_build_tree_refuses_a_different_config_then_overwrites(tmp_path):
     assert all(r["run"]["config"]["width"] == 2 for r in map(json.loads, out.read_text().splitlines()))
 
 
-def test_build_tree_resumes_after_sigkill(tmp_path):
-    """Kill a real `journey build-tree` mid-level (one tree written, three in flight), rerun it,
-    and compare with an uninterrupted run: the restarted trees share batches with other trees
-    than before, so this is where float noise would change structure if it could."""
-    problems = write_problems(tmp_path / "p.jsonl", n=10, seed=21)
-    cmd = [sys.executable, "-m", "journey.cli", "build-tree", "--problems", str(problems),
-           "--depth", "6", "--trees-in-flight", "4", "--seed", "1"]
+def kill_and_resume(cmd: list[str], out_dir: Path, n: int) -> tuple[Path, Path]:
+    """Run `cmd --out killed.jsonl`, SIGKILL it once a first tree is written (others in flight),
+    rerun it to the end, and run it once more uninterrupted into whole.jsonl."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    killed = tmp_path / "killed.jsonl"
+    killed = out_dir / "killed.jsonl"
     proc = subprocess.Popen([*cmd, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -160,10 +156,20 @@ def test_build_tree_resumes_after_sigkill(tmp_path):
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    partial = len(killed.read_text().splitlines())
-    assert 1 <= partial < 10
+    assert 1 <= len(killed.read_text().splitlines()) < n
     subprocess.run([*cmd, "--out", str(killed)], env=env, check=True, capture_output=True)
-    whole = tmp_path / "whole.jsonl"
+    whole = out_dir / "whole.jsonl"
     subprocess.run([*cmd, "--out", str(whole)], env=env, check=True, capture_output=True)
+    return killed, whole
+
+
+def test_build_tree_resumes_after_sigkill(tmp_path):
+    """Kill a real `journey build-tree` mid-level (one tree written, three in flight), rerun it,
+    and compare with an uninterrupted run: the restarted trees share batches with other trees
+    than before, so this is where float noise would change structure if it could."""
+    problems = write_problems(tmp_path / "p.jsonl", n=10, seed=21)
+    cmd = [sys.executable, "-m", "journey.cli", "build-tree", "--problems", str(problems),
+           "--depth", "6", "--trees-in-flight", "4", "--seed", "1"]
+    killed, whole = kill_and_resume(cmd, tmp_path, 10)
     assert len(killed.read_text().splitlines()) == 10
     assert tree_content(killed) == tree_content(whole)

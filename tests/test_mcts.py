@@ -1,11 +1,7 @@
 """MCTS (`build-tree --search mcts`): PUCT and backup by hand, then real trees from the embedded policy."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,7 +11,7 @@ from journey.search.build import build_trees
 from journey.search.mcts import MCTSBuilder, MCTSFlight, backup, best_child, leaf_value, puct, visit
 from journey.search.tree import Tree
 from journey.tasks import get_task
-from tests.test_cli import run, tree_content, write_problems
+from tests.test_cli import kill_and_resume, run, tree_content, write_problems
 
 
 def three_children() -> Tree:
@@ -201,20 +197,5 @@ def test_mcts_resumes_after_sigkill(tmp_path):
     problems = write_problems(tmp_path / "p.jsonl", n=8, seed=31)
     cmd = [sys.executable, "-m", "journey.cli", "build-tree", "--problems", str(problems), "--search", "mcts",
            "--simulations", "10", "--width", "3", "--trees-in-flight", "3", "--seed", "2"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    killed = tmp_path / "killed.jsonl"
-    proc = subprocess.Popen([*cmd, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if killed.exists() and len(killed.read_text().splitlines()) >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 1 <= len(killed.read_text().splitlines()) < 8
-    subprocess.run([*cmd, "--out", str(killed)], env=env, check=True, capture_output=True)
-    whole = tmp_path / "whole.jsonl"
-    subprocess.run([*cmd, "--out", str(whole)], env=env, check=True, capture_output=True)
+    killed, whole = kill_and_resume(cmd, tmp_path, 8)
     assert tree_content(killed) == tree_content(whole)
