@@ -36,7 +36,7 @@ from journey.provenance import provenance
 from journey.search.build import TreeBuilder, build_trees
 from journey.search.mcts import MCTSBuilder
 from journey.search.tree import FORMAT, Tree
-from journey.tasks import get_task
+from journey.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
     `progress`, if given, is a callable `(event, value)`: ("total", n), ("tree", 1), ("nodes", n).
     Holds the output's lock for the whole run: a second writer is refused.
     """
-    task = get_task(cfg.task)
+    task = task_of(cfg)
     every = load_problems(cfg.problems)
     problems = take_first(every, cfg.limit)
     check_writable(cfg.out)

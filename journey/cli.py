@@ -161,6 +161,8 @@ ConfigOption = Annotated[
 RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray actors, each with its own models; this process stays the one writer (pip install 'journey[ray]').")]
 RayAddressOpt = Annotated[str | None, typer.Option(help="--ray: join this Ray cluster (auto: the one `ray start` made here; or HOST:PORT). Default: start a local Ray with this machine's CPUs.")]
 WorkersOpt = Annotated[int | None, typer.Option(help="--ray: actors (default: one per CPU, or per GPU share with --gpus-per-worker).")]
+CodeAlphaOpt = Annotated[float, typer.Option(help="--task code: a in a program's reward a * compiles + (1 - a) * pass_rate.")]
+UnsafeOpt = Annotated[bool, typer.Option(help="--task code: run model-written programs WITHOUT the bubblewrap jail (rlimits and a timeout only). Dangerous.")]
 GpusPerWorkerOpt = Annotated[float, typer.Option(help="--ray: GPUs reserved per actor (0: CPU actors, one torch thread each).")]
 
 
@@ -282,6 +284,8 @@ def build_tree(
     ray_address: RayAddressOpt = BuildTreeConfig.ray_address,
     workers: WorkersOpt = BuildTreeConfig.workers,
     gpus_per_worker: GpusPerWorkerOpt = BuildTreeConfig.gpus_per_worker,
+    code_alpha: CodeAlphaOpt = BuildTreeConfig.code_alpha,
+    unsafe_no_sandbox: UnsafeOpt = BuildTreeConfig.unsafe_no_sandbox,
     config: ConfigOption = None,
 ) -> None:
     """Expand a reasoning tree per problem: w candidates per node, PRM-scored, to depth D; beam keeps
@@ -299,7 +303,8 @@ def build_tree(
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             batch_size=batch_size, trees_in_flight=trees_in_flight, seed=seed, overwrite=overwrite,
             limit=limit, gpu_memory_utilization=gpu_memory_utilization, prm_device=prm_device,
-            ray=ray, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
+            ray=ray, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+            code_alpha=code_alpha, unsafe_no_sandbox=unsafe_no_sandbox)
     kept = lambda: f"{count_lines(out):,} finished trees are kept in {out}; rerun the same command to resume"  # noqa: E731
     with user_errors(kept), progress_bar("build-tree", None, "trees") as advance:
         nodes, started = [0], time.perf_counter()
@@ -466,6 +471,7 @@ def eval_(
     ray_address: RayAddressOpt = GenerateConfig.ray_address,
     workers: WorkersOpt = GenerateConfig.workers,
     gpus_per_worker: GpusPerWorkerOpt = GenerateConfig.gpus_per_worker,
+    unsafe_no_sandbox: UnsafeOpt = GenerateConfig.unsafe_no_sandbox,
     inject_errors: Annotated[bool, typer.Option(help="Mechanism eval instead: prefill a correct prefix plus one wrong step (or a clean one), let the model go on, and report recovery, detection, false alarms, backtrack validity and length.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -527,6 +533,7 @@ def sample_pairs(
     ray_address: RayAddressOpt = SamplePairsConfig.ray_address,
     workers: WorkersOpt = SamplePairsConfig.workers,
     gpus_per_worker: GpusPerWorkerOpt = SamplePairsConfig.gpus_per_worker,
+    unsafe_no_sandbox: UnsafeOpt = SamplePairsConfig.unsafe_no_sandbox,
     config: ConfigOption = None,
 ) -> None:
     """On-policy DPO pairs (the paper's recipe): sample answers, check them, pair right with wrong."""

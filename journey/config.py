@@ -150,6 +150,47 @@ class RayOptions:
             raise ValueError("--ray-address is empty; give auto or HOST:PORT")
 
 
+# ---------------------------------------------------------------- the code domain (o1-Coder)
+
+
+@dataclass
+class CodeConfig:
+    """How the `code` task runs and scores programs (journey.tasks.code, journey.sandbox).
+
+    alpha: a in the reward v = a * compiles + (1 - a) * pass_rate (o1-Coder's 0.5).
+    unsafe_no_sandbox: run model-written programs without bubblewrap (rlimits and a timeout
+        only). Never a fallback: only this flag does it.
+    workers: programs run at once (default: the CPU count).
+    tests_per_problem: tests the generator writes per problem.
+    """
+
+    alpha: float = 0.5
+    unsafe_no_sandbox: bool = False
+    workers: int | None = None
+    tests_per_problem: int = 5
+
+    def __post_init__(self):
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) or not 0 <= self.alpha <= 1:
+            raise ValueError(f"--code-alpha must be in [0, 1], got {self.alpha}")
+        if self.workers is not None:
+            check_at_least(1, workers=self.workers)
+        check_at_least(1, tests_per_problem=self.tests_per_problem)
+
+
+@dataclass(kw_only=True)
+class CodeOptions:
+    """`--code-alpha` and `--unsafe-no-sandbox` of the stages that run a task's checks
+    (build-tree, eval, sample-pairs): how the `code` task scores and where it runs programs.
+    Other tasks ignore them. `code_alpha` changes code trees' scores, so it is part of a code
+    tree's content; the sandbox flag changes where programs run, never a verdict."""
+
+    code_alpha: float = 0.5
+    unsafe_no_sandbox: bool = False
+
+    def code_config(self) -> CodeConfig:
+        return CodeConfig(alpha=self.code_alpha, unsafe_no_sandbox=self.unsafe_no_sandbox)
+
+
 # ---------------------------------------------------------------- stages
 
 
@@ -160,7 +201,7 @@ SEARCH_CONTENT_KEYS = {"beam": ("top_k",), "mcts": ("simulations", "c_puct", "ro
 
 
 @dataclass
-class BuildTreeConfig(RayOptions):
+class BuildTreeConfig(RayOptions, CodeOptions):
     """Everything `build-tree` needs. Fields mirror the CLI flags."""
 
     problems: Path
@@ -192,6 +233,7 @@ class BuildTreeConfig(RayOptions):
 
     def __post_init__(self):
         self.check_ray()
+        self.code_config()  # checks --code-alpha
         self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
         check_at_least(1, max_step_tokens=self.max_step_tokens, batch_size=self.batch_size,
                        trees_in_flight=self.trees_in_flight, rollouts=self.rollouts)
@@ -219,7 +261,7 @@ class BuildTreeConfig(RayOptions):
         """What decides a tree (compared on resume), the models' fingerprints included."""
         if not hasattr(self, "_content"):
             d = asdict(self)
-            keys = TREE_CONTENT_KEYS + SEARCH_CONTENT_KEYS[self.search]
+            keys = TREE_CONTENT_KEYS + SEARCH_CONTENT_KEYS[self.search] + (("code_alpha",) if self.task == "code" else ())
             self._content = {**{k: d[k] for k in keys},
                              "model_fingerprint": model_fingerprint(self.model),
                              "prm_model_fingerprint": model_fingerprint(self.prm_model) if self.prm_model else None}
@@ -321,7 +363,7 @@ GENERATION_CONTENT_KEYS = ("model", "task", "samples", "temperature", "top_p", "
 
 
 @dataclass
-class GenerateConfig(RayOptions):
+class GenerateConfig(RayOptions, CodeOptions):
     """What eval and sample-pairs share: the model, the problems, and how to sample."""
 
     model: str
@@ -340,6 +382,7 @@ class GenerateConfig(RayOptions):
 
     def __post_init__(self):
         self.check_ray()
+        self.code_config()  # checks --code-alpha
         self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
@@ -526,33 +569,6 @@ class SelfplayConfig:
                         temperature=self.temperature)
         DeriveConfig(trees=self.problems, out_dir=self.out_dir, max_trials=self.max_trials,
                      trial_prob=self.trial_prob, style=self.style)
-
-
-# ---------------------------------------------------------------- the code domain (o1-Coder)
-
-
-@dataclass
-class CodeConfig:
-    """How the `code` task runs and scores programs (journey.tasks.code, journey.sandbox).
-
-    alpha: a in the reward v = a * compiles + (1 - a) * pass_rate (o1-Coder's 0.5).
-    unsafe_no_sandbox: run model-written programs without bubblewrap (rlimits and a timeout
-        only). Never a fallback: only this flag does it.
-    workers: programs run at once (default: the CPU count).
-    tests_per_problem: tests the generator writes per problem.
-    """
-
-    alpha: float = 0.5
-    unsafe_no_sandbox: bool = False
-    workers: int | None = None
-    tests_per_problem: int = 5
-
-    def __post_init__(self):
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) or not 0 <= self.alpha <= 1:
-            raise ValueError(f"--code-alpha must be in [0, 1], got {self.alpha}")
-        if self.workers is not None:
-            check_at_least(1, workers=self.workers)
-        check_at_least(1, tests_per_problem=self.tests_per_problem)
 
 
 @dataclass

@@ -84,9 +84,9 @@ class TreeJob:
 
     def start(self, check: list[Problem]) -> None:
         from journey.build_tree import check_fits, load_builder
-        from journey.tasks import get_task
+        from journey.tasks import task_of
 
-        self.builder = load_builder(self.cfg, get_task(self.cfg.task))
+        self.builder = load_builder(self.cfg, task_of(self.cfg))
         if check:
             check_fits(self.cfg, self.builder.task, self.builder.policy, check)
 
@@ -106,11 +106,12 @@ class ChunkJob:
     load: Callable[[Any, list[Problem]], Any]
     make_rows: Callable[[Any, Any, list[Problem]], list[dict]]
     per_call: int
+    code: Any = None  # the code task's CodeConfig (`journey.config.CodeOptions.code_config`)
 
     def start(self, check: list[Problem]) -> None:
         from journey.tasks import get_task
 
-        self._task = get_task(self.task)
+        self._task = get_task(self.task, self.code)
         self._policy = self.load(self._task, check)
 
     def run(self, problems: list[Problem]) -> list[dict]:

@@ -54,7 +54,7 @@ from journey.models.registry import load_policy
 from journey.progress import progress_bar
 from journey.provenance import provenance
 from journey.search.build import node_seed
-from journey.tasks import get_task
+from journey.tasks import task_of
 from journey.tasks.base import Problem, Task
 
 GENERATIONS = "journey.generations/v1"
@@ -90,7 +90,7 @@ def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
     in chunks by `make_rows` and appended as they finish. Holds the lock on `cfg.out`.
     With `cfg.ray` the chunks are made on Ray actors (`journey.distributed`) and the pool's
     report (per-worker throughput) goes into `ray_report`."""
-    task = get_task(cfg.task)
+    task = task_of(cfg)
     every = load_problems(cfg.problems)
     problems = take_first(every, cfg.limit)
     check_writable(cfg.out)
@@ -105,7 +105,7 @@ def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
         per_call = max(1, cfg.batch_size // cfg.samples)
         policy = None
         if pool:  # --ray: every actor loads its own policy; the first checks the fits
-            pool.start(ChunkJob(cfg.task, partial(load_generator, cfg), make_rows, per_call), todo)
+            pool.start(ChunkJob(cfg.task, partial(load_generator, cfg), make_rows, per_call, cfg.code_config()), todo)
         elif todo:
             policy = load_generator(cfg, task, todo)
         cfg.out.unlink(missing_ok=True)  # the final file must never describe other generations
@@ -198,7 +198,7 @@ def run_eval(cfg: GenerateConfig) -> dict:
     label = f"eval (greedy + {cfg.samples} samples)" if cfg.samples > 1 else "eval (greedy)"
     ray_report: dict = {}
     records = run_journal(cfg, generations_path(cfg.out), GENERATIONS, label, eval_rows(cfg), ray_report)
-    task = get_task(cfg.task)
+    task = task_of(cfg)
     metrics = {"model": cfg.model, **metrics_of(task, records),
                "provenance": provenance("eval", json_config(cfg), generations=str(generations_path(cfg.out)),
                                         **({"ray": ray_report} if ray_report else {}))}
@@ -244,7 +244,7 @@ def sample_rows(cfg: GenerateConfig) -> RowMaker:
 def run_sample_pairs(cfg: SamplePairsConfig) -> dict:
     ray_report: dict = {}
     records = run_journal(cfg, samples_path(cfg.out), SAMPLES, "sample-pairs", sample_rows(cfg), ray_report)
-    task = get_task(cfg.task)
+    task = task_of(cfg)
     rows, n_right = [], 0
     for rec in records:
         p = Problem(rec["id"], rec["question"], rec["gold"])

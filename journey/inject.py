@@ -39,7 +39,7 @@ from journey.evaluate import RowMaker, journal_row, problem_seed, run_journal
 from journey.metrics import mean_and_se
 from journey.models.policy import Policy, Prefix
 from journey.provenance import provenance
-from journey.tasks import get_task
+from journey.tasks import task_of
 from journey.tasks.base import Problem, Task
 
 INJECTIONS = "journey.injections/v1"
@@ -165,7 +165,7 @@ def run_inject(cfg: GenerateConfig) -> dict:
     """Run (or resume) the injected-error eval; write the metrics to `cfg.out`."""
     from journey.io import write_text_atomic
 
-    task = get_task(cfg.task)
+    task = task_of(cfg)
     if type(task).corrupt_step is Task.corrupt_step:
         raise ValueError(f"--inject-errors: task {task.name!r} has no corrupter for its steps")
     rows = run_journal(cfg, injections_path(cfg.out), INJECTIONS, "eval (injected errors)", inject_rows(cfg))

@@ -168,3 +168,41 @@ def test_journey_on_a_code_tree_reflects_with_the_failing_test(task):
     text = render(events, t, random.Random(0), task.step_delimiter)
     assert "f([3, 1, 2]) should be [1, 2, 3], but it returned [2, 1, 3]." in text
     assert task.extract_answer(text) == "def f(x):\n    return sorted(x)"
+
+
+def test_code_options_reach_the_task_in_every_stage_that_checks(tmp_path):
+    from journey.distributed import ChunkJob
+    from journey.tasks import task_of
+
+    common = dict(problems=tmp_path / "p.jsonl", out=tmp_path / "o.jsonl", task="code")
+    for cfg in (BuildTreeConfig(**common, code_alpha=0.25, unsafe_no_sandbox=True),
+                GenerateConfig(model="embedded", **common, code_alpha=0.25, unsafe_no_sandbox=True)):
+        t = task_of(cfg)
+        assert isinstance(t, CodeTask) and (t.config.alpha, t.config.unsafe_no_sandbox) == (0.25, True)
+    plain = task_of(BuildTreeConfig(**common))
+    assert (plain.config.alpha, plain.config.unsafe_no_sandbox) == (0.5, False)
+    assert type(task_of(BuildTreeConfig(problems=common["problems"], out=common["out"], code_alpha=0.25))).__name__ == "ArithTask"
+    job = ChunkJob("code", lambda t, check: None, lambda *a: [], 1, CodeConfig(alpha=0.75))
+    job.start([])
+    assert job._task.config.alpha == 0.75
+
+
+def test_code_alpha_is_part_of_a_code_trees_content_only():
+    def content(task, alpha):
+        return BuildTreeConfig(problems="p", out="o", task=task, code_alpha=alpha).content()
+
+    assert content("code", 0.5)["code_alpha"] == 0.5 and content("code", 0.5) != content("code", 0.2)
+    assert "code_alpha" not in content("arith", 0.5) and content("arith", 0.5) == content("arith", 0.2)
+
+
+@pytest.mark.parametrize("command", ["build-tree", "eval"])
+def test_bad_code_alpha_is_refused_naming_the_flag(tmp_path, command):
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(json.dumps({"id": "a", "question": "q", "answer": "1"}) + "\n")
+    args = ["--problems", problems, "--out", tmp_path / "o.jsonl", "--task", "code"]
+    result = runner.invoke(app, [command, *map(str, args), "--code-alpha", "1.5"])
+    if command == "eval":  # eval has no --code-alpha: it never scores partial credit
+        assert result.exit_code == 2 and "No such option" in result.output
+    else:
+        assert result.exit_code == 1 and "--code-alpha must be in [0, 1]" in result.output
+    assert not (tmp_path / "o.jsonl").exists()

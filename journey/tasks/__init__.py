@@ -8,11 +8,18 @@ from journey.tasks.math import MathTask
 TASKS: dict[str, type[Task]] = {"arith": ArithTask, "math": MathTask, "code": CodeTask}
 
 
-def get_task(name: str) -> Task:
-    """The task called `name` (ValueError naming the known ones otherwise)."""
+def get_task(name: str, code=None) -> Task:
+    """The task called `name` (ValueError naming the known ones otherwise). `code`, a
+    `journey.config.CodeConfig`, sets up the code task (reward alpha, sandbox); others ignore it."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name]()
+    return CodeTask(code) if name == "code" and code is not None else TASKS[name]()
 
 
-__all__ = ["TASKS", "Problem", "StepCheck", "Task", "get_task"]
+def task_of(cfg) -> Task:
+    """The task a stage config names, with its code options (`--code-alpha`,
+    `--unsafe-no-sandbox`) where the stage has them (`journey.config.CodeOptions`)."""
+    return get_task(cfg.task, cfg.code_config() if hasattr(cfg, "code_config") else None)
+
+
+__all__ = ["TASKS", "Problem", "StepCheck", "Task", "get_task", "task_of"]
