@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: setup demo experiment test lint bench clean
+.PHONY: setup demo experiment scale-curve test lint bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,9 @@ demo: setup
 experiment: setup
 	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/part1_experiment.py --out experiment-out
 
+scale-curve: setup
+	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/scale_curve.py --out scale-out
+
 test: setup
 	$(PY) -m pytest -q
 
@@ -32,4 +35,4 @@ bench: setup
 	$(PY) benchmarks/bench_build_tree.py
 
 clean:
-	rm -rf $(DEMO_DIR) experiment-out .pytest_cache
+	rm -rf $(DEMO_DIR) experiment-out scale-out .pytest_cache

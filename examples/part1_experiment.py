@@ -12,9 +12,14 @@ The same design here, every stage through the `journey` CLI:
   4. phase-2 SFT from phase 1 on each file with identical settings (3 epochs, as the paper);
   5. DPO on top of phase-2 journey with on-policy pairs (`sample-pairs`: 20 samples, 5 pairs);
   6. eval of every model on the same test set: greedy accuracy with its standard error,
-     maj@k, pass@k, mean tokens, reflection words.
+     maj@k, pass@k, mean tokens, reflection words;
+  7. the mechanism eval of every model (`eval --inject-errors`, DESIGN §11): recovery after an
+     injected wrong step, detection, false alarms, backtrack validity.
+With `--shaped` (the default) a fifth model, "shaped", is SFT'd like journey on traces from the
+same trees with the trace-shape knobs on (`--trial-count uniform --trial-end dead-end
+--backtrack state`), so the knobs are measured beside the plain journey arm.
 Stages whose outputs exist are skipped, so an interrupted run continues. Prints a table and
-writes results.json and results.png.
+writes results.json and results.png. `examples/scale_curve.py` runs this at several phase-1 sizes.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = ("phase1", "shortcut", "journey", "dpo")
+MODELS = ("phase1", "shortcut", "journey", "dpo", "shaped")
+SHAPE_KNOBS = ("--trial-count", "uniform", "--trial-end", "dead-end", "--backtrack", "state")
 
 
 def journey_cli(*args, log: Path) -> None:
@@ -58,7 +64,7 @@ def plot(results: dict, path: Path) -> None:
     acc = [results[m]["accuracy"] for m in names]
     se = [results[m]["accuracy_se"] for m in names]
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    bars = ax.bar(names, acc, yerr=se, capsize=4, color=["#999", "#6a9fd4", "#e07b39", "#5aa469"][: len(names)])
+    bars = ax.bar(names, acc, yerr=se, capsize=4, color=["#999", "#6a9fd4", "#e07b39", "#5aa469", "#b07cc6"][: len(names)])
     for b, a in zip(bars, acc):
         ax.text(b.get_x() + b.get_width() / 2, a + 0.01, f"{a:.3f}", ha="center", va="bottom", fontsize=9)
     ax.set_ylabel("greedy accuracy (± s.e.)")
@@ -85,6 +91,10 @@ def main() -> None:
     ap.add_argument("--dpo-problems", type=int, default=300, help="train problems sampled for on-policy pairs")
     ap.add_argument("--samples", type=int, default=8, help="k for maj@k and pass@k")
     ap.add_argument("--phase1", default="embedded", help="the phase-1 policy (a checkpoint folder)")
+    ap.add_argument("--shaped", action=argparse.BooleanOptionalAction, default=True,
+                    help="also train the 'shaped' arm (journey traces with the trace-shape knobs on)")
+    ap.add_argument("--inject", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the mechanism eval (eval --inject-errors) on every model")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = args.out
@@ -106,11 +116,18 @@ def main() -> None:
     if not (data / "sft_journey.jsonl").exists():
         run("derive-longthought", "--trees", trees, "--out-dir", data, "--max-trials", args.max_trials,
             "--trial-prob", args.trial_prob, "--style", args.style, "--seed", args.seed)
+    shaped = out / "data-shaped"
+    if args.shaped and not (shaped / "sft_journey.jsonl").exists():
+        run("derive-longthought", "--trees", trees, "--out-dir", shaped, "--max-trials", args.max_trials,
+            "--trial-prob", args.trial_prob, "--style", args.style, "--seed", args.seed, *SHAPE_KNOBS)
     sft = ("--epochs", args.epochs, "--lr", args.lr, "--batch-size", 16, "--seed", args.seed)
-    for kind in ("shortcut", "journey"):
-        mask = ("--mask-wrong-steps",) if kind == "journey" and args.mask_wrong_steps else ()
+    arms = {"shortcut": data / "sft_shortcut.jsonl", "journey": data / "sft_journey.jsonl"}
+    if args.shaped:
+        arms["shaped"] = shaped / "sft_journey.jsonl"
+    for kind, rows in arms.items():
+        mask = ("--mask-wrong-steps",) if kind != "shortcut" and args.mask_wrong_steps else ()
         if not (out / kind / "train.json").exists():
-            run("train", "--stage", "sft", "--data", data / f"sft_{kind}.jsonl", "--model", args.phase1,
+            run("train", "--stage", "sft", "--data", rows, "--model", args.phase1,
                 "--out", out / kind, "--overwrite", *sft, *mask)
     pairs = out / "dpo_onpolicy.jsonl"
     if not pairs.exists():
@@ -122,27 +139,64 @@ def main() -> None:
             "--epochs", 1, "--lr", args.dpo_lr, "--batch-size", 16, "--beta", 0.1, "--overwrite",
             "--seed", args.seed)
 
-    results = {}
-    for name in MODELS:
+    results, mechanism = {}, {}
+    for name in [m for m in MODELS if m != "shaped" or args.shaped]:
         model = args.phase1 if name == "phase1" else out / name
         metrics = out / "eval" / f"{name}.json"
         if not metrics.exists():
             run("eval", "--model", model, "--problems", test, "-k", args.samples, "--out", metrics,
                 "--seed", args.seed)
         results[name] = json.loads(metrics.read_text())
+        inject = out / "eval" / f"{name}.inject.json"
+        if args.inject and not inject.exists():
+            run("eval", "--inject-errors", "--model", model, "--problems", test, "--out", inject, "--seed", args.seed)
+        if args.inject:
+            mechanism[name] = {k: v for k, v in json.loads(inject.read_text()).items() if k != "provenance"}
     derive = json.loads((data / "derive.json").read_text())["stats"]
     summary = {
         "design": vars(args) | {"out": str(out)},
+        "parameters": parameters(args.phase1),
         "rows_per_arm": derive["used"],
         "mean_trials_per_journey": round(derive["trials"] / max(derive["used"], 1), 3),
         "models": {m: {k: v for k, v in r.items() if k != "provenance"} for m, r in results.items()},
-        "journey_minus_shortcut": round(results["journey"]["accuracy"] - results["shortcut"]["accuracy"], 4),
-        "dpo_minus_journey": round(results["dpo"]["accuracy"] - results["journey"]["accuracy"], 4),
+        "mechanism": mechanism,
+        "journey_minus_shortcut": difference(results, "journey", "shortcut"),
+        "dpo_minus_journey": difference(results, "dpo", "journey"),
         "minutes": round((time.time() - t0) / 60, 1),
     }
+    if args.shaped:
+        summary["mean_trials_per_shaped"] = stats_trials(shaped)
+        summary["shaped_minus_shortcut"] = difference(results, "shaped", "shortcut")
+    if args.inject:
+        summary["recovery_journey_minus_shortcut"] = difference(mechanism, "journey", "shortcut", key="recovery")
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(results, out / "results.png")
     print_table(summary, args.samples)
+
+
+def difference(results: dict, a: str, b: str, key: str = "accuracy") -> dict:
+    """a - b of a rate, with the standard error of the difference of two independent means
+    (the two models answer the same test problems, so this errs on the wide side)."""
+    def rate(m: dict) -> tuple[float, float]:
+        v = m[key]
+        return (v["rate"], v["se"]) if isinstance(v, dict) else (v, m[f"{key}_se"])
+
+    (ra, sa), (rb, sb) = rate(results[a]), rate(results[b])
+    return {"diff": round(ra - rb, 4), "se": round((sa ** 2 + sb ** 2) ** 0.5, 4)}
+
+
+def parameters(model: str) -> int:
+    """The parameter count of a policy (a checkpoint folder or "embedded")."""
+    from transformers import AutoModelForCausalLM
+
+    from journey.models.embedded import resolve_model
+
+    return sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(resolve_model(model)).parameters())
+
+
+def stats_trials(folder: Path) -> float:
+    stats = json.loads((folder / "derive.json").read_text())["stats"]
+    return round(stats["trials"] / max(stats["used"], 1), 3)
 
 
 def print_table(summary: dict, k: int) -> None:
@@ -156,8 +210,18 @@ def print_table(summary: dict, k: int) -> None:
         t.add_row(name, f"{m['accuracy']:.3f} ± {m['accuracy_se']:.3f}", f"{m[f'maj@{k}']:.3f}",
                   f"{m[f'pass@{k}']:.3f}", f"{m['mean_tokens']:.1f}", f"{m['reflection_words_per_answer']['Wait']:.2f}")
     Console().print(t)
-    print(f"journey - shortcut: {summary['journey_minus_shortcut']:+.3f}   "
-          f"dpo - journey: {summary['dpo_minus_journey']:+.3f}   ({summary['minutes']} min)")
+    if summary["mechanism"]:
+        t = Table(title="Mechanism (eval --inject-errors)", title_justify="left")
+        for col in ("model", "recovery ± s.e.", "detection", "false alarms", "backtracks (valid)"):
+            t.add_column(col, justify="right" if col != "model" else "left")
+        for name, m in summary["mechanism"].items():
+            valid = "" if m["backtrack_validity"] is None else f" ({m['backtrack_validity']:.2f})"
+            t.add_row(name, f"{m['recovery']['rate']:.3f} ± {m['recovery']['se']:.3f}", f"{m['detection']['rate']:.3f}",
+                      f"{m['false_alarm']['rate']:.3f}", f"{m['backtracks']}{valid}")
+        Console().print(t)
+    d, dpo = summary["journey_minus_shortcut"], summary["dpo_minus_journey"]
+    print(f"{summary['parameters'] / 1e6:.2f}M parameters   journey - shortcut: {d['diff']:+.3f} ± {d['se']:.3f}   "
+          f"dpo - journey: {dpo['diff']:+.3f} ± {dpo['se']:.3f}   ({summary['minutes']} min)")
 
 
 if __name__ == "__main__":
