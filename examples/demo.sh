@@ -2,7 +2,7 @@
 # The main job on the embedded default, end to end:
 #   problems -> build-tree -> derive-longthought -> train (SFT on journey traces) -> eval
 # Run through `make demo` (which sets up .venv first). Outputs go to $DEMO_DIR (default demo-out/).
-# About 1 minute on 2 CPU cores (after setup).
+# About 2 minutes on 2 CPU cores (after setup); it ends with the mechanism eval of the journey model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${DEMO_DIR:-demo-out}

@@ -157,7 +157,7 @@ def main() -> None:
         "design": vars(args) | {"out": str(out)},
         "parameters": parameters(args.phase1),
         "rows_per_arm": derive["used"],
-        "mean_trials_per_journey": round(derive["trials"] / max(derive["used"], 1), 3),
+        "mean_trials_per_journey": stats_trials(data),
         "models": {m: {k: v for k, v in r.items() if k != "provenance"} for m, r in results.items()},
         "mechanism": mechanism,
         "journey_minus_shortcut": difference(results, "journey", "shortcut"),
@@ -195,6 +195,7 @@ def parameters(model: str) -> int:
 
 
 def stats_trials(folder: Path) -> float:
+    """Failed trials per journey trace, from a derive-longthought folder's derive.json."""
     stats = json.loads((folder / "derive.json").read_text())["stats"]
     return round(stats["trials"] / max(stats["used"], 1), 3)
 
