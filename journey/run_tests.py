@@ -26,8 +26,8 @@ import json
 from pathlib import Path
 
 from journey.io import DataError, check_writable, output_lock, read_jsonl, write_jsonl_atomic
-from journey.models.policy import Policy, Prefix
-from journey.models.prm import PRM, StepScore, text_seed
+from journey.models.policy import Policy
+from journey.models.prm import PRM, StepScore, rollouts_from
 from journey.tasks.code import CodeTask, Grade, check_tests, gold_spec, parse_gold
 
 FORMAT = "journey.test_results/v1"
@@ -122,9 +122,7 @@ class TestsPRM(PRM):
             raise ValueError("the tests PRM needs each problem's tests (its answer)")
         final = [i for i, steps in enumerate(paths) if self.task.is_terminal(steps[-1])]
         plans = [i for i in range(len(paths)) if i not in set(final)]
-        prefixes = [Prefix(self.task.messages(questions[i]), paths[i], seed=text_seed(questions[i], paths[i]))
-                    for i in plans]
-        rolled = self.policy.complete(prefixes, self.m, self.max_new_tokens) if plans else []
+        rolled = rollouts_from(self.task, self.policy, questions, paths, plans, self.m, self.max_new_tokens)
         # every program to grade, in one sandbox batch: finals, then m per plan step
         programs = [self.task.extract_answer(paths[i][-1]) for i in final]
         golds = [answers[i] for i in final]

@@ -95,9 +95,7 @@ class RolloutPRM(PRM):
         if answers is None:
             raise ValueError("the rollout PRM needs the ground-truth answers")
         todo = [i for i, steps in enumerate(paths) if not self.task.is_terminal(steps[-1])]
-        prefixes = [Prefix(self.task.messages(questions[i]), paths[i], seed=text_seed(questions[i], paths[i]))
-                    for i in todo]
-        rolled = dict(zip(todo, self.policy.complete(prefixes, self.m, self.max_new_tokens))) if todo else {}
+        rolled = dict(zip(todo, rollouts_from(self.task, self.policy, questions, paths, todo, self.m, self.max_new_tokens)))
         out = []
         for i, (steps, gold) in enumerate(zip(paths, answers)):
             if i not in rolled:
@@ -110,6 +108,16 @@ class RolloutPRM(PRM):
             out.append(StepScore(score, score >= 0.5,
                                  f"{right} of {self.m} rollouts from this step reach the right answer."))
         return out
+
+
+def rollouts_from(task: Task, policy: Policy, questions: list[str], paths: list[list[str]], todo: list[int],
+                  m: int, max_new_tokens: int) -> list:
+    """m continuations of each path `todo` names, in one `complete` call, each path's seeded from
+    its text (`text_seed`) so they repeat across runs; [] when `todo` is empty."""
+    if not todo:
+        return []
+    prefixes = [Prefix(task.messages(questions[i]), paths[i], seed=text_seed(questions[i], paths[i])) for i in todo]
+    return policy.complete(prefixes, m, max_new_tokens)
 
 
 def text_seed(question: str, steps: list[str]) -> int:
