@@ -26,7 +26,11 @@ import time
 from pathlib import Path
 
 import torch
-from train_embedded_policy import encode, lr_at, make_batch  # examples/ is this script's folder
+from train_embedded_policy import (  # examples/ is this script's folder
+    encode,
+    save_checkpoint,
+    train_steps,
+)
 from transformers import AutoModelForCausalLM
 
 from journey.models.embedded import EMBEDDED_CODE_PATH, build_config, build_tokenizer
@@ -86,26 +90,14 @@ def main() -> None:
     model = AutoModelForCausalLM.from_config(build_config(tok, hidden_size=args.hidden, layers=args.layers))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, {len(pool)} chats, longest {max(len(x) for x, _ in pool)} tokens")
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.95))
-
     draw = batches_by_length(pool, args.batch_size) if args.group_by_length else (
         lambda r: r.sample(pool, args.batch_size))
-    model.train()
-    t0, losses = time.time(), []
-    for step in range(args.steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.steps, args.lr)
-        loss = model(**make_batch(draw(rng), tok.pad_token_id)).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if step % 100 == 0 or step == args.steps - 1:
-            print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - t0:.0f}s", flush=True)
-        if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
-            save(model, tok, args, n_params, losses, t0, step + 1,
-                 out=args.out.with_name(f"{args.out.name}.step-{step + 1}"))
+
+    def snapshot(done: int, losses: list[float], t0: float) -> None:
+        if args.save_every and done % args.save_every == 0 and done < args.steps:
+            save(model, tok, args, n_params, losses, t0, done, out=args.out.with_name(f"{args.out.name}.step-{done}"))
+
+    losses, t0 = train_steps(model, draw, rng, args.steps, args.lr, tok.pad_token_id, after_step=snapshot)
     save(model, tok, args, n_params, losses, t0, args.steps, out=args.out)
     print(f"saved to {args.out}")
 
@@ -125,12 +117,7 @@ def batches_by_length(pool: list, batch_size: int):
 
 def save(model, tok, args, n_params: int, losses: list[float], t0: float, steps_done: int, out: Path) -> None:
     """A checkpoint in `out` and its training record (`steps_done` of the scheduled `--steps`)."""
-    out.mkdir(parents=True, exist_ok=True)
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    record = {
+    save_checkpoint(model, tok, out, {
         "script": "examples/train_code_policy.py",
         "args": {k: str(v) for k, v in vars(args).items()},
         "parameters": n_params,
@@ -138,8 +125,7 @@ def save(model, tok, args, n_params: int, losses: list[float], t0: float, steps_
         "steps_done": steps_done,
         "final_loss": sum(losses[-50:]) / len(losses[-50:]),
         "seconds": round(time.time() - t0, 1),
-    }
-    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    })
 
 
 if __name__ == "__main__":

@@ -99,6 +99,42 @@ def lr_at(step: int, steps: int, peak: float, warmup: float = 0.05) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * (step - w) / max(1, steps - w)))
 
 
+def train_steps(model, draw, rng: random.Random, steps: int, peak_lr: float, pad_id: int,
+                after_step=None) -> tuple[list[float], float]:
+    """The from-scratch training loop both embedded policies share: AdamW (weight decay 0.01,
+    betas 0.9/0.95), the one-cycle `lr_at` schedule, gradient clipping at 1, one batch
+    `draw(rng)` per step, a line every 100 steps. `after_step(steps_done, losses, t0)`, if
+    given, runs after each step (snapshots). Returns the losses and the start time."""
+    opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01, betas=(0.9, 0.95))
+    model.train()
+    t0, losses = time.time(), []
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, peak_lr)
+        loss = model(**make_batch(draw(rng), pad_id)).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 100 == 0 or step == steps - 1:
+            print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - t0:.0f}s", flush=True)
+        if after_step:
+            after_step(step + 1, losses, t0)
+    return losses, t0
+
+
+def save_checkpoint(model, tok, out: Path, record: dict) -> None:
+    """The checkpoint (generation config with the tokenizer's pad and eos), the tokenizer, and
+    `record` as training.json (written last: a folder without it is a cut run)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=EMBEDDED_PATH)
@@ -125,27 +161,8 @@ def main() -> None:
     model = AutoModelForCausalLM.from_config(build_config(tok, hidden_size=args.hidden, layers=args.layers))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, {len(chats)} solutions + {n_checks} checks")
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.95))
-
-    model.train()
-    t0, losses = time.time(), []
-    for step in range(args.steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.steps, args.lr)
-        loss = model(**make_batch(rng.sample(pool, args.batch_size), tok.pad_token_id)).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if step % 100 == 0 or step == args.steps - 1:
-            print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - t0:.0f}s", flush=True)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.save_pretrained(args.out)
-    tok.save_pretrained(args.out)
+    losses, t0 = train_steps(model, lambda r: r.sample(pool, args.batch_size), rng, args.steps, args.lr,
+                             tok.pad_token_id)
     record = {
         "script": "examples/train_embedded_policy.py",
         "args": {k: str(v) for k, v in vars(args).items()},
@@ -154,7 +171,7 @@ def main() -> None:
         "final_loss": sum(losses[-50:]) / len(losses[-50:]),
         "seconds": round(time.time() - t0, 1),
     }
-    (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    save_checkpoint(model, tok, args.out, record)
     print(f"saved to {args.out}")
 
 
