@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from part1_experiment import difference  # examples/ is this script's folder
+
 HERE = Path(__file__).resolve().parent
 SHIPPED_HIDDEN = 128  # the embedded policy: examples/train_embedded_policy.py at its defaults
 
@@ -62,14 +64,9 @@ def curve_rows(results: dict[int, dict]) -> list[dict]:
             row["detection"] = {m: v["detection"]["rate"] for m, v in r["mechanism"].items()}
             row["false_alarm"] = {m: v["false_alarm"]["rate"] for m, v in r["mechanism"].items()}
             if "shaped" in r["mechanism"]:
-                row["recovery_shaped_minus_shortcut"] = _diff(r["mechanism"], "shaped", "shortcut")
+                row["recovery_shaped_minus_shortcut"] = difference(r["mechanism"], "shaped", "shortcut", key="recovery")
         rows.append(row)
     return rows
-
-
-def _diff(mechanism: dict, a: str, b: str) -> dict:
-    ra, rb = mechanism[a]["recovery"], mechanism[b]["recovery"]
-    return {"diff": round(ra["rate"] - rb["rate"], 4), "se": round((ra["se"] ** 2 + rb["se"] ** 2) ** 0.5, 4)}
 
 
 def plot(rows: list[dict], path: Path) -> None:
