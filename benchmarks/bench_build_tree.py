@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from journey.models.policy import Policy, Prefix, Proposal, TransformersPolicy
+from journey.models.base import Policy, Prefix, Proposal
 from journey.models.prm import PRM, StepScore
 from journey.models.registry import build_prm
+from journey.models.transformers_policy import TransformersPolicy
 from journey.search.build import SearchConfig, TreeBuilder, build_trees
 from journey.tasks import get_task
 

@@ -27,12 +27,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from journey.config import SamplingConfig, SearchConfig
-from journey.io import load_problems, take_first
-from journey.models.policy import Prefix
+from journey.models.base import Prefix, SamplingConfig
 from journey.models.prm import PRM, StepScore
 from journey.models.registry import build_prm, load_policy
-from journey.search.build import TreeBuilder, build_trees, node_seed
+from journey.runtime.io import load_problems, take_first
+from journey.search.build import SearchConfig, TreeBuilder, build_trees, node_seed
 from journey.tasks import get_task
 
 

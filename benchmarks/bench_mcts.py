@@ -24,12 +24,12 @@ import time
 
 import torch
 
-from journey.config import MCTSConfig, SearchConfig
+from journey.models.base import SamplingConfig
 from journey.models.embedded import heldout_problems
-from journey.models.policy import SamplingConfig, TransformersPolicy
 from journey.models.registry import build_prm
-from journey.search.build import TreeBuilder, build_trees
-from journey.search.mcts import MCTSBuilder
+from journey.models.transformers_policy import TransformersPolicy
+from journey.search.build import SearchConfig, TreeBuilder, build_trees
+from journey.search.mcts import MCTSBuilder, MCTSConfig
 from journey.tasks import get_task
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import ray
 
-from journey.build_tree import run_build_tree
 from journey.config import BuildTreeConfig
-from journey.io import write_jsonl_atomic
+from journey.runtime.io import write_jsonl_atomic
+from journey.stages.build_tree import run_build_tree
 from journey.tasks import get_task
 
 

@@ -22,10 +22,11 @@ import time
 import torch
 from train_code_policy import heldout_code_problems  # examples/ is this script's folder
 
+from journey.models.base import Prefix, SamplingConfig
 from journey.models.embedded import EMBEDDED_CODE_PATH, resolve_model
-from journey.models.policy import Prefix, SamplingConfig, TransformersPolicy
-from journey.sandbox import compile_error
+from journey.models.transformers_policy import TransformersPolicy
 from journey.tasks.code import CodeTask
+from journey.tasks.sandbox import compile_error
 
 PLAN_RE = re.compile(r"^Step \d+: .+\.$")
 

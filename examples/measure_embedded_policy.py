@@ -19,8 +19,9 @@ import json
 
 import torch
 
+from journey.models.base import Prefix, SamplingConfig
 from journey.models.embedded import EMBEDDED_PATH, heldout_problems, resolve_model
-from journey.models.policy import Prefix, SamplingConfig, TransformersPolicy
+from journey.models.transformers_policy import TransformersPolicy
 from journey.tasks.arith import FINAL_RE, STEP_RE, ArithTask
 
 

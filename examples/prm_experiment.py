@@ -24,8 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from journey.build_tree import load_trees
 from journey.models.prm import VerifierPRM
+from journey.stages.build_tree import load_trees
 from journey.tasks import get_task
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from journey.build_tree import load_trees
 from journey.search.tree import Tree
+from journey.stages.build_tree import load_trees
 
 MARK = {"correct": "[green]✓[/]", "incorrect": "[red]✗[/]", "invalid": "[yellow]?[/]"}
 

@@ -1,7 +1,10 @@
-"""The stage configs: typed dataclasses that are the one source of every default and check.
+"""The stage configs: typed dataclasses that are the one source of every option.
 
-Each stage's config mirrors its CLI flags (the CLI reads its defaults from here) and checks
-itself in `__post_init__`, with errors that name the flag to change:
+Each field is an option of its command, written once: its type, default and help
+(`journey.checks.opt`) are what `journey.cli` builds the command's flags from; choice fields are
+`Literal`s whose choices come from the registries (`PRMS`, `BACKENDS`, `TASKS`, `SEARCHES`, ...), so
+a new PRM, backend, task or search shows up in every command's help and checks with no help text
+written. Each config checks itself in `__post_init__`, with errors that name the flag to change:
 
     BuildTreeConfig(problems=Path("p.jsonl"), out=Path("t.jsonl"), batch_size=0)
     # ValueError: --batch-size must be >= 1, got 0
@@ -11,116 +14,50 @@ This module imports no model code (no torch), so `journey --help` stays fast.
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
+from journey.checks import (
+    check_at_least,
+    check_choices,
+    check_positive,
+    check_sampling_flags,
+    flag,
+    opt,
+)
 from journey.longthought.paths import TRIAL_COUNTS
 from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
+from journey.models.base import SamplingConfig
 from journey.models.embedded import EMBEDDED_NAME, task_model
-from journey.models.registry import PRMS
-from journey.provenance import model_fingerprint
+from journey.models.registry import BACKENDS, PRMS
+from journey.runtime.importers import FORMATS
+from journey.runtime.provenance import model_fingerprint
+from journey.search.registry import SEARCHES
+from journey.tasks import TASKS
+from journey.tasks.code import CodeConfig
 
 
-def flag(name: str) -> str:
-    """'max_step_tokens' -> '--max-step-tokens'."""
-    return "--" + name.replace("_", "-")
+def check_task(name) -> None:
+    """ValueError naming the known tasks unless `name` is one (the message `get_task` gives)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
 
 
-def check_at_least(low: float, **values) -> None:
-    """ValueError naming the first flag whose value is below `low` (or not a number)."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= low:
-            raise ValueError(f"{flag(name)} must be >= {low}, got {value}")
-
-
-def check_positive(**values) -> None:
-    """ValueError naming the first flag whose value is not a finite number > 0."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                math.isfinite(value) and value > 0):
-            raise ValueError(f"{flag(name)} must be > 0, got {value}")
-
-
-def check_sampling_flags(temperature: float, top_p: float) -> None:
-    """--temperature >= 0 and --top-p in (0, 1], both finite."""
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"--temperature must be >= 0, got {temperature}")
-    if not (math.isfinite(top_p) and 0 < top_p <= 1):
-        raise ValueError(f"--top-p must be in (0, 1], got {top_p}")
-
-
-# ---------------------------------------------------------------- search and sampling
-
-
-@dataclass
-class SamplingConfig:
-    """How candidates are drawn. temperature 0 means greedy."""
-
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_step_tokens: int = 48
-    batch_size: int = 256  # sequences (prompts x n) per generate call
-
-    def __post_init__(self):
-        check_sampling_flags(self.temperature, self.top_p)
-        check_at_least(1, max_step_tokens=self.max_step_tokens, batch_size=self.batch_size)
-
-
-@dataclass
-class SearchConfig:
-    """The shape of the search (these, with the models, decide every tree's content)."""
-
-    width: int = 3  # w: candidate next steps per expanded node
-    depth: int = 8  # D: maximum steps from the root
-    top_k: int = 2  # K: children kept for expansion per tree per depth
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("width", "depth", "top_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{flag(name)} must be > 0, got {value}")
-        if self.top_k > self.width:
-            raise ValueError(f"--top-k ({self.top_k}) cannot exceed --width ({self.width})")
-
-    def exhaustive_expansions(self) -> int:
-        """(w^D - 1)/(w - 1): the node expansions of the full tree (the paper's cost formula)."""
-        w, d = self.width, self.depth
-        return d if w == 1 else (w**d - 1) // (w - 1)
-
-
-SEARCHES = ("beam", "mcts")
-ROLLOUTS = ("none", "policy")
-
-
-@dataclass
-class MCTSConfig(SearchConfig):
-    """MCTS (`journey.search.mcts`): `width` children per expansion, at most `depth` steps,
-    `simulations` selections per tree, PUCT's exploration weight `c_puct`, an optional policy
-    rollout to a final answer as a new step's value, and progressive widening up to
-    `max_children` children per node (default: width, i.e. one expansion per node)."""
-
-    simulations: int = 16
-    c_puct: float = 1.0
-    rollout: str = "none"
-    max_children: int | None = None
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_at_least(1, simulations=self.simulations)
-        if isinstance(self.c_puct, bool) or not isinstance(self.c_puct, int | float) or not (
-                math.isfinite(self.c_puct) and self.c_puct >= 0):
-            raise ValueError(f"--c-puct must be >= 0, got {self.c_puct}")
-        if self.rollout not in ROLLOUTS:
-            raise ValueError(f"--rollout must be one of {', '.join(ROLLOUTS)}, got {self.rollout!r}")
-        if self.max_children is None:
-            self.max_children = self.width
-        check_at_least(self.width, max_children=self.max_children)
-
+# Choice types, from the registries: a new entry there is a new choice here and in the CLI.
+TaskName = Literal[tuple(TASKS)]
+BackendName = Literal[tuple(BACKENDS)]
+PRMName = Literal[tuple(PRMS)]
+SearchName = Literal[tuple(SEARCHES)]
+StyleName = Literal[tuple(STYLES)]
+TrialCount = Literal[TRIAL_COUNTS]
+LabelSource = Literal[tuple(LABEL_SOURCES)]
+FormatName = Literal[tuple(FORMATS)]
+Rollout = Literal["none", "policy"]
+TrialEnd = Literal["first-wrong", "dead-end"]
+Backtrack = Literal["step", "state"]
 
 # ---------------------------------------------------------------- scale-out (Ray)
 
@@ -128,13 +65,13 @@ class MCTSConfig(SearchConfig):
 @dataclass(kw_only=True)
 class RayOptions:
     """`--ray` and its flags, shared by build-tree, eval, sample-pairs and distill (see
-    `journey.distributed`). They change where the work runs, never what is written, so they are
+    `journey.runtime.distributed`). They change where the work runs, never what is written, so they are
     not part of any stage's content and a run may be resumed with or without them."""
 
-    ray: bool = False  # run on Ray actors (a local Ray unless --ray-address)
-    ray_address: str | None = None  # auto (a cluster started with `ray start`) or HOST:PORT
-    workers: int | None = None  # Ray actors, each with its own models (default: one per CPU, or per GPU share)
-    gpus_per_worker: float = 0.0  # GPUs reserved per actor (0: CPU actors)
+    ray: bool = opt("Run on Ray actors, each with its own models; this process stays the one writer (pip install 'journey[ray]').", False, flags=("--ray",))
+    ray_address: str | None = opt("--ray: join this Ray cluster (auto: the one `ray start` made here; or HOST:PORT). Default: start a local Ray with this machine's CPUs.", None)
+    workers: int | None = opt("--ray: actors (default: one per CPU, or per GPU share with --gpus-per-worker).", None)
+    gpus_per_worker: float = opt("--ray: GPUs reserved per actor (0: CPU actors, one torch thread each).", 0.0)
 
     def check_ray(self) -> None:
         if not self.ray:
@@ -153,30 +90,6 @@ class RayOptions:
 # ---------------------------------------------------------------- the code domain (o1-Coder)
 
 
-@dataclass
-class CodeConfig:
-    """How the `code` task runs and scores programs (journey.tasks.code, journey.sandbox).
-
-    alpha: a in the reward v = a * compiles + (1 - a) * pass_rate (o1-Coder's 0.5).
-    unsafe_no_sandbox: run model-written programs without bubblewrap (rlimits and a timeout
-        only). Never a fallback: only this flag does it.
-    workers: programs run at once (default: the CPU count).
-    tests_per_problem: tests the generator writes per problem.
-    """
-
-    alpha: float = 0.5
-    unsafe_no_sandbox: bool = False
-    workers: int | None = None
-    tests_per_problem: int = 5
-
-    def __post_init__(self):
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) or not 0 <= self.alpha <= 1:
-            raise ValueError(f"--code-alpha must be in [0, 1], got {self.alpha}")
-        if self.workers is not None:
-            check_at_least(1, workers=self.workers)
-        check_at_least(1, tests_per_problem=self.tests_per_problem)
-
-
 @dataclass(kw_only=True)
 class CodeOptions:
     """`--code-alpha` and `--unsafe-no-sandbox` of the stages that run a task's checks
@@ -184,8 +97,8 @@ class CodeOptions:
     Other tasks ignore them. `code_alpha` changes code trees' scores, so it is part of a code
     tree's content; the sandbox flag changes where programs run, never a verdict."""
 
-    code_alpha: float = 0.5
-    unsafe_no_sandbox: bool = False
+    code_alpha: float = opt("--task code: a in a program's reward a * compiles + (1 - a) * pass_rate.", 0.5)
+    unsafe_no_sandbox: bool = opt("--task code: run model-written programs WITHOUT the bubblewrap jail (rlimits and a timeout only). Dangerous.", False)
 
     def code_config(self) -> CodeConfig:
         return CodeConfig(alpha=self.code_alpha, unsafe_no_sandbox=self.unsafe_no_sandbox)
@@ -197,41 +110,41 @@ class CodeOptions:
 # The config keys that decide a tree's content: a resumed run must match them.
 TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "width", "depth", "temperature", "top_p",
                      "max_step_tokens", "seed", "search")
-SEARCH_CONTENT_KEYS = {"beam": ("top_k",), "mcts": ("simulations", "c_puct", "rollout", "max_children")}
 
 
 @dataclass
 class BuildTreeConfig(RayOptions, CodeOptions):
     """Everything `build-tree` needs. Fields mirror the CLI flags."""
 
-    problems: Path
-    out: Path
-    model: str = EMBEDDED_NAME
-    backend: str = "transformers"  # transformers | openai | vllm (does not change trees)
-    task: str = "arith"
-    prm: str = "verifier"
-    prm_model: str | None = None  # the checkpoint of a token/qwen PRM, or the judge LLM
-    rollouts: int = 4  # m, for the rollout PRM
-    width: int = 4
-    depth: int = 8
-    top_k: int = 2  # beam only
-    search: str = "beam"  # beam | mcts
-    simulations: int = 16  # mcts only: N selections per tree (about N * w steps generated)
-    c_puct: float = 1.0  # mcts only
-    rollout: str = "none"  # mcts only: none | policy
-    max_children: int | None = None  # mcts only: progressive widening cap (default: width)
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_step_tokens: int = 48
-    batch_size: int = 256  # sequences per policy call (a speed knob; does not change trees)
-    trees_in_flight: int = 64  # trees expanded in lockstep (a speed/memory knob)
-    seed: int = 0
-    overwrite: bool = False
-    limit: int | None = None  # only the first N problems
-    gpu_memory_utilization: float = 0.9  # --backend vllm: vLLM's share of its GPU (a PRM gets the rest)
-    prm_device: str | None = None  # where a token/qwen PRM or judge model goes: cpu, cuda, cuda:1 (None: cuda if any)
+    problems: Path = opt("problems.jsonl to build trees for.")
+    out: Path = opt("trees.jsonl to append finished trees to (resumable).")
+    model: str = opt("Policy: 'embedded', a checkpoint folder, or a hub id.", EMBEDDED_NAME)
+    backend: BackendName = opt("transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU); does not change trees.", "transformers")
+    task: TaskName = opt("Problem domain.", "arith")
+    prm: PRMName = opt("Process reward model: verifier (the task's exact check), rollout, token, qwen, judge, trained (from `journey train --stage prm`) or tests (code).", "verifier")
+    prm_model: str | None = opt("Checkpoint of a token/qwen PRM, or the judge LLM (default: the policy).", None)
+    rollouts: int = opt("m: rollouts per step for --prm rollout (and tests).", 4)
+    width: int = opt("w: candidate next steps per expanded node.", 4, flags=("--width", "-w"))
+    depth: int = opt("D: maximum steps from the root.", 8, flags=("--depth", "-D"))
+    top_k: int = opt("K (beam): children kept for expansion per tree per depth.", 2, flags=("--top-k", "-K"))
+    search: SearchName = opt("beam (top-K per depth, Part 1) or mcts (PUCT selection, o1-Coder / rStar-Math).", "beam")
+    simulations: int = opt("N (mcts): simulations per tree, each expands one leaf with w samples.", 16)
+    c_puct: float = opt("mcts: PUCT exploration weight (0 = greedy on q).", 1.0)
+    rollout: Rollout = opt("mcts: a new step's value: none (its PRM score) or policy (one rollout to a final answer: right 1, wrong 0).", "none")
+    max_children: int | None = opt("mcts: progressive widening up to this many children per node (default: --width, no widening).", None)
+    temperature: float = opt("Sampling temperature (0 = greedy); 1 samples the model's own distribution, for diverse trees.", 1.0)
+    top_p: float = opt("Nucleus sampling mass.", 0.95)
+    max_step_tokens: int = opt("Longest step; longer ones are cut and marked invalid.", 48)
+    batch_size: int = opt("Sequences per policy call (speed only).", 256)
+    trees_in_flight: int = opt("Trees expanded in lockstep (speed and memory only).", 64)
+    seed: int = opt("Run seed; every node's sampling seed derives from it.", 0)
+    overwrite: bool = opt("Start over instead of resuming an existing --out.", False)
+    limit: int | None = opt("Only the first N problems.", None)
+    gpu_memory_utilization: float = opt("--backend vllm: vLLM's share of its GPU (weights and KV cache); a PRM on that GPU gets the rest.", 0.9)
+    prm_device: str | None = opt("Where a token/qwen PRM or a judge model goes: cpu, cuda or cuda:N (default: cuda if there is one).", None)
 
     def __post_init__(self):
+        check_task(self.task)
         self.check_ray()
         self.code_config()  # checks --code-alpha
         self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
@@ -247,21 +160,19 @@ class BuildTreeConfig(RayOptions, CodeOptions):
             raise ValueError(f"--prm-device must be cpu, cuda or cuda:N, got {self.prm_device!r}")
         if self.search not in SEARCHES:
             raise ValueError(f"--search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
-        if self.search == "mcts":
-            self.search_config = MCTSConfig(self.width, self.depth, self.top_k, self.seed,
-                                            self.simulations, self.c_puct, self.rollout, self.max_children)
-        else:
-            self.search_config = SearchConfig(self.width, self.depth, self.top_k, self.seed)
+        shape = SEARCHES[self.search][1]
+        self.search_config = shape(**{f.name: getattr(self, f.name) for f in fields(shape) if f.init})
         self.sampling = SamplingConfig(self.temperature, self.top_p, self.max_step_tokens,
                                        self.batch_size)
         if self.prm not in PRMS:
             raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
+        check_choices(self)
 
     def content(self) -> dict:
         """What decides a tree (compared on resume), the models' fingerprints included."""
         if not hasattr(self, "_content"):
             d = asdict(self)
-            keys = TREE_CONTENT_KEYS + SEARCH_CONTENT_KEYS[self.search] + (("code_alpha",) if self.task == "code" else ())
+            keys = TREE_CONTENT_KEYS + self.search_config.content_keys + (("code_alpha",) if self.task == "code" else ())
             self._content = {**{k: d[k] for k in keys},
                              "model_fingerprint": model_fingerprint(self.model),
                              "prm_model_fingerprint": model_fingerprint(self.prm_model) if self.prm_model else None}
@@ -272,22 +183,22 @@ class BuildTreeConfig(RayOptions, CodeOptions):
 class DeriveConfig:
     """Everything `derive-longthought` needs. Fields mirror the CLI flags."""
 
-    trees: Path
-    out_dir: Path
-    max_trials: int = 2  # K: trials per correct-path node, the correct continuation included
-    trial_prob: float = 0.8  # p: chance of each failed trial at a correct-path node
-    pairs_per_problem: int = 5  # P: DPO pairs per tree (the paper drew 5)
-    style: str = "verbose"  # reflection phrasing: verbose (varied, paper words) | concise
-    seed: int = 0
-    task: str | None = None  # default: the task recorded in the trees
-    tokenizer: str = EMBEDDED_NAME  # for the token counts in the summary
-    rewrite_model: str | None = None
-    rewrite_backend: str = "transformers"
-    rewrite_max_tokens: int = 1024
-    prm_labels: str = "auto"  # PRM rows' labels: auto | verdict | score | q (see longthought.prm_data)
-    trial_count: str = "geometric"  # failed trials per node: geometric (p each, first miss stops) | uniform 0..K-1
-    trial_end: str = "first-wrong"  # a trial stops at its first wrong step | dead-end (runs on to a wrong answer)
-    backtrack: str = "step"  # a backtrack names the step (number and text) | state (restates what is left)
+    trees: Path = opt("trees.jsonl from build-tree.")
+    out_dir: Path = opt("Folder for sft_journey.jsonl, sft_shortcut.jsonl, dpo_pairs.jsonl, prm_steps.jsonl, prm_pairs.jsonl.")
+    max_trials: int = opt("K: trials per correct-path node, the correct one included (1 = shortcut only).", 2, flags=("--max-trials", "-K"))
+    trial_prob: float = opt("p: chance of each failed trial at a correct-path node.", 0.8)
+    pairs_per_problem: int = opt("P: DPO pairs per tree (chosen right, rejected wrong).", 5)
+    style: StyleName = opt("Reflection phrasing: 'verbose' (varied, the paper's words) or 'concise' (one short form; easier for tiny models).", "verbose")
+    seed: int = opt("Seed for trial choices and reflection phrasing.", 0)
+    task: TaskName | None = opt("Problem domain (default: the one recorded in the trees).", None)
+    tokenizer: str = opt("Tokenizer for the token counts in the summary.", EMBEDDED_NAME)
+    rewrite_model: str | None = opt("Optional LLM that rewrites each journey draft (our published prompt).", None)
+    rewrite_backend: str = opt("Backend of the rewrite model.", "transformers")
+    rewrite_max_tokens: int = opt("Longest rewrite, in tokens.", 1024)
+    prm_labels: LabelSource = opt("Labels of prm_steps/prm_pairs: auto (verdict for verifier trees, else MCTS q, else PRM score), verdict, score or q.", "auto")
+    trial_count: TrialCount = opt("Failed trials per correct-path node: geometric (each with --trial-prob, the first miss stops) or uniform (0..K-1, so success does not always follow the first failure).", "geometric")
+    trial_end: TrialEnd = opt("A trial stops at its first wrong step (first-wrong) or runs on to a wrong final answer where the tree has one (dead-end).", "first-wrong")
+    backtrack: Backtrack = opt("A backtrack names the step to resume from (step: its number and text) or restates what is left to solve (state; arith: the remaining expression).", "step")
 
     def __post_init__(self):
         check_at_least(1, max_trials=self.max_trials, rewrite_max_tokens=self.rewrite_max_tokens)
@@ -304,6 +215,7 @@ class DeriveConfig:
             raise ValueError(f"--style must be one of {', '.join(STYLES)}, got {self.style!r}")
         if self.rewrite_backend != "transformers":
             raise ValueError(f"--rewrite-backend {self.rewrite_backend!r}: only 'transformers' is built so far")
+        check_choices(self)
 
 
 Stage = Literal["sft", "dpo", "prm"]
@@ -311,31 +223,32 @@ STAGES = ("sft", "dpo", "prm")
 # TRL's defaults for SFT and DPO; tiny models want far more (see recipes). PRM: a new head.
 DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6, "prm": 1e-4}
 OBJECTIVES = ("pointwise", "pairwise")
+Objective = Literal[OBJECTIVES]
 
 
 @dataclass
 class TrainConfig:
     """Everything `train` needs. Fields mirror the CLI flags."""
 
-    stage: Stage
-    data: list[Path]
-    out: Path
-    model: str = EMBEDDED_NAME
-    epochs: float = 1.0
-    lr: float | None = None  # default: DEFAULT_LR[stage]
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 1024
-    max_steps: int = -1  # > 0 overrides epochs
-    lora: bool = False
-    lora_r: int = 16
-    mask_wrong_steps: bool = False  # SFT: leave rows' `mask_spans` (the wrong steps) out of the loss
-    beta: float = 0.1  # DPO only
-    loss_type: str = "sigmoid"  # DPO only
-    objective: str = "pointwise"  # PRM only: pointwise (prm_steps.jsonl) | pairwise (prm_pairs.jsonl)
-    seed: int = 0
-    overwrite: bool = False
-    extra: dict = field(default_factory=dict)  # passed to SFTConfig / DPOConfig as is
+    stage: Stage = opt("'sft' (TRL SFTTrainer, loss on the answer only), 'dpo' (TRL DPOTrainer) or 'prm' (a process reward model: see --objective).")
+    data: list[Path] = opt("Data file(s), comma-separated: SFT {messages}, DPO {prompt, chosen, rejected}, or PRM rows (prm_steps.jsonl / prm_pairs.jsonl).")
+    out: Path = opt("Folder for the trained checkpoint (HF format).")
+    model: str = opt("Starting model: 'embedded', a checkpoint folder, or a hub id.", EMBEDDED_NAME)
+    epochs: float = opt("Passes over the data.", 1.0)
+    lr: float | None = opt("Learning rate (default: TRL's, 2e-5 for SFT and 1e-6 for DPO; 1e-4 for a PRM).", None)
+    batch_size: int = opt("Rows per device per step.", 8)
+    grad_accum: int = opt("Gradient accumulation steps.", 1)
+    max_length: int = opt("Longest tokenized row; longer rows are truncated.", 1024)
+    max_steps: int = opt("Stop after this many steps (overrides --epochs when > 0).", -1)
+    lora: bool = opt("Train LoRA adapters (peft), merged into the saved checkpoint.", False)
+    lora_r: int = opt("--lora: the adapters' rank.", 16)
+    mask_wrong_steps: bool = opt("SFT: no loss on the wrong steps of journey rows (their mask_spans), only on reflections and corrections.", False)
+    beta: float = opt("DPO: strength of the KL penalty.", 0.1)
+    loss_type: str = opt("DPO: TRL loss type (sigmoid, ipo, hinge, ...).", "sigmoid")
+    objective: Objective = opt("PRM: pointwise (cross-entropy at every step end, prm_steps.jsonl) or pairwise (Bradley-Terry on sibling steps, prm_pairs.jsonl).", "pointwise")
+    seed: int = opt("Training seed.", 0)
+    overwrite: bool = opt("Replace an existing --out folder.", False)
+    extra: dict = opt("Passed to SFTConfig / DPOConfig as is (recipes and scripts).", factory=dict, cli=False)
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -356,6 +269,7 @@ class TrainConfig:
         check_positive(lr=self.lr)
         if self.mask_wrong_steps and self.stage != "sft":
             raise ValueError("--mask-wrong-steps is for --stage sft only")
+        check_choices(self)
 
 
 # The config keys that decide what is generated: a resumed run must match them.
@@ -366,21 +280,22 @@ GENERATION_CONTENT_KEYS = ("model", "task", "samples", "temperature", "top_p", "
 class GenerateConfig(RayOptions, CodeOptions):
     """What eval and sample-pairs share: the model, the problems, and how to sample."""
 
-    model: str
-    problems: Path
-    out: Path
-    task: str = "arith"
-    backend: str = "transformers"
-    samples: int = 1
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 512
-    batch_size: int = 64
-    seed: int = 0
-    limit: int | None = None
-    overwrite: bool = False
+    model: str = opt("'embedded', a checkpoint folder, or a hub id.")
+    problems: Path = opt("problems.jsonl (id, question, answer).")
+    out: Path = opt("metrics.json to write (generations go beside it).")
+    task: TaskName = opt("Problem domain.", "arith")
+    backend: BackendName = opt("transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU).", "transformers")
+    samples: int = opt("k samples per problem for maj@k and pass@k (1 = greedy only).", 1, flags=("--samples", "-k"))
+    temperature: float = opt("Temperature of the k samples (greedy accuracy is always at 0).", 0.7)
+    top_p: float = opt("Nucleus sampling mass.", 0.95)
+    max_new_tokens: int = opt("Longest answer, in tokens.", 512)
+    batch_size: int = opt("Sequences per generate call.", 64)
+    seed: int = opt("Sampling seed.", 0)
+    limit: int | None = opt("Only the first N problems.", None)
+    overwrite: bool = opt("Start over instead of resuming the generations kept beside --out.", False)
 
     def __post_init__(self):
+        check_task(self.task)
         self.check_ray()
         self.code_config()  # checks --code-alpha
         self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
@@ -389,6 +304,7 @@ class GenerateConfig(RayOptions, CodeOptions):
         if self.limit is not None:
             check_at_least(1, limit=self.limit)
         check_sampling_flags(self.temperature, self.top_p)
+        check_choices(self)
 
     def content(self) -> dict:
         """What decides the generations (compared on resume), the model's fingerprint included."""
@@ -403,70 +319,97 @@ class GenerateConfig(RayOptions, CodeOptions):
 class SamplePairsConfig(GenerateConfig):
     """`sample-pairs`: the paper's on-policy recipe, n = 20 samples and P = 5 pairs per problem."""
 
-    samples: int = 20
-    pairs: int = 5  # P: pairs per problem (drawn from the samples; not part of what is generated)
+    out: Path = opt("dpo_pairs.jsonl to write.")
+    samples: int = opt("Responses sampled per problem.", 20, flags=("--samples", "-n"))
+    temperature: float = opt("Sampling temperature.", 0.7)
+    pairs: int = opt("P: pairs per problem (P right and P wrong answers drawn at random).", 5)
 
     def __post_init__(self):
         super().__post_init__()
         check_at_least(1, pairs=self.pairs)
+        check_choices(self)
+
+
+@dataclass
+class EvalConfig(GenerateConfig):
+    """`eval`: accuracy, maj@k, pass@k on held-out problems, or the mechanism eval (`--inject-errors`)."""
+
+    out: Path = opt("metrics.json to write (generations go beside it).", Path("metrics.json"))
+    inject_errors: bool = opt("Mechanism eval instead: prefill a correct prefix plus one wrong step (or a clean one), let the model go on, and report recovery, detection, false alarms, backtrack validity and length.", False)
 
 
 # ---------------------------------------------------------------- Part 2: import, curate, distill
 
 
 @dataclass
-class ImportConfig:
-    """`problems --from FILE --format F`: turn a dataset file into problems.jsonl (journey.importers)."""
+class ProblemsConfig:
+    """`problems`: generate a task's problems, or import a dataset file (`--from FILE --format F`,
+    journey.runtime.importers) as problems.jsonl."""
 
-    source: Path
-    format: str
-    out: Path
-    question_key: str = "question"  # --format jsonl: the field holding the question
-    answer_key: str = "answer"  # --format jsonl: the field holding the answer
-    overwrite: bool = False
+    out: Path = opt("Where to write problems.jsonl.")
+    task: TaskName = opt("Problem domain.", "arith")
+    n: int = opt("How many problems.", 100)
+    seed: int = opt("Generator seed: the same seed gives the same problems.", 0)
+    source: Path | None = opt("Import this dataset file instead of generating (JSONL, JSONL.gz, JSON array or Parquet); needs --format.", None, flags=("--from",))
+    format: FormatName | None = opt("The --from file's format: math (MATH, MATH-500), gsm8k, mbpp, humaneval, countdown, or jsonl (any rows; see --question-key).", None)
+    question_key: str = opt("--format jsonl: the field holding the question.", "question")
+    answer_key: str = opt("--format jsonl: the field holding the answer.", "answer")
+    overwrite: bool = opt("Replace an existing --out file.", False)
 
     def __post_init__(self):
-        from journey.importers import FORMATS
-
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n <= 0:
+            raise ValueError(f"--n must be > 0, got {self.n}")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; known tasks: {', '.join(sorted(TASKS))}")
+        keys = (self.question_key, self.answer_key)
+        defaults = (ProblemsConfig.question_key, ProblemsConfig.answer_key)
+        if self.source is None:
+            if self.format is not None or keys != defaults:
+                raise ValueError("--format, --question-key and --answer-key go with --from FILE")
+            return
+        if self.format is None:
+            raise ValueError("--from needs --format: math, gsm8k, mbpp, humaneval, countdown or jsonl")
         if self.format not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        keys = (self.question_key, self.answer_key)
-        if self.format != "jsonl" and keys != (ImportConfig.question_key, ImportConfig.answer_key):
+        if self.format != "jsonl" and keys != defaults:
             raise ValueError("--question-key and --answer-key are for --format jsonl only")
         if not all(isinstance(k, str) and k.strip() for k in keys) or keys[0] == keys[1]:
             raise ValueError(f"--question-key and --answer-key must be two different field names, got {keys}")
+
+
+ImportConfig = ProblemsConfig  # `problems --from`: the same options
 
 
 @dataclass
 class CurateConfig:
     """`curate`: keep the problems a checker can grade (journey.tasks.math.curate)."""
 
-    problems: Path
-    out: Path
-    overwrite: bool = False
+    problems: Path = opt("problems.jsonl, or a MATH / MATH-500 file (problem, solution, answer).")
+    out: Path = opt("Where to write the problems kept (the rows as they were).")
+    overwrite: bool = opt("Replace an existing --out file.", False)
 
 
 @dataclass
 class DistillConfig(RayOptions):
     """Everything `distill` needs (Part 2: teacher samples -> curation -> reformat -> SFT rows)."""
 
-    problems: Path
-    out_dir: Path
-    teacher: str  # 'embedded', a checkpoint folder, a hub id, or a served model's name (--backend openai)
-    backend: str = "transformers"  # transformers | openai | vllm (does not change what is kept)
-    task: str = "math"  # extracts and checks the answers: math (\boxed{}) or arith ("The answer is N.")
-    samples: int = 4  # n: samples per problem
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 8192  # longest sample; longer ones are dropped as truncated
-    min_tokens: int = 0  # shorter samples are dropped as too short (0: off)
-    max_tokens: int | None = None  # longer samples are dropped as too long (None: off)
-    reformat: bool = False  # a second, greedy teacher call rewrites each kept sample step by step
-    prompt: str = "shipped"  # the teacher's system prompt: shipped | task (the task's own) | a file
-    batch_size: int = 64  # sequences (problems x samples) per teacher call (speed only)
-    seed: int = 0
-    limit: int | None = None  # only the first N problems
-    overwrite: bool = False
+    problems: Path = opt("problems.jsonl to distil long thoughts for.")
+    out_dir: Path = opt("Folder for sft.jsonl, distill.json, README.md (a dataset card) and samples.jsonl (the journal; rerun to resume).")
+    teacher: str = opt("The teacher: a model served at $OPENAI_BASE_URL (--backend openai), a checkpoint folder, a hub id, or 'embedded'.")
+    backend: BackendName = opt("transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU); does not change what is kept.", "transformers")
+    task: TaskName = opt("How answers are extracted and checked: math (\\boxed{}, math-verify) or arith ('The answer is N.').", "math")
+    samples: int = opt("n: teacher samples per problem.", 4, flags=("--samples", "-n"))
+    temperature: float = opt("Sampling temperature of the teacher.", 0.7)
+    top_p: float = opt("Nucleus sampling mass.", 0.95)
+    max_new_tokens: int = opt("Longest sample, in tokens; a sample that reaches it is dropped as truncated.", 8192)
+    min_tokens: int = opt("Drop samples shorter than this, in tokens, as too short (0: off).", 0)
+    max_tokens: int | None = opt("Drop finished samples longer than this, in tokens, as too long (default: off).", None)
+    reformat: bool = opt("Ask the teacher again (greedy) to rewrite each kept sample step by step; a rewrite that loses the answer is discarded and counted.", False)
+    prompt: str = opt("The teacher's system prompt: 'shipped' (journey/stages/distill_prompt.md), 'task' (the task's own prompt, as eval sends) or a file.", "shipped")
+    batch_size: int = opt("Sequences (problems x samples) per teacher call (speed only).", 64)
+    seed: int = opt("Sampling seed.", 0)
+    limit: int | None = opt("Only the first N problems.", None)
+    overwrite: bool = opt("Start over instead of resuming the samples journal in --out-dir.", False)
 
     def __post_init__(self):
         self.check_ray()
@@ -487,66 +430,81 @@ class DistillConfig(RayOptions):
             raise ValueError(f"--task must be one of {', '.join(sorted(TASKS))}, got {self.task!r}")
         if not str(self.teacher).strip():
             raise ValueError("--teacher is empty")
+        check_choices(self)
 
 
 @dataclass
 class EvalPRMConfig:
     """Everything `eval-prm` needs. Fields mirror the CLI flags."""
 
-    trees: Path
-    prm_model: str | None = None
-    prm: str = "trained"
-    out: Path | None = None
-    task: str | None = None  # default: the task recorded in the trees
+    trees: Path = opt("Held-out trees.jsonl (from build-tree) whose steps the PRM judges.")
+    prm_model: str | None = opt("The PRM checkpoint (for --prm trained: from `journey train --stage prm`).", None)
+    prm: PRMName = opt("Which PRM: trained, token, qwen, judge, rollout or tests.", "trained")
+    out: Path | None = opt("prm_metrics.json to write (optional).", None)
+    task: TaskName | None = opt("Problem domain (default: the one recorded in the trees).", None)
 
     def __post_init__(self):
         if self.prm not in PRMS:
             raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
         if self.prm == "verifier":
             raise ValueError("--prm verifier is the reference itself; evaluate another PRM")
+        check_choices(self)
 
 
 PRM_LOOPS = ("trained", "fixed")
+PRMLoop = Literal[PRM_LOOPS]
+SFTData = Literal["journey", "shortcut"]
+
+
+# What selfplay sets itself in each round's stage configs: not options of their own under selfplay.
+# Every other field of BuildTreeConfig, DeriveConfig and TrainConfig is a selfplay option too.
+SELFPLAY_SETS = {
+    "tree": ("problems", "out", "model", "task", "prm", "prm_model", "seed", "limit", "overwrite",
+             "batch_size", "ray", "ray_address", "workers", "gpus_per_worker"),
+    "derive": ("trees", "out_dir", "seed", "task"),
+    "train": ("stage", "data", "out", "model", "epochs", "lr", "batch_size", "max_steps", "seed",
+              "overwrite", "objective", "extra"),
+}
 
 
 @dataclass
 class SelfplayConfig:
-    """`selfplay`: rounds of search -> derive -> train policy and PRM (see journey.selfplay).
-    Defaults finish a round in minutes on the embedded model with a few hundred problems."""
+    """`selfplay`: rounds of search -> derive -> train policy and PRM (see journey.stages.selfplay).
+    Defaults finish a round in minutes on the embedded model with a few hundred problems.
 
-    problems: Path
-    test: Path
-    out_dir: Path
-    rounds: int = 2
-    model: str = EMBEDDED_NAME  # policy_0
-    prm: str = "verifier"  # PRM_0
-    prm_model: str | None = None
-    prm_loop: str = "trained"  # later rounds search with the PRM trained before (trained) or keep --prm (fixed)
-    task: str = "arith"
-    search: str = "beam"
-    width: int = 4
-    depth: int = 8
-    top_k: int = 2
-    simulations: int = 16
-    temperature: float = 1.0
-    max_trials: int = 2
-    trial_prob: float = 0.8
-    style: str = "concise"
-    sft_data: str = "journey"  # journey | shortcut
-    epochs: float = 3.0
-    lr: float = 5e-5
-    dpo_lr: float = 2e-5
-    prm_epochs: float = 1.0
-    prm_lr: float = 1e-4
-    batch_size: int = 16
-    max_steps: int = -1  # > 0 caps every training (for quick runs and tests)
-    pair_samples: int = 8
-    pairs: int = 5
-    dpo_problems: int | None = 100
-    eval_samples: int = 4
-    limit: int | None = None  # only the first N train problems
-    test_limit: int | None = None
-    seed: int = 0
+    The loop's own options are fields here; every build-tree, derive-longthought and train option
+    that the loop does not set itself (`SELFPLAY_SETS`) is passed through `tree`, `derive` and
+    `train` (checked by building those stages' configs), so selfplay reaches all of them without
+    declaring them again: `SelfplayConfig(..., tree={"search": "mcts", "c_puct": 2.0})`.
+    """
+
+    problems: Path = opt("Train problems (problems.jsonl): trees, SFT and DPO data come from them.")
+    test: Path = opt("Held-out problems: policy accuracy per round, and the trees PRMs are judged on.")
+    out_dir: Path = opt("Folder for every round's trees, data, models and metrics (resumable).")
+    rounds: int = opt("R: rounds of search -> derive -> train.", 2)
+    model: str = opt("Policy of round 0: 'embedded', a checkpoint folder, or a hub id.", EMBEDDED_NAME)
+    prm: PRMName = opt("PRM of round 0 (verifier, rollout, trained, ...).", "verifier")
+    prm_model: str | None = opt("Checkpoint of the round-0 PRM, if it needs one.", None)
+    prm_loop: PRMLoop = opt("Later rounds search with the PRM trained the round before (trained) or keep --prm (fixed).", "trained")
+    task: TaskName = opt("Problem domain.", "arith")
+    sft_data: SFTData = opt("SFT on the journey or the shortcut rows.", "journey")
+    epochs: float = opt("SFT epochs.", 3.0)
+    lr: float = opt("SFT learning rate.", 5e-5)
+    dpo_lr: float = opt("DPO learning rate.", 2e-5)
+    prm_epochs: float = opt("PRM epochs.", 1.0)
+    prm_lr: float = opt("PRM learning rate.", 1e-4)
+    batch_size: int = opt("Rows per training step (all three trainings).", 16)
+    max_steps: int = opt("Cap every training at this many steps (-1: by epochs).", -1)
+    pair_samples: int = opt("sample-pairs: responses per problem.", 8)
+    pairs: int = opt("sample-pairs: P pairs per problem.", 5)
+    dpo_problems: int | None = opt("sample-pairs: only the first N train problems.", 100)
+    eval_samples: int = opt("eval: k samples per test problem (pass@k).", 4)
+    limit: int | None = opt("Only the first N train problems.", None)
+    test_limit: int | None = opt("Only the first N test problems.", None)
+    seed: int = opt("Run seed (round r uses seed + r for its trees, data and training).", 0)
+    tree: dict = opt("build-tree options for every round's trees (see SELFPLAY_SETS).", factory=dict, cli=False)
+    derive: dict = opt("derive-longthought options.", factory=lambda: {"style": "concise"}, cli=False)
+    train: dict = opt("train options for the SFT, DPO and PRM trainings (those each stage takes).", factory=dict, cli=False)
 
     def __post_init__(self):
         check_at_least(1, rounds=self.rounds, pair_samples=self.pair_samples, pairs=self.pairs,
@@ -562,29 +520,52 @@ class SelfplayConfig:
             raise ValueError(f"--sft-data must be journey or shortcut, got {self.sft_data!r}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"--max-steps must be > 0, or -1 to train by epochs; got {self.max_steps}")
+        self.derive = {"style": "concise", **self.derive}
+        for part, options in (("tree", self.tree), ("derive", self.derive), ("train", self.train)):
+            taken = set(options) & set(SELFPLAY_SETS[part])
+            if taken:
+                raise ValueError(f"selfplay sets {sorted(taken)[0]!r} itself; its {part} options cannot")
         # The stage configs check the rest (search shape, PRM name, style) before anything runs.
-        BuildTreeConfig(problems=self.problems, out=self.out_dir / "x", model=self.model, task=self.task,
-                        prm=self.prm, prm_model=self.prm_model, width=self.width, depth=self.depth,
-                        top_k=self.top_k, search=self.search, simulations=self.simulations,
-                        temperature=self.temperature)
-        DeriveConfig(trees=self.problems, out_dir=self.out_dir, max_trials=self.max_trials,
-                     trial_prob=self.trial_prob, style=self.style)
+        self.tree_config(self.problems, self.out_dir / "x", self.model, self.prm, self.prm_model, self.seed)
+        DeriveConfig(trees=self.problems, out_dir=self.out_dir, **self.derive)
+        TrainConfig("sft", [self.problems], self.out_dir, **self.train_options("sft"))
+        check_choices(self)
+
+    def tree_config(self, problems: Path, out: Path, model: str, prm: str, prm_model: str | None, seed: int,
+                    **overrides) -> BuildTreeConfig:
+        """A round's build-tree config: the loop's settings, then the `tree` options."""
+        return BuildTreeConfig(problems=problems, out=out, model=model, task=self.task, prm=prm,
+                               prm_model=prm_model, seed=seed, **{**self.tree, **overrides})
+
+    def train_options(self, stage: str) -> dict:
+        """The `train` options the trainings of `stage` take (LoRA: SFT and DPO; masking: SFT;
+        beta and loss type: DPO; all: batch size, length, accumulation)."""
+        only = {"lora": ("sft", "dpo"), "lora_r": ("sft", "dpo"), "mask_wrong_steps": ("sft",),
+                "beta": ("dpo",), "loss_type": ("dpo",)}
+        return {k: v for k, v in self.train.items() if stage in only.get(k, (stage,))}
+
+    def record(self) -> dict:
+        """The config as one flat record (provenance): the loop's fields, then every stage option."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("tree", "derive", "train")}
+        flat = {**own, **self.tree, **self.derive, **{f"train_{k}": v for k, v in self.train.items()}}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in flat.items()}
 
 
 @dataclass
 class RunTestsConfig:
     """`journey run-tests`: score programs against their problems' tests in the sandbox."""
 
-    problems: Path
-    solutions: Path
-    out: Path
-    code_alpha: float = 0.5
-    workers: int | None = None
-    unsafe_no_sandbox: bool = False
-    overwrite: bool = False
+    problems: Path = opt("Code problems: id, entry_point, tests [{input: [args], output}].")
+    solutions: Path = opt('Programs to score: {"id": problem id, "code": "..."} per line.')
+    out: Path = opt("Where to write results.jsonl (one row per solution).")
+    code_alpha: float = opt("a in the reward a * compiles + (1 - a) * pass_rate.", 0.5)
+    workers: int | None = opt("Programs run at once (default: the CPU count).", None)
+    unsafe_no_sandbox: bool = opt("Run the programs WITHOUT the bubblewrap jail (rlimits only). Dangerous.", False)
+    overwrite: bool = opt("Replace an existing --out file.", False)
 
     def __post_init__(self):
         CodeConfig(alpha=self.code_alpha, workers=self.workers)
+        check_choices(self)
 
 
 @dataclass
@@ -593,20 +574,20 @@ class GenTestsConfig:
     reference gives outputs) measured by how many tests the reference passes and by mutation
     score against the given tests."""
 
-    problems: Path
-    out: Path
-    model: str = EMBEDDED_NAME
-    backend: str = "transformers"
-    n: int = 10  # test inputs asked of the policy per problem
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_new_tokens: int = 48
-    mutants: int = 20  # at most this many mutants of each reference
-    seed: int = 0
-    limit: int | None = None
-    workers: int | None = None
-    unsafe_no_sandbox: bool = False
-    overwrite: bool = False
+    problems: Path = opt("Code problems with a reference 'solution'.")
+    out: Path = opt("Where to write the problems with generated tests.")
+    model: str = opt("The test-case generator (default: the embedded code policy).", EMBEDDED_NAME)
+    backend: BackendName = opt("transformers, openai or vllm.", "transformers")
+    n: int = opt("Test inputs asked of the policy per problem.", 10)
+    temperature: float = opt("Sampling temperature.", 1.0)
+    top_p: float = opt("Nucleus sampling mass.", 0.95)
+    max_new_tokens: int = opt("Tokens per proposed input.", 48)
+    mutants: int = opt("At most this many mutants of each reference.", 20)
+    seed: int = opt("Sampling seed.", 0)
+    limit: int | None = opt("Only the first N problems.", None)
+    workers: int | None = opt("Programs run at once (default: the CPU count).", None)
+    unsafe_no_sandbox: bool = opt("Run programs WITHOUT the bubblewrap jail. Dangerous.", False)
+    overwrite: bool = opt("Replace an existing --out file.", False)
 
     def __post_init__(self):
         check_at_least(1, n=self.n, max_new_tokens=self.max_new_tokens, mutants=self.mutants)
@@ -614,3 +595,22 @@ class GenTestsConfig:
         if self.limit is not None:
             check_at_least(1, limit=self.limit)
         CodeConfig(workers=self.workers)
+        check_choices(self)
+
+
+@dataclass
+class ShowConfig:
+    """`show`: trees drawn as one HTML page, with the journey derive-longthought would take."""
+
+    trees: Path = opt("trees.jsonl from build-tree.")
+    out: Path = opt("HTML file to write (self-contained: opens offline).", Path("trees.html"))
+    ids: list[str] | None = opt("Only these tree ids (repeat the flag for more).", None, flags=("--id",))
+    max_trials: int = opt("K for the journey drawn on the tree (as derive-longthought).",
+                          DeriveConfig.max_trials, flags=("--max-trials", "-K"))
+    trial_prob: float = opt("p for the journey drawn on the tree (as derive-longthought).", DeriveConfig.trial_prob)
+    seed: int = opt("Seed for the journey drawn on the tree (as derive-longthought).", DeriveConfig.seed)
+
+    def __post_init__(self):
+        if isinstance(self.max_trials, bool) or not isinstance(self.max_trials, int) or self.max_trials < 1 \
+                or not (isinstance(self.trial_prob, int | float) and 0 <= self.trial_prob <= 1):
+            raise ValueError("--max-trials must be >= 1 and --trial-prob in [0, 1]")

@@ -11,7 +11,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def policy():
     import torch
 
-    from journey.models.policy import SamplingConfig, TransformersPolicy
+    from journey.models.base import SamplingConfig
+    from journey.models.transformers_policy import TransformersPolicy
 
     torch.set_num_threads(2)
     return TransformersPolicy("embedded", sampling=SamplingConfig(temperature=0.7, top_p=0.95))

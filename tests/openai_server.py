@@ -33,8 +33,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from journey.models.base import SamplingConfig
 from journey.models.embedded import resolve_model
-from journey.models.policy import SamplingConfig, TransformersPolicy
+from journey.models.transformers_policy import TransformersPolicy
 
 SHAPES = ("vllm", "sglang", "openai")
 OPENAI_FIELDS = {"model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs",

@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from journey.cli import app
+from journey.models.base import Prefix, Proposal, SamplingConfig
 from journey.models.embedded import EMBEDDED_PATH, build_config, build_tokenizer
 from journey.models.openai_policy import OpenAIPolicy, tokens_ending_before
-from journey.models.policy import Prefix, Proposal, SamplingConfig, TransformersPolicy
+from journey.models.transformers_policy import TransformersPolicy
 from tests.openai_server import SHAPES, make_server
 
 runner = CliRunner()

@@ -7,9 +7,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from journey.cards import CARD, card_text, size_category, write_card
 from journey.cli import app
-from journey.provenance import provenance
+from journey.runtime.cards import CARD, card_text, size_category, write_card
+from journey.runtime.provenance import provenance
 
 runner = CliRunner()
 U, A = {"role": "user", "content": "1 + 2"}, {"role": "assistant", "content": "The answer is 3."}

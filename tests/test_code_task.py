@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from journey.cli import app
-from journey.config import BuildTreeConfig, CodeConfig, GenerateConfig
+from journey.config import BuildTreeConfig, GenerateConfig
 from journey.models.embedded import EMBEDDED_CODE_PATH, resolve_model
 from journey.models.prm import StepScore
-from journey.run_tests import TestsPRM, plan_score
+from journey.models.tests_prm import TestsPRM, plan_score
 from journey.tasks import get_task
-from journey.tasks.code import CodeTask, Grade, gold_spec, parse_gold, same_output
+from journey.tasks.code import CodeConfig, CodeTask, Grade, gold_spec, parse_gold, same_output
 
 runner = CliRunner()
 
@@ -108,7 +108,7 @@ def test_plan_score_explains_with_the_best_rollouts_failing_test():
 
 
 def test_tests_prm_scores_programs_by_their_tests(task):
-    from journey.models.policy import TransformersPolicy
+    from journey.models.transformers_policy import TransformersPolicy
 
     policy = TransformersPolicy("embedded-code", delimiter="\n\n")
     prm = TestsPRM(task, policy, rollouts=2, max_new_tokens=8)
@@ -171,7 +171,7 @@ def test_journey_on_a_code_tree_reflects_with_the_failing_test(task):
 
 
 def test_code_options_reach_the_task_in_every_stage_that_checks(tmp_path):
-    from journey.distributed import ChunkJob
+    from journey.runtime.distributed import ChunkJob
     from journey.tasks import task_of
 
     common = dict(problems=tmp_path / "p.jsonl", out=tmp_path / "o.jsonl", task="code")

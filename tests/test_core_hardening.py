@@ -20,7 +20,7 @@ from journey.longthought.render import (
     render,
     render_with_spans,
 )
-from journey.models.policy import Policy, Proposal
+from journey.models.base import Policy, Proposal
 from journey.models.prm import PRM, StepScore
 from journey.models.registry import (
     BACKENDS,
@@ -71,16 +71,16 @@ def imported_modules(path: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "base, implementations",
-    [("policy", {"openai_policy", "vllm_policy", "registry"}),
+    [("base", {"transformers_policy", "openai_policy", "vllm_policy", "registry", "prm", "judge", "model_prms"}),
      ("prm", {"judge", "model_prms", "registry"})],
 )
 def test_base_modules_import_none_of_their_implementations(base, implementations):
     imported = imported_modules(MODELS / f"{base}.py")
     assert not {f"journey.models.{m}" for m in implementations} & imported, imported
-    import journey.models.policy as policy
+    import journey.models.base as base_module
     import journey.models.prm as prm
 
-    names = vars({"policy": policy, "prm": prm}[base])
+    names = vars({"base": base_module, "prm": prm}[base])
     assert not {"load_policy", "BACKENDS", "build_prm", "PRMS"} & names.keys()
 
 
@@ -330,6 +330,11 @@ ROLLOUT_REASONS = {2: "0 of 4 rollouts from this step reach the right answer.",
                    7: "0 of 4 rollouts from this step reach the right answer."}
 
 
+def explains(tree: Tree) -> bool:
+    """What derive tells the renderer: whether the PRM in the tree's run record explains."""
+    return prm_explains(tree.recorded("prm"))
+
+
 def statistic_tree(prm: str | None) -> tuple[Tree, int]:
     """journey_tree, with a run record naming `prm`, rollout-style reasons, and a wrong final
     answer (14) under node 6 for a trial to end at."""
@@ -366,10 +371,10 @@ def test_a_prm_that_does_not_explain_gets_a_doubt_not_a_statistic(prm):
     tree, wrong = statistic_tree(prm)
     events, trials = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
     assert trials == [1, 1, 1, 1] and Event("reflect", wrong) in events
-    assert render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES) == DOUBT_JOURNEY
+    assert render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES, explains=explains(tree)) == DOUBT_JOURNEY
     verbose_doubts = set(DEFAULT_TEMPLATES.doubt) | {t.format(answer="14") for t in DEFAULT_TEMPLATES.doubt_answer}
     for seed in range(10):
-        text, _ = render_with_spans(events, tree, random.Random(seed), "\n", DEFAULT_TEMPLATES)
+        text, _ = render_with_spans(events, tree, random.Random(seed), "\n", DEFAULT_TEMPLATES, explains=explains(tree))
         reflections = [line for line in text.split("\n") if line.startswith("Wait")]
         assert len(reflections) == 4 and set(reflections) <= verbose_doubts
         assert "rollouts" not in text and not re.search(r"\d+ of \d+|0\.\d", text)
@@ -380,20 +385,20 @@ def test_a_prm_that_does_not_explain_gets_a_doubt_not_a_statistic(prm):
 def test_a_prm_that_explains_is_quoted(prm):
     tree, wrong = statistic_tree(prm)
     events, _ = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
-    text = render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES)
+    text = render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES, explains=explains(tree))
     assert "Wait, 0 of 4 rollouts from this step reach the right answer." in text
     assert "Wait, the final answer is wrong." in text
     # The untouched hand tree (no run record) still renders the hand-worked trace.
     tree = journey_tree()
     events, _ = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
-    assert render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES) == HAND_JOURNEY
+    assert render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES, explains=explains(tree)) == HAND_JOURNEY
 
 
 def test_an_empty_reason_is_a_doubt_even_when_the_prm_explains():
     tree = journey_tree()
     tree.node(2)["reason"] = ""  # e.g. a judge reply with a verdict and no reason
     events, _ = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
-    lines = render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES).split("\n")
+    lines = render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES, explains=explains(tree)).split("\n")
     assert lines[:2] == ["3 * 4 = 12", "Wait, this step looks wrong."]
 
 
@@ -438,11 +443,11 @@ def test_backtracks_to_two_states_with_the_same_text_read_differently():
     events, trials = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
     assert trials == [0, 1, 1, 0]
     assert [e.node for e in events if e.kind == "backtrack"] == [1, 2]
-    text = render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES)
+    text = render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES, explains=explains(tree))
     backs = [line for line in text.split("\n") if line.startswith("Back")]
     assert backs == ['Back to step 1: "2 * 2 = 4".', 'Back to step 2: "2 * 2 = 4".']
     for seed in range(10):
-        lines = render(events, tree, random.Random(seed)).split("\n")
+        lines = render(events, tree, random.Random(seed), explains=explains(tree)).split("\n")
         first, second = lines[3], lines[7]  # after each wrong step and its reflection
         assert 'step 1 ("2 * 2 = 4")' in first and 'step 2 ("2 * 2 = 4")' in second
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from journey.cli import app
 from journey.config import DistillConfig
-from journey.distill import REASONS, sample_verdict, show_prompts, teacher_messages
+from journey.stages.distill import REASONS, sample_verdict, show_prompts, teacher_messages
 from journey.tasks import get_task
 from journey.tasks.math import checker
 from tests.openai_server import make_server

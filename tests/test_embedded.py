@@ -3,8 +3,9 @@
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
+from journey.models.base import Prefix, SamplingConfig
 from journey.models.embedded import EMBEDDED_PATH, build_tokenizer, resolve_model
-from journey.models.policy import Prefix, SamplingConfig, TransformersPolicy
+from journey.models.transformers_policy import TransformersPolicy
 from journey.tasks.arith import STEP_RE, check_steps
 
 TEXTS = [

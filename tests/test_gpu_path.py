@@ -23,17 +23,11 @@ from typer.testing import CliRunner
 from journey.cli import app
 from journey.config import BuildTreeConfig
 from journey.longthought.rewrite import rewrite_drafts, rewrite_seed
+from journey.models.base import GIB, Prefix, SamplingConfig, room_error
 from journey.models.model_prms import TokenPRM
-from journey.models.policy import (
-    GIB,
-    Prefix,
-    SamplingConfig,
-    TransformersPolicy,
-    check_room,
-    room_error,
-)
 from journey.models.prm import RolloutPRM
 from journey.models.registry import build_prm, load_policy
+from journey.models.transformers_policy import TransformersPolicy, check_room
 from journey.tasks import get_task
 from tests.test_backends import QUESTION, make_bos_model
 

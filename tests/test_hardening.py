@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from journey.io import DataError, atomic_folder, output_lock, read_jsonl, recover_folder
+from journey.runtime.io import DataError, atomic_folder, output_lock, read_jsonl, recover_folder
 from tests.test_cli import run, write_problems
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -107,7 +107,7 @@ def test_two_build_tree_processes_on_one_out_write_each_tree_once(tmp_path):
 def test_lock_is_taken_over_after_a_killed_holder(tmp_path):
     out = tmp_path / "x.jsonl"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import time, sys; from journey.io import output_lock\n"
+        "import time, sys; from journey.runtime.io import output_lock\n"
         f"with output_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -312,7 +312,7 @@ def sft_rows(path: Path) -> Path:
 
 def test_failed_train_keeps_the_old_checkpoint_and_no_partial(tmp_path, monkeypatch):
     from journey import train as train_mod
-    from journey.train import TrainConfig, run_train
+    from journey.stages.train import TrainConfig, run_train
 
     data = sft_rows(tmp_path / "d.jsonl")
     out = tmp_path / "ck"
@@ -535,7 +535,7 @@ def test_read_jsonl_survives_pathological_json(tmp_path):
 
 
 def test_write_errors_name_the_path(tmp_path, tiny_disk):
-    from journey.io import write_text_atomic
+    from journey.runtime.io import write_text_atomic
 
     fill(tiny_disk)
     with pytest.raises(DataError, match=rf"{tiny_disk}/x.json: cannot write \(no space left on the device\)"):

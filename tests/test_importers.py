@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from journey.cli import app
-from journey.importers import COUNTDOWN_QUESTION, import_problems
-from journey.io import DataError, load_problems
+from journey.runtime.importers import COUNTDOWN_QUESTION, import_problems
+from journey.runtime.io import DataError, load_problems
 
 runner = CliRunner()
 

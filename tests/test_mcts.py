@@ -5,10 +5,18 @@ import sys
 
 import pytest
 
-from journey.config import MCTSConfig
 from journey.models.registry import build_prm
 from journey.search.build import build_trees
-from journey.search.mcts import MCTSBuilder, MCTSFlight, backup, best_child, leaf_value, puct, visit
+from journey.search.mcts import (
+    MCTSBuilder,
+    MCTSConfig,
+    MCTSFlight,
+    backup,
+    best_child,
+    leaf_value,
+    puct,
+    visit,
+)
 from journey.search.tree import Tree
 from journey.tasks import get_task
 from tests.test_cli import kill_and_resume, run, tree_content, write_problems

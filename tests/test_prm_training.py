@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from journey.eval_prm import pearson, prf, verdict_metrics
 from journey.longthought.prm_data import label_source, pair_rows, step_rows
 from journey.models.registry import build_prm
 from journey.search.tree import Tree
+from journey.stages.eval_prm import pearson, prf, verdict_metrics
 from journey.tasks import get_task
 from tests.test_cli import run, write_problems
 
@@ -205,7 +205,7 @@ def test_prm_files_load_with_datasets(prm_data):
 
 
 def test_sibling_ranking_by_hand():
-    from journey.eval_prm import sibling_ranking
+    from journey.stages.eval_prm import sibling_ranking
 
     tree = small_tree()
     # siblings under node 1: 2 (right), 3 (wrong); under the root: 1 (right), 5 (wrong)

@@ -8,10 +8,10 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from journey.cli import app
+from journey.models.base import Policy, Proposal, SamplingConfig
 from journey.models.embedded import build_tokenizer
 from journey.models.judge import JudgePRM, read_verdict
 from journey.models.model_prms import QwenPRM, TokenPRM, load_head_weights
-from journey.models.policy import Policy, Proposal, SamplingConfig
 from journey.models.prm import RolloutPRM, StepScore
 from journey.models.registry import build_prm
 from journey.tasks import get_task

@@ -1,4 +1,4 @@
-"""`--ray` (journey.distributed) on a real local Ray of 2 CPUs, started once for this module:
+"""`--ray` (journey.runtime.distributed) on a real local Ray of 2 CPUs, started once for this module:
 the same seeds give the same trees and rows as one process; a worker killed with SIGKILL
 mid-batch loses and doubles nothing; resume, refusals and summaries work as without Ray.
 
@@ -14,13 +14,13 @@ import pytest
 import ray
 from typer.testing import CliRunner
 
-from journey.build_tree import run_build_tree
 from journey.cli import app
 from journey.config import BuildTreeConfig, DistillConfig, GenerateConfig, SamplePairsConfig
-from journey.distill import run_distill
-from journey.distributed import make_batches
-from journey.evaluate import generations_path, run_eval, run_sample_pairs, samples_path
-from journey.io import write_jsonl_atomic
+from journey.runtime.distributed import make_batches
+from journey.runtime.io import write_jsonl_atomic
+from journey.stages.build_tree import run_build_tree
+from journey.stages.distill import run_distill
+from journey.stages.evaluate import generations_path, run_eval, run_sample_pairs, samples_path
 from journey.tasks import get_task
 
 runner = CliRunner()

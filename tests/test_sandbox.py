@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from journey.sandbox import Limits, Program, Sandbox, SandboxError, find_bwrap, seccomp_filter
 from journey.tasks.code import grade
+from journey.tasks.sandbox import Limits, Program, Sandbox, SandboxError, find_bwrap, seccomp_filter
 
 FAST = Limits(test_seconds=0.5, start_seconds=3.0)
 

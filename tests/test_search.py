@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from journey.models.policy import Proposal
+from journey.models.base import Proposal
 from journey.models.registry import build_prm
 from journey.search.build import (
     SearchConfig,

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from journey.cli import app
 from journey.longthought.paths import shortcut
-from journey.show import layout
+from journey.stages.show import layout
 from tests.test_longthought import hand_tree
 from tests.test_search import hand_tree as small_tree
 

@@ -9,9 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from journey.cli import app
-from journey.config import CodeConfig
-from journey.tasks.code import CodeTask
-from journey.tcg import generated_tests, mutants, mutation_scores, parse_input
+from journey.stages.tcg import generated_tests, mutants, mutation_scores, parse_input
+from journey.tasks.code import CodeConfig, CodeTask
 
 runner = CliRunner()
 

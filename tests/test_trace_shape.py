@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
-from journey.inject import backtrack_validity, injection_case, mechanism, metrics_of
 from journey.longthought.paths import Event, journey, trial_walk
 from journey.longthought.render import CONCISE_TEMPLATES, render_with_spans
 from journey.search.tree import Tree
+from journey.stages.inject import backtrack_validity, injection_case, mechanism, metrics_of
 from journey.tasks import get_task
 from journey.tasks.arith import corrupt_reduction, replay_states
 from journey.tasks.base import Problem

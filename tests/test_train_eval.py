@@ -14,10 +14,11 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from journey.cli import app
-from journey.evaluate import draw_pairs, score
-from journey.metrics import majority_vote, mean_and_se, pass_at_k
+from journey.models.base import Prefix, Proposal, SamplingConfig
 from journey.models.embedded import EMBEDDED_PATH
-from journey.models.policy import Prefix, Proposal, SamplingConfig, TransformersPolicy
+from journey.models.transformers_policy import TransformersPolicy
+from journey.runtime.metrics import majority_vote, mean_and_se, pass_at_k
+from journey.stages.evaluate import draw_pairs, score
 from journey.tasks import get_task
 from journey.tasks.base import Problem
 
@@ -98,7 +99,7 @@ def test_trl_accepts_derive_longthought_files(tmp_path):
 def test_mask_wrong_steps_leaves_the_mistakes_out_of_the_loss(tmp_path):
     from transformers import AutoTokenizer
 
-    from journey.train import tokenize_masked
+    from journey.stages.train import tokenize_masked
 
     tok = AutoTokenizer.from_pretrained(EMBEDDED_PATH)
     content = "2 + 3 = 6\nWait, 2 + 3 is 5, not 6.\nBack to the start.\n2 + 3 = 5\nThe answer is 5."

@@ -2,8 +2,8 @@
 
 Steps are written exactly as the policy wrote them. A reflection quotes the PRM's or the
 verifier's reason for the wrong step ("Wait, 42 * 3 is 126, not 116.") when the tree's PRM
-explains its verdicts (`journey.models.registry.PRM_EXPLAINS`: verifier and judge do; the PRM
-is read from `tree.run["config"]["prm"]`, and a tree without one counts as explaining). A PRM
+explains its verdicts (the caller says so with `explains`; `journey.models.registry.prm_explains`
+knows which do: verifier and judge; derive asks it for the PRM in the tree's run record). A PRM
 that gives only a statistic or a number (rollout, token, qwen) gets a real doubt instead, with
 no numbers in it: "Wait, the answer 16 does not look right; let me check the steps again." for
 a wrong final answer, "Wait, I am not sure this step is right." for other steps (also used
@@ -32,7 +32,6 @@ import string
 from dataclasses import dataclass, fields
 
 from journey.longthought.paths import Event
-from journey.models.registry import prm_explains
 from journey.search.tree import Tree
 
 REFLECTION_WORDS = ("Wait", "Alternatively", "Let me recompute", "Therefore")
@@ -122,13 +121,6 @@ def uncapitalize(reason: str) -> str:
     return reason
 
 
-def tree_prm_explains(tree: Tree) -> bool:
-    """Whether the reasons in `tree` can be quoted: the PRM in its run record explains
-    (`registry.prm_explains`); a tree with no PRM recorded (built by hand) counts as explaining."""
-    config = (tree.run or {}).get("config")
-    return prm_explains(config.get("prm") if isinstance(config, dict) else None)
-
-
 def render_line(event: Event, tree: Tree, rng: random.Random, t: Templates, explains: bool = True,
                 states: dict[int, str] | None = None) -> str:
     """One line of the trace; `explains`: whether the node's reason may be quoted; `states`:
@@ -151,20 +143,21 @@ def render_line(event: Event, tree: Tree, rng: random.Random, t: Templates, expl
 
 
 def render(events: list[Event], tree: Tree, rng: random.Random, delimiter: str = "\n",
-           templates: Templates = DEFAULT_TEMPLATES) -> str:
+           templates: Templates = DEFAULT_TEMPLATES, explains: bool = True) -> str:
     """The trace text for `events` (see module docstring)."""
-    return render_with_spans(events, tree, rng, delimiter, templates)[0]
+    return render_with_spans(events, tree, rng, delimiter, templates, explains=explains)[0]
 
 
 def render_with_spans(events: list[Event], tree: Tree, rng: random.Random, delimiter: str = "\n",
                       templates: Templates = DEFAULT_TEMPLATES,
-                      states: dict[int, str] | None = None) -> tuple[str, list[list[int]]]:
-    """The trace text and the [start, end) character spans of its wrong steps.
+                      states: dict[int, str] | None = None,
+                      explains: bool = True) -> tuple[str, list[list[int]]]:
+    """The trace text and the [start, end) character spans of its wrong steps. `explains`:
+    whether the tree's PRM explains its verdicts (else a reflection is a doubt, see above).
 
     The spans let training leave the mistakes themselves out of the loss (`train --mask-wrong-steps`)
     while still learning the reflection and the correction that follow them.
     """
-    explains = tree_prm_explains(tree)
     lines, spans, at = [], [], 0
     for e in events:
         line = render_line(e, tree, rng, templates, explains, states)

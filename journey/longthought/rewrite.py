@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from journey.models.policy import Policy, Prefix
+from journey.models.base import Policy, Prefix
 from journey.tasks.base import Task
 
 PROMPT = (Path(__file__).parent / "rewrite_prompt.md").read_text()

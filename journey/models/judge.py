@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from journey.models.policy import Policy, Prefix
+from journey.models.base import Policy, Prefix
 from journey.models.prm import PRM, StepScore
 from journey.tasks.base import Task
 

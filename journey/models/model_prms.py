@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 
 from journey.models.embedded import resolve_model
-from journey.models.policy import check_room
 from journey.models.prm import PRM, StepScore
+from journey.models.transformers_policy import check_room
 from journey.tasks.base import Task
 
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."

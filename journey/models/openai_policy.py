@@ -48,7 +48,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from journey.models.policy import NEUTRAL_SAMPLING, Policy, Prefix, Proposal, SamplingConfig
+from journey.models.base import NEUTRAL_SAMPLING, Policy, Prefix, Proposal, SamplingConfig
 
 log = logging.getLogger(__name__)
 

@@ -20,34 +20,9 @@ PRM estimates, computed exactly.
 from __future__ import annotations
 
 import hashlib
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
-from journey.models.policy import Policy, Prefix
+from journey.models.base import PRM, Policy, Prefix, StepScore
 from journey.tasks.base import Task
-
-
-@dataclass(frozen=True)
-class StepScore:
-    """A PRM's judgement of one step."""
-
-    score: float  # in [0, 1]; higher is better
-    ok: bool  # the verdict: is this step right?
-    reason: str
-
-
-class PRM(ABC):
-    """Scores the last step of each path, given its question and the steps above it."""
-
-    name: str
-
-    @abstractmethod
-    def score(self, questions: list[str], paths: list[list[str]],
-              answers: list[str] | None = None) -> list[StepScore]:
-        """One `StepScore` per (question, path) pair, for the path's last step.
-
-        `answers` (the ground truth per question) is for PRMs that need it, like `rollout`.
-        """
 
 
 class VerifierPRM(PRM):

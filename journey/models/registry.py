@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # types only: importing them would load torch
-    from journey.models.policy import Policy, SamplingConfig
+    from journey.models.base import Policy, SamplingConfig
     from journey.models.prm import PRM
     from journey.tasks.base import Task
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # types only: importing them would load torch
 
 def _transformers(model: str, delimiter: str, sampling: SamplingConfig, device: str | None = None) -> Policy:
     from journey.models.embedded import check_model_path
-    from journey.models.policy import TransformersPolicy
+    from journey.models.transformers_policy import TransformersPolicy
 
     check_model_path(model)
     try:
@@ -112,8 +112,9 @@ def _judge(task: Task, policy: Policy | None, model: str | None, rollouts: int, 
 
     judge = policy
     if model:
+        from journey.models.base import SamplingConfig
         from journey.models.model_prms import default_device
-        from journey.models.policy import SamplingConfig, check_room
+        from journey.models.transformers_policy import check_room
 
         try:  # on the CPU first, moved once it is known to fit
             judge = _transformers(model, task.step_delimiter, SamplingConfig(temperature=0.0), "cpu")
@@ -136,7 +137,7 @@ def _trained(task: Task, policy: Policy | None, model: str | None, rollouts: int
 
 
 def _tests(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
-    from journey.run_tests import TestsPRM  # the code task's: programs by their tests
+    from journey.models.tests_prm import TestsPRM  # the code task's: programs by their tests
 
     if policy is None:
         raise ValueError("the tests PRM needs a policy (for rollouts from plan steps)")

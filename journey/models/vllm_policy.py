@@ -30,7 +30,7 @@ CI (no GPU there); tests/test_gpu_path.py drives it against a stand-in of vLLM's
 
 from __future__ import annotations
 
-from journey.models.policy import NEUTRAL_SAMPLING, Policy, Prefix, Proposal, SamplingConfig
+from journey.models.base import NEUTRAL_SAMPLING, Policy, Prefix, Proposal, SamplingConfig
 
 
 class VLLMPolicy(Policy):

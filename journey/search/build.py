@@ -32,12 +32,42 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
-from journey.config import SearchConfig
-from journey.models.policy import Policy, Prefix, Proposal
-from journey.models.prm import PRM
+from journey.checks import flag
+from journey.models.base import PRM, Policy, Prefix, Proposal
 from journey.search.tree import Tree
 from journey.tasks.base import Problem, Task
+
+
+@dataclass
+class SearchConfig:
+    """The shape of the search (these, with the models, decide every tree's content). Beam's:
+    `top_k` is its own content key (beside w, D and the seed that every search has)."""
+
+    content_keys: ClassVar[tuple[str, ...]] = ("top_k",)  # besides width, depth, seed
+
+    width: int = 3  # w: candidate next steps per expanded node
+    depth: int = 8  # D: maximum steps from the root
+    top_k: int = 2  # K: children kept for expansion per tree per depth
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("width", "depth", "top_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{flag(name)} must be > 0, got {value}")
+        if self.top_k > self.width:
+            raise ValueError(f"--top-k ({self.top_k}) cannot exceed --width ({self.width})")
+
+    def budget(self) -> tuple[str, int]:
+        """The bound on steps generated per tree, as (formula, value): w·K·D for beam."""
+        return "w·K·D", self.width * self.top_k * self.depth
+
+    def exhaustive_expansions(self) -> int:
+        """(w^D - 1)/(w - 1): the node expansions of the full tree (the paper's cost formula)."""
+        w, d = self.width, self.depth
+        return d if w == 1 else (w**d - 1) // (w - 1)
 
 
 def node_seed(run_seed: int, problem_id: str, node_id: int) -> int:

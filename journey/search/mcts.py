@@ -53,13 +53,46 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from journey.config import MCTSConfig
-from journey.models.policy import Policy, Prefix
-from journey.models.prm import PRM
-from journey.search.build import InFlight, LockstepBuilder, node_seed
+from journey.checks import check_at_least
+from journey.models.base import PRM, Policy, Prefix
+from journey.search.build import InFlight, LockstepBuilder, SearchConfig, node_seed
 from journey.search.tree import Tree
 from journey.tasks.base import Problem, Task
+
+ROLLOUTS = ("none", "policy")  # a new step's value: its PRM score, or one policy rollout
+
+
+@dataclass
+class MCTSConfig(SearchConfig):
+    """MCTS (`journey.search.mcts`): `width` children per expansion, at most `depth` steps,
+    `simulations` selections per tree, PUCT's exploration weight `c_puct`, an optional policy
+    rollout to a final answer as a new step's value, and progressive widening up to
+    `max_children` children per node (default: width, i.e. one expansion per node)."""
+
+    content_keys: ClassVar[tuple[str, ...]] = ("simulations", "c_puct", "rollout", "max_children")
+
+    simulations: int = 16
+    c_puct: float = 1.0
+    rollout: str = "none"
+    max_children: int | None = None
+
+    def budget(self) -> tuple[str, int]:
+        """The bound on steps generated per tree, as (formula, value): N·w for MCTS."""
+        return "N·w", self.simulations * self.width
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_at_least(1, simulations=self.simulations)
+        if isinstance(self.c_puct, bool) or not isinstance(self.c_puct, int | float) or not (
+                math.isfinite(self.c_puct) and self.c_puct >= 0):
+            raise ValueError(f"--c-puct must be >= 0, got {self.c_puct}")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"--rollout must be one of {', '.join(ROLLOUTS)}, got {self.rollout!r}")
+        if self.max_children is None:
+            self.max_children = self.width
+        check_at_least(self.width, max_children=self.max_children)
 
 
 def puct(q: float, prior: float, parent_visits: int, visits: int, c_puct: float) -> float:

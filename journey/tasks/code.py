@@ -21,10 +21,10 @@ a blank line (`step_delimiter = "\\n\\n"`, so a program's own newlines stay insi
     ```
 
 The final step is checked by running the program on the tests in the sandbox
-(`journey.sandbox`; never outside one unless `unsafe_no_sandbox`): `correct` means every test
+(`journey.tasks.sandbox`; never outside one unless `unsafe_no_sandbox`): `correct` means every test
 passes; its value is o1-Coder's reward v = a * compiles + (1 - a) * pass_rate
 (`terminal_value`; a = `CodeConfig.alpha`, 0.5). There is no exact check of a pseudocode step:
-build trees with `--prm tests` (`journey.run_tests.TestsPRM`), which scores a plan step by the
+build trees with `--prm tests` (`journey.models.tests_prm.TestsPRM`), which scores a plan step by the
 programs that policy rollouts write from it and a program by its tests, and explains a failure
 by quoting the failing test (input, expected, got).
 
@@ -44,6 +44,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from journey.checks import check_at_least
 from journey.tasks.base import Problem, Task
 
 FENCE_RE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:\n```|\Z)", re.DOTALL)
@@ -263,7 +264,7 @@ def failing_test_sentence(v: dict) -> str:
 
 
 def grade(outcome, entry_point: str, tests: list[dict], alpha: float) -> Grade:
-    """Judge a sandbox `Outcome` (journey.sandbox) against the tests' expected outputs, on the
+    """Judge a sandbox `Outcome` (journey.tasks.sandbox) against the tests' expected outputs, on the
     host: the program never sees an expected output, so it cannot fake a pass."""
     if not outcome.compiles:
         verdicts = [{"verdict": "error", "error": outcome.compile_error, "input": t["input"],
@@ -282,6 +283,30 @@ def grade(outcome, entry_point: str, tests: list[dict], alpha: float) -> Grade:
     return Grade(True, rate, alpha + (1 - alpha) * rate, verdicts)
 
 
+@dataclass
+class CodeConfig:
+    """How the `code` task runs and scores programs (journey.tasks.code, journey.tasks.sandbox).
+
+    alpha: a in the reward v = a * compiles + (1 - a) * pass_rate (o1-Coder's 0.5).
+    unsafe_no_sandbox: run model-written programs without bubblewrap (rlimits and a timeout
+        only). Never a fallback: only this flag does it.
+    workers: programs run at once (default: the CPU count).
+    tests_per_problem: tests the generator writes per problem.
+    """
+
+    alpha: float = 0.5
+    unsafe_no_sandbox: bool = False
+    workers: int | None = None
+    tests_per_problem: int = 5
+
+    def __post_init__(self):
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) or not 0 <= self.alpha <= 1:
+            raise ValueError(f"--code-alpha must be in [0, 1], got {self.alpha}")
+        if self.workers is not None:
+            check_at_least(1, workers=self.workers)
+        check_at_least(1, tests_per_problem=self.tests_per_problem)
+
+
 # ---------------------------------------------------------------- the task
 
 
@@ -292,8 +317,6 @@ class CodeTask(Task):
     step_delimiter = "\n\n"
 
     def __init__(self, config=None):
-        from journey.config import CodeConfig
-
         self.config = config or CodeConfig()
         self._sandbox = None
         self._grades: dict[str, Grade] = {}  # sha256(program, gold) -> grade: trees re-check often
@@ -351,7 +374,7 @@ class CodeTask(Task):
         return [self._grades[k] for k in keys]
 
     def _run(self, programs: list[str | None], golds: list[str]) -> list[Grade]:
-        from journey.sandbox import Program
+        from journey.tasks.sandbox import Program
 
         specs = [parse_gold(g) for g in golds]
         jobs = [Program(p or "", e, [t["input"] for t in tests]) for p, (e, tests) in zip(programs, specs)]
@@ -362,7 +385,7 @@ class CodeTask(Task):
     def sandbox(self):
         """The sandbox, started on first use (SandboxError if it cannot start)."""
         if self._sandbox is None:
-            from journey.sandbox import Sandbox
+            from journey.tasks.sandbox import Sandbox
 
             self._sandbox = Sandbox(unsafe=self.config.unsafe_no_sandbox, workers=self.config.workers)
         return self._sandbox

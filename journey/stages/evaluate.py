@@ -34,8 +34,11 @@ from functools import partial
 from pathlib import Path
 
 from journey.config import GenerateConfig, SamplePairsConfig
-from journey.distributed import ChunkJob, ray_pool, rows_on_ray
-from journey.io import (
+from journey.longthought.render import REFLECTION_WORDS, count_reflection_words
+from journey.models.base import Policy, Prefix, Proposal, SamplingConfig
+from journey.models.registry import load_policy
+from journey.runtime.distributed import ChunkJob, ray_pool, rows_on_ray
+from journey.runtime.io import (
     JsonlAppender,
     check_not_an_input,
     check_writable,
@@ -47,12 +50,9 @@ from journey.io import (
     write_jsonl_atomic,
     write_text_atomic,
 )
-from journey.longthought.render import REFLECTION_WORDS, count_reflection_words
-from journey.metrics import majority_vote, mean_and_se, pass_at_k
-from journey.models.policy import Policy, Prefix, Proposal, SamplingConfig
-from journey.models.registry import load_policy
-from journey.progress import progress_bar
-from journey.provenance import provenance
+from journey.runtime.metrics import majority_vote, mean_and_se, pass_at_k
+from journey.runtime.progress import progress_bar
+from journey.runtime.provenance import provenance
 from journey.search.build import node_seed
 from journey.tasks import task_of
 from journey.tasks.base import Problem, Task
@@ -88,7 +88,7 @@ def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
                 make_rows: RowMaker, ray_report: dict | None = None) -> list[dict]:
     """Every problem's journal row, in problem order: finished ones read back, the rest made
     in chunks by `make_rows` and appended as they finish. Holds the lock on `cfg.out`.
-    With `cfg.ray` the chunks are made on Ray actors (`journey.distributed`) and the pool's
+    With `cfg.ray` the chunks are made on Ray actors (`journey.runtime.distributed`) and the pool's
     report (per-worker throughput) goes into `ray_report`."""
     task = task_of(cfg)
     every = load_problems(cfg.problems)

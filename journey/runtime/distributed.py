@@ -36,8 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from journey.config import RayOptions
-from journey.io import DataError
+from journey.runtime.io import DataError
 from journey.tasks.base import Problem
 
 log = logging.getLogger(__name__)
@@ -74,26 +73,6 @@ class WorkerStats:
 
 
 # ---------------------------------------------------------------- jobs (what an actor runs)
-
-
-class TreeJob:
-    """build-tree on an actor: the builder (policy + PRM) loaded once, trees built in lockstep."""
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-
-    def start(self, check: list[Problem]) -> None:
-        from journey.build_tree import check_fits, load_builder
-        from journey.tasks import task_of
-
-        self.builder = load_builder(self.cfg, task_of(self.cfg))
-        if check:
-            check_fits(self.cfg, self.builder.task, self.builder.policy, check)
-
-    def run(self, problems: list[Problem]) -> list[dict]:
-        from journey.search.build import build_trees
-
-        return [t.to_json() for t in build_trees(problems, self.builder, self.cfg.trees_in_flight)]
 
 
 @dataclass
@@ -162,7 +141,7 @@ class RayPool:
     `map(batches)` yields each finished batch's rows, new ids only; `close()` ends the actors.
     """
 
-    def __init__(self, opts: RayOptions):
+    def __init__(self, opts):
         self.ray = ray = import_ray()
         self.started_ray = False
         if not ray.is_initialized():
@@ -289,8 +268,9 @@ class RayPool:
 
 
 @contextlib.contextmanager
-def ray_pool(opts: RayOptions) -> Iterator[RayPool | None]:
-    """A `RayPool` for the block when `opts.ray`, else None; its actors end with the block."""
+def ray_pool(opts) -> Iterator[RayPool | None]:
+    """A `RayPool` for the block when `opts.ray` (a config with `journey.config.RayOptions`' fields),
+    else None; its actors end with the block."""
     if not opts.ray:
         yield None
         return

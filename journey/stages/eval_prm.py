@@ -20,12 +20,12 @@ import json
 import math
 from pathlib import Path
 
-from journey.build_tree import load_trees
 from journey.config import EvalPRMConfig
-from journey.io import check_writable, output_lock, write_text_atomic
 from journey.models.registry import build_prm
-from journey.provenance import model_fingerprint, provenance
+from journey.runtime.io import check_writable, output_lock, write_text_atomic
+from journey.runtime.provenance import model_fingerprint, provenance
 from journey.search.tree import Tree
+from journey.stages.build_tree import load_trees
 from journey.tasks import get_task
 
 

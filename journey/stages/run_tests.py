@@ -1,11 +1,10 @@
-"""Score programs against their problems' tests in the sandbox: `journey run-tests`, and the
-`tests` PRM that builds code trees.
+"""Score programs against their problems' tests in the sandbox: `journey run-tests`.
 
     journey run-tests --problems problems.jsonl --solutions solutions.jsonl --out results.jsonl
 
 `--solutions` rows are `{"id": problem id, "code": "..."}` from any model (a ```python fence
 around the code is fine). Each solution runs in ONE sandboxed process with all its problem's
-tests (`journey.sandbox`), many at once; the host compares outputs with the expected ones.
+tests (`journey.tasks.sandbox`), many at once; the host compares outputs with the expected ones.
 One result row per solution, in the solutions' order:
 
     {"id", "compiles", "pass_rate", "reward", "tests": [{"verdict": "pass" | "wrong" | "error"
@@ -13,11 +12,7 @@ One result row per solution, in the solutions' order:
 
 reward = a * compiles + (1 - a) * pass_rate (`--code-alpha`, 0.5 as o1-Coder).
 
-The `tests` PRM (`--prm tests`, code task only): a final step (the program) scores its reward,
-is right when every test passes, and its reason quotes the first failing test ("f([3, 1])
-should be 4, but it returned 2."); a plan step gets m policy rollouts to a program (one
-`complete` call for all) and scores their mean reward, right when one of them passes every
-test; a wrong plan step's reason quotes the best rollout's failing test.
+The `tests` PRM that builds code trees grades the same way (`journey.models.tests_prm`).
 """
 
 from __future__ import annotations
@@ -25,9 +20,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from journey.io import DataError, check_writable, output_lock, read_jsonl, write_jsonl_atomic
-from journey.models.policy import Policy
-from journey.models.prm import PRM, StepScore, rollouts_from
+from journey.runtime.io import (
+    DataError,
+    check_writable,
+    output_lock,
+    read_jsonl,
+    write_jsonl_atomic,
+)
 from journey.tasks.code import CodeTask, Grade, check_tests, gold_spec, parse_gold
 
 FORMAT = "journey.test_results/v1"
@@ -84,7 +83,7 @@ def result_row(pid: str, g: Grade) -> dict:
 
 def run_tests(cfg) -> dict:
     """Score every solution (see module docstring); write `cfg.out`; return a summary."""
-    from journey.config import CodeConfig
+    from journey.tasks.code import CodeConfig
 
     problems = load_code_problems(cfg.problems)
     solutions = load_solutions(cfg.solutions, problems)
@@ -101,56 +100,6 @@ def run_tests(cfg) -> dict:
     return {"solutions": n, "compiles": sum(r["compiles"] for r in rows) / n,
             "pass_rate": sum(r["pass_rate"] for r in rows) / n, "all_pass": sum(g.correct for g in grades) / n,
             "reward": sum(r["reward"] for r in rows) / n}
-
-
-class TestsPRM(PRM):
-    """The code task's PRM: programs by their tests, plan steps by rollouts' programs."""
-
-    name = "tests"
-    __test__ = False  # not a pytest class, whatever its name
-
-    def __init__(self, task: CodeTask, policy: Policy, rollouts: int = 4, max_new_tokens: int = 320):
-        if not isinstance(task, CodeTask):
-            raise ValueError(f"--prm tests is for --task code, not {task.name!r}")
-        if rollouts < 1:
-            raise ValueError(f"--rollouts must be >= 1, got {rollouts}")
-        self.task, self.policy, self.m, self.max_new_tokens = task, policy, rollouts, max_new_tokens
-
-    def score(self, questions: list[str], paths: list[list[str]],
-              answers: list[str] | None = None) -> list[StepScore]:
-        if answers is None:
-            raise ValueError("the tests PRM needs each problem's tests (its answer)")
-        final = [i for i, steps in enumerate(paths) if self.task.is_terminal(steps[-1])]
-        plans = [i for i in range(len(paths)) if i not in set(final)]
-        rolled = rollouts_from(self.task, self.policy, questions, paths, plans, self.m, self.max_new_tokens)
-        # every program to grade, in one sandbox batch: finals, then m per plan step
-        programs = [self.task.extract_answer(paths[i][-1]) for i in final]
-        golds = [answers[i] for i in final]
-        for i, outs in zip(plans, rolled):
-            programs += [self.task.extract_answer(o.text) for o in outs]
-            golds += [answers[i]] * len(outs)
-        grades = self.task.grade_answers(programs, golds)
-        out: dict[int, StepScore] = {}
-        for k, i in enumerate(final):
-            g = grades[k]
-            out[i] = StepScore(g.reward, g.correct, g.reason())
-        at = len(final)
-        for i, outs in zip(plans, rolled):
-            gs, at = grades[at: at + len(outs)], at + len(outs)
-            out[i] = plan_score(gs)
-        return [out[i] for i in range(len(paths))]
-
-
-def plan_score(grades: list[Grade]) -> StepScore:
-    """A plan step by the programs written from it: mean reward; right if one passes all tests."""
-    mean = sum(g.reward for g in grades) / len(grades)
-    passing = sum(g.correct for g in grades)
-    if passing:
-        return StepScore(mean, True, f"{passing} of {len(grades)} programs written from this plan pass every test.")
-    best = max(grades, key=lambda g: g.reward)
-    reason = best.reason()
-    return StepScore(mean, False, "Following this plan, " + (reason[0].lower() + reason[1:]
-                                                             if reason.startswith("The ") else reason))
 
 
 def summary_json(summary: dict) -> str:

@@ -18,10 +18,12 @@ import html
 import json
 from pathlib import Path
 
-from journey.derive import tree_rng
-from journey.io import write_text_atomic
+from journey.config import ShowConfig
 from journey.longthought.paths import journey, shortcut
+from journey.runtime.io import check_writable, write_text_atomic
 from journey.search.tree import Tree
+from journey.stages.build_tree import load_trees
+from journey.stages.derive import tree_rng
 
 X_GAP, Y_GAP, MARGIN = 34, 74, 30
 
@@ -174,3 +176,18 @@ const selected = TREES[start].nodes.find(n => String(n.id) === params.get("node"
 if (selected) show(TREES[start], selected);
 </script></body></html>
 """
+
+
+def run_show(cfg: ShowConfig) -> int:
+    """`journey show`: the trees of `cfg.trees` (only `cfg.ids`, when given) drawn to `cfg.out`;
+    returns how many. ValueError for an id not in the file."""
+    chosen = load_trees(cfg.trees)
+    if cfg.ids:
+        known = {t.id for t in chosen}
+        missing = [i for i in cfg.ids if i not in known]
+        if missing:
+            raise ValueError(f"--id {missing[0]}: no such tree in {cfg.trees}")
+        chosen = [t for t in chosen if t.id in set(cfg.ids)]
+    check_writable(cfg.out)
+    return write_page(chosen, cfg.out, cfg.max_trials, cfg.trial_prob, cfg.seed,
+                      title=f"journey trees: {cfg.trees.name}")

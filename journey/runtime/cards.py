@@ -1,7 +1,7 @@
 """Dataset cards: a `README.md` in the Hugging Face layout for every output folder.
 
-    from journey.cards import write_card
-    write_card(folder, record)   # record: the folder's provenance (journey.provenance.provenance)
+    from journey.runtime.cards import write_card
+    write_card(folder, record)   # record: the folder's provenance (journey.runtime.provenance.provenance)
 
 The card is written from the provenance record, so a folder can be pushed to a hub as it is
 (huggingface_hub's `upload_folder(..., repo_type="dataset")`) and says how it was made: our
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from journey.io import write_text_atomic
+from journey.runtime.io import write_text_atomic
 
 CARD = "README.md"
 

@@ -24,7 +24,7 @@ The model continues both greedily, and per problem we record:
 - **length**: tokens generated after each prefix.
 Rates come with their standard errors. The journal `<name>.injections.jsonl` holds every case
 and both continuations; like eval it is resumable per problem and written through the same
-lock and checks (`journey.evaluate.run_journal`).
+lock and checks (`journey.stages.evaluate.run_journal`).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ import re
 from pathlib import Path
 
 from journey.config import GenerateConfig
-from journey.evaluate import RowMaker, journal_row, problem_seed, run_journal
-from journey.metrics import mean_and_se
-from journey.models.policy import Policy, Prefix
-from journey.provenance import provenance
+from journey.models.base import Policy, Prefix
+from journey.runtime.metrics import mean_and_se
+from journey.runtime.provenance import provenance
+from journey.stages.evaluate import RowMaker, journal_row, problem_seed, run_journal
 from journey.tasks import task_of
 from journey.tasks.base import Problem, Task
 
@@ -163,7 +163,7 @@ def metrics_of(rows: list[dict]) -> dict:
 
 def run_inject(cfg: GenerateConfig) -> dict:
     """Run (or resume) the injected-error eval; write the metrics to `cfg.out`."""
-    from journey.io import write_text_atomic
+    from journey.runtime.io import write_text_atomic
 
     task = task_of(cfg)
     if type(task).corrupt_step is Task.corrupt_step:

@@ -45,7 +45,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from journey.io import DataError, check_readable_file, read_jsonl
+from journey.runtime.io import DataError, check_readable_file, read_jsonl
 from journey.tasks.math import last_boxed
 
 COUNTDOWN_QUESTION = ("Using the numbers {nums}, create an equation that equals {target}. You can "

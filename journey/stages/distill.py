@@ -22,7 +22,7 @@ curates them, reformats each kept solution step by step, and fine-tunes on the r
 4. **Write** into `--out-dir`: `sft.jsonl` (TRL rows: `messages` = the task's prompt and the
    kept text, with `id`, `sample`, `reformatted`), `distill.json` (provenance: command,
    config, teacher and its fingerprint, the prompts, input hash; counts per reason, tokens,
-   seconds), `README.md` (a dataset card, `journey.cards`), and `samples.jsonl`, the journal.
+   seconds), `README.md` (a dataset card, `journey.runtime.cards`), and `samples.jsonl`, the journal.
 
 Resumable per problem, as build-tree is: `samples.jsonl` (`journey.distill/v1`) gets one
 line per finished problem, every sample with its verdict; a rerun skips finished problems and
@@ -41,10 +41,10 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
-from journey.cards import CARD, write_card
 from journey.config import DistillConfig
-from journey.distributed import ChunkJob, ray_pool, rows_on_ray
-from journey.io import (
+from journey.runtime.cards import CARD, write_card
+from journey.runtime.distributed import ChunkJob, ray_pool, rows_on_ray
+from journey.runtime.io import (
     DataError,
     JsonlAppender,
     check_folder_writable,
@@ -57,8 +57,8 @@ from journey.io import (
     write_jsonl_atomic,
     write_text_atomic,
 )
-from journey.progress import progress_bar
-from journey.provenance import model_fingerprint, provenance
+from journey.runtime.progress import progress_bar
+from journey.runtime.provenance import model_fingerprint, provenance
 from journey.tasks import get_task
 from journey.tasks.base import Problem, Task
 
@@ -218,8 +218,8 @@ def distill_chunk(cfg: DistillConfig, task: Task, policy, system: str | None, ch
                   content: dict) -> list[dict]:
     """Journal rows for a chunk of problems: n samples each (one batched call), curated, and
     the kept ones reformatted when asked (one more batched call)."""
-    from journey.evaluate import problem_seed
-    from journey.models.policy import Prefix, SamplingConfig
+    from journey.models.base import Prefix, SamplingConfig
+    from journey.stages.evaluate import problem_seed
 
     started = time.perf_counter()
     prefixes = [Prefix(teacher_messages(task, p.question, system), [], seed=problem_seed(cfg.seed, p.id))
@@ -246,8 +246,8 @@ def reformat_kept(cfg: DistillConfig, task: Task, policy, chunk: list[Problem],
                   samples: list[list[dict]]) -> list[int]:
     """Reformat every kept sample in place (`reformatted`, `reformat_verdict`, `reformat_why`,
     `reformat_tokens`); returns the prompt tokens spent per problem."""
-    from journey.evaluate import problem_seed
-    from journey.models.policy import Prefix, SamplingConfig
+    from journey.models.base import Prefix, SamplingConfig
+    from journey.stages.evaluate import problem_seed
 
     items, spent = [], [0] * len(chunk)
     for i, (p, ss) in enumerate(zip(chunk, samples)):
@@ -299,7 +299,7 @@ def prepare_folder(out_dir: Path, overwrite: bool) -> None:
 
 
 def load_teacher(cfg: DistillConfig, task: Task, system: str | None, todo: list[Problem]):
-    from journey.models.policy import Prefix, SamplingConfig
+    from journey.models.base import Prefix, SamplingConfig
     from journey.models.registry import load_policy
 
     try:

@@ -32,7 +32,8 @@ from pathlib import Path
 from transformers import PrinterCallback, TrainerCallback
 
 from journey.config import Stage, TrainConfig
-from journey.io import (
+from journey.models.embedded import check_model_path, resolve_model
+from journey.runtime.io import (
     DataError,
     check_folder_writable,
     output_lock,
@@ -41,10 +42,9 @@ from journey.io import (
     replace_folder,
     write_text_atomic,
 )
-from journey.models.embedded import check_model_path, resolve_model
-from journey.progress import progress_bar
-from journey.provenance import provenance
-from journey.train_prm import check_prm_row
+from journey.runtime.progress import progress_bar
+from journey.runtime.provenance import provenance
+from journey.stages.train_prm import check_prm_row
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def train_into(cfg: TrainConfig, rows: list[dict], folder: Path) -> dict:
     """Train and save the checkpoint, train.json and loss.png into `folder`."""
     t0 = time.perf_counter()
     if cfg.stage == "prm":
-        from journey.train_prm import build_prm_trainer, save_prm
+        from journey.stages.train_prm import build_prm_trainer, save_prm
 
         trainer, delimiter = build_prm_trainer(cfg, rows, folder / "trainer", [RichProgress("train prm")])
         trainer.remove_callback(PrinterCallback)

@@ -30,11 +30,8 @@ output exists only whole). Everything a round made is kept. One run per `--out-d
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
-from journey.build_tree import load_trees, run_build_tree
-from journey.cards import write_card
 from journey.config import (
     BuildTreeConfig,
     DeriveConfig,
@@ -44,20 +41,22 @@ from journey.config import (
     SelfplayConfig,
     TrainConfig,
 )
-from journey.derive import run_derive
-from journey.eval_prm import run_eval_prm
-from journey.evaluate import run_eval, run_sample_pairs
-from journey.io import (
+from journey.models.prm import VerifierPRM
+from journey.runtime.cards import write_card
+from journey.runtime.io import (
     check_folder_writable,
     load_problems,
     output_lock,
     write_jsonl_atomic,
     write_text_atomic,
 )
-from journey.models.prm import VerifierPRM
-from journey.provenance import provenance
+from journey.runtime.provenance import provenance
+from journey.stages.build_tree import load_trees, run_build_tree
+from journey.stages.derive import run_derive
+from journey.stages.eval_prm import run_eval_prm
+from journey.stages.evaluate import run_eval, run_sample_pairs
+from journey.stages.train import run_train
 from journey.tasks import get_task
-from journey.train import run_train
 
 ROUND_RECORD = "round.json"
 
@@ -95,10 +94,8 @@ def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str
     d.mkdir(parents=True, exist_ok=True)
     task = get_task(cfg.task)
     trees = d / "trees.jsonl"
-    tree_stats = run_build_tree(BuildTreeConfig(
-        problems=cfg.problems, out=trees, model=policy, task=cfg.task, prm=prm, prm_model=prm_model,
-        width=cfg.width, depth=cfg.depth, top_k=cfg.top_k, search=cfg.search, simulations=cfg.simulations,
-        temperature=cfg.temperature, seed=cfg.seed + r, limit=cfg.limit))
+    tree_stats = run_build_tree(cfg.tree_config(cfg.problems, trees, policy, prm, prm_model, cfg.seed + r,
+                                                limit=cfg.limit))
     labelled, solved = trees, tree_stats.solved
     if prm != "verifier" and task.verify_steps("", []) is not None:
         labelled = d / "trees_exact.jsonl"
@@ -106,27 +103,28 @@ def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str
         solved = sum(bool(t.clean_correct_leaves()) for t in load_trees(labelled))  # by exact labels
     data = d / "data"
     if not (data / "derive.json").is_file():
-        run_derive(DeriveConfig(trees=labelled, out_dir=data, max_trials=cfg.max_trials,
-                                trial_prob=cfg.trial_prob, style=cfg.style, seed=cfg.seed + r, task=cfg.task))
+        run_derive(DeriveConfig(trees=labelled, out_dir=data, seed=cfg.seed + r, task=cfg.task, **cfg.derive))
     train_common = dict(batch_size=cfg.batch_size, max_steps=cfg.max_steps, seed=cfg.seed + r, overwrite=True)
     sft_data = data / f"sft_{cfg.sft_data}.jsonl"
     sft_rows = count_rows(sft_data)
     next_policy, pair_stats = policy, {"pairs": 0}
     if sft_rows:  # no tree solved: the policy carries over unchanged
         next_policy = sft = d / "sft"
-        train_once(TrainConfig("sft", [sft_data], sft, model=policy, epochs=cfg.epochs, lr=cfg.lr, **train_common))
+        train_once(TrainConfig("sft", [sft_data], sft, model=policy, epochs=cfg.epochs, lr=cfg.lr, **train_common,
+                               **cfg.train_options("sft")))
         pairs = d / "pairs.jsonl"
         pair_stats = run_sample_pairs(SamplePairsConfig(
             model=str(sft), problems=cfg.problems, out=pairs, task=cfg.task, samples=cfg.pair_samples,
-            pairs=cfg.pairs, seed=cfg.seed + r, limit=cfg.dpo_problems))
+            pairs=cfg.pairs, seed=cfg.seed + r, limit=cfg.dpo_problems, **code_options(cfg)))
     if pair_stats["pairs"]:
         next_policy = d / "policy"
-        train_once(TrainConfig("dpo", [pairs], next_policy, model=str(sft), epochs=1, lr=cfg.dpo_lr, **train_common))
+        train_once(TrainConfig("dpo", [pairs], next_policy, model=str(sft), epochs=1, lr=cfg.dpo_lr, **train_common,
+                               **cfg.train_options("dpo")))
     next_prm = d / "prm"
     train_once(TrainConfig("prm", [data / "prm_steps.jsonl"], next_prm, model=policy, epochs=cfg.prm_epochs,
-                           lr=cfg.prm_lr, objective="pointwise", **train_common))
+                           lr=cfg.prm_lr, objective="pointwise", **train_common, **cfg.train_options("prm")))
     m = run_eval(GenerateConfig(model=str(next_policy), problems=cfg.test, out=d / "eval.json", task=cfg.task,
-                                samples=cfg.eval_samples, seed=cfg.seed))
+                                samples=cfg.eval_samples, seed=cfg.seed, **code_options(cfg)))
     p = run_eval_prm(EvalPRMConfig(trees=held_out, prm_model=str(next_prm), out=d / "prm_eval.json",
                                    task=cfg.task))
     k = cfg.eval_samples
@@ -142,6 +140,11 @@ def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str
     return row
 
 
+def code_options(cfg: SelfplayConfig) -> dict:
+    """The code task's options of the round's trees, for its eval and sample-pairs as well."""
+    return {k: cfg.tree[k] for k in ("code_alpha", "unsafe_no_sandbox") if k in cfg.tree}
+
+
 def count_rows(path: Path) -> int:
     with Path(path).open(encoding="utf-8") as fh:
         return sum(1 for line in fh if line.strip())
@@ -151,9 +154,9 @@ def held_out_trees(cfg: SelfplayConfig) -> Path:
     """Trees on the test problems from the starting policy and the exact verifier (built once,
     resumed like any build-tree), on which every round's PRM is judged."""
     path = cfg.out_dir / "test_trees.jsonl"
+    shape = {k: v for k, v in cfg.tree.items() if k in ("width", "depth", "top_k", "max_step_tokens", "code_alpha")}
     run_build_tree(BuildTreeConfig(problems=cfg.test, out=path, model=cfg.model, task=cfg.task, prm="verifier",
-                                   width=cfg.width, depth=cfg.depth, top_k=cfg.top_k, seed=cfg.seed,
-                                   limit=cfg.test_limit))
+                                   seed=cfg.seed, limit=cfg.test_limit, **shape))
     return path
 
 
@@ -182,7 +185,7 @@ def run_selfplay(cfg: SelfplayConfig, on_round=None) -> list[dict]:
             policy = row["next_policy"]
             if cfg.prm_loop == "trained":
                 prm, prm_model = "trained", row["next_prm"]
-        summary = provenance("selfplay", {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        summary = provenance("selfplay", cfg.record(),
                              rounds=rows, stats={"rounds": len(rows)})
         write_text_atomic(cfg.out_dir / "selfplay.json", json.dumps(summary, indent=2) + "\n")
         write_card(cfg.out_dir, summary)

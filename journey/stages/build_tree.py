@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from journey.config import BuildTreeConfig
-from journey.distributed import TreeJob, ray_pool, trees_on_ray
-from journey.io import (
+from journey.models.base import Prefix
+from journey.models.registry import build_prm, load_policy
+from journey.runtime.distributed import ray_pool, trees_on_ray
+from journey.runtime.io import (
     DataError,
     JsonlAppender,
     check_not_an_input,
@@ -30,13 +32,12 @@ from journey.io import (
     resume_journal,
     take_first,
 )
-from journey.models.policy import Prefix
-from journey.models.registry import build_prm, load_policy
-from journey.provenance import provenance
-from journey.search.build import TreeBuilder, build_trees
-from journey.search.mcts import MCTSBuilder
+from journey.runtime.provenance import provenance
+from journey.search.build import LockstepBuilder, build_trees
+from journey.search.registry import SEARCHES
 from journey.search.tree import FORMAT, Tree
 from journey.tasks import task_of
+from journey.tasks.base import Problem
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class TreeStats:
 
 
 def resume_state(cfg: BuildTreeConfig, problems: list) -> tuple[set[str], TreeStats]:
-    """Ids already in `cfg.out` and their stats (see `journey.io.resume_journal` for what is
+    """Ids already in `cfg.out` and their stats (see `journey.runtime.io.resume_journal` for what is
     checked: format, config, changed problems, duplicates, a cut last line)."""
     stats = TreeStats()
     if cfg.overwrite:
@@ -94,11 +95,11 @@ def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
         return _build_locked(cfg, task, every, problems, progress, pool)
 
 
-def load_builder(cfg: BuildTreeConfig, task) -> TreeBuilder | MCTSBuilder:
+def load_builder(cfg: BuildTreeConfig, task) -> LockstepBuilder:
     """The policy and PRM of `cfg`, in the lockstep builder of `--search` (beam or mcts)."""
     policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling, cfg.backend, cfg.gpu_memory_utilization)
     prm = build_prm(cfg.prm, task, policy, cfg.prm_model, cfg.rollouts, cfg.prm_device)
-    return (MCTSBuilder if cfg.search == "mcts" else TreeBuilder)(task, policy, prm, cfg.search_config)
+    return SEARCHES[cfg.search][0](task, policy, prm, cfg.search_config)
 
 
 def check_fits(cfg: BuildTreeConfig, task, policy, todo: list) -> None:
@@ -106,6 +107,22 @@ def check_fits(cfg: BuildTreeConfig, task, policy, todo: list) -> None:
     policy.check_fits([Prefix(task.messages(p.question)) for p in todo],
                       cfg.depth * cfg.max_step_tokens, [f"{cfg.problems}:{p.line}" for p in todo],
                       f"--depth {cfg.depth} x --max-step-tokens {cfg.max_step_tokens}")
+
+
+class TreeJob:
+    """build-tree on an actor: the builder (policy + PRM) loaded once, trees built in lockstep."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def start(self, check: list[Problem]) -> None:
+        self.builder = load_builder(self.cfg, task_of(self.cfg))
+        if check:
+            check_fits(self.cfg, self.builder.task, self.builder.policy, check)
+
+    def run(self, problems: list[Problem]) -> list[dict]:
+        return [t.to_json() for t in build_trees(problems, self.builder, self.cfg.trees_in_flight)]
+
 
 
 def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progress, pool) -> TreeStats:
@@ -120,8 +137,7 @@ def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progr
     run = provenance("build-tree", cfg.content(),
                      exhaustive_expansions=shape.exhaustive_expansions(),
                      exhaustive_steps=cfg.width * shape.exhaustive_expansions())
-    budget = (("N·w", cfg.simulations * cfg.width) if cfg.search == "mcts"
-              else ("w·K·D", cfg.width * cfg.top_k * cfg.depth))
+    budget = shape.budget()
     stats.extra = {"problems": len(problems), "exhaustive_steps": run["exhaustive_steps"],
                    "budget": budget, "out": cfg.out}
     if cfg.overwrite and cfg.out.exists():

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from journey.config import TrainConfig
-from journey.io import DataError
 from journey.models.embedded import resolve_model
 from journey.models.trained_prm import encode, write_card
+from journey.runtime.io import DataError
 
 OBJECTIVES = ("pointwise", "pairwise")
 PRM_KEYS = {"pointwise": ("prompt", "steps", "labels"), "pairwise": ("prompt", "steps", "chosen", "rejected")}

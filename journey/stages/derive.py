@@ -11,9 +11,9 @@ Writes into the output folder:
     prm_pairs.jsonl     sibling steps after the same prefix, the better one chosen (pair-wise)
                         (both described in `journey.longthought.prm_data`)
     derive.json         provenance: command, config, input hash, counts
-    README.md           a Hugging Face dataset card written from derive.json (journey.cards)
+    README.md           a Hugging Face dataset card written from derive.json (journey.runtime.cards)
 All are written as one set: into a sibling folder that then replaces the output folder in
-one rename (`journey.io.atomic_folder`), so bad input, a kill or a full disk leaves the old
+one rename (`journey.runtime.io.atomic_folder`), so bad input, a kill or a full disk leaves the old
 output as it was, never a mix of two runs. The folder must be new, empty, or an earlier
 derive-longthought output (only these files); one run at a time (a lock). A problem id seen
 twice in the trees (two runs wrote one file) keeps its first tree, and the summary says so. Trees with no correct answer are skipped and counted. The
@@ -28,10 +28,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from journey.build_tree import load_trees
-from journey.cards import CARD, write_card
 from journey.config import DeriveConfig
-from journey.io import DataError, atomic_folder, output_lock, write_jsonl_atomic, write_text_atomic
 from journey.longthought.paths import journey, preference_leaves, shortcut
 from journey.longthought.prm_data import label_source, pair_rows, step_rows
 from journey.longthought.render import (
@@ -41,8 +38,18 @@ from journey.longthought.render import (
     render_with_spans,
 )
 from journey.models.embedded import resolve_model
-from journey.provenance import provenance
+from journey.models.registry import prm_explains
+from journey.runtime.cards import CARD, write_card
+from journey.runtime.io import (
+    DataError,
+    atomic_folder,
+    output_lock,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
+from journey.runtime.provenance import provenance
 from journey.search.tree import Tree
+from journey.stages.build_tree import load_trees
 from journey.tasks import get_task
 from journey.tasks.base import Task
 
@@ -123,7 +130,8 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
         events, trials = journey(tree, path, cfg.max_trials, cfg.trial_prob, rng, cfg.trial_count,
                                  cfg.trial_end == "dead-end")
         states = backtrack_states(task, tree, events) if cfg.backtrack == "state" else None
-        text, spans = render_with_spans(events, tree, rng, task.step_delimiter, STYLES[cfg.style], states)
+        text, spans = render_with_spans(events, tree, rng, task.step_delimiter, STYLES[cfg.style], states,
+                                        explains=prm_explains(tree.recorded("prm")))
         drafts.append((tree, text, sum(trials), spans))
         out["sft_shortcut.jsonl"].append(sft_row(task, tree, task.join_steps(tree.steps(path[-1])), "shortcut", 0))
     texts = [d for _, d, _, _ in drafts]
@@ -144,7 +152,7 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
 
 def rewrite_all(cfg: DeriveConfig, task: Task, drafts) -> tuple[list[str], int]:
     from journey.longthought.rewrite import rewrite_drafts
-    from journey.models.policy import SamplingConfig
+    from journey.models.base import SamplingConfig
     from journey.models.registry import load_policy
 
     try:

@@ -24,11 +24,11 @@ import copy
 import json
 from pathlib import Path
 
-from journey.io import DataError, check_writable, output_lock, write_jsonl_atomic
-from journey.models.policy import Prefix
-from journey.run_tests import load_code_problems
-from journey.sandbox import Program
+from journey.models.base import Prefix
+from journey.runtime.io import DataError, check_writable, output_lock, write_jsonl_atomic
+from journey.stages.run_tests import load_code_problems
 from journey.tasks.code import CodeTask, gold_spec, tcg_messages
+from journey.tasks.sandbox import Program
 
 SWAPS = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE, ast.Eq: ast.NotEq,
          ast.NotEq: ast.Eq, ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.FloorDiv,
@@ -143,9 +143,10 @@ def mutation_scores(task: CodeTask, problems: list[dict], test_sets: dict[str, l
 
 def gen_tests(cfg) -> dict:
     """Run the TCG over `cfg.problems` (see module docstring); write `cfg.out`; return a summary."""
-    from journey.config import CodeConfig, SamplingConfig
+    from journey.models.base import SamplingConfig
     from journey.models.embedded import task_model
     from journey.models.registry import load_policy
+    from journey.tasks.code import CodeConfig
 
     problems = list(load_code_problems(cfg.problems).values())[: cfg.limit]
     for p in problems:

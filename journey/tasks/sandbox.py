@@ -1,6 +1,6 @@
 """Run model-written Python programs on test inputs, in a bubblewrap jail, many at once.
 
-    from journey.sandbox import Program, Sandbox
+    from journey.tasks.sandbox import Program, Sandbox
     outcomes = Sandbox().run([Program("def f(x):\\n    return x[::-1]", "f", [[[1, 2]], [[3]]])])
     outcomes[0].results   # [{"status": "ok", "got": [2, 1]}, {"status": "ok", "got": [3]}]
 

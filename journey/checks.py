@@ -1,0 +1,84 @@
+"""Value checks whose errors name the flag to change: the one way every config says what is wrong.
+
+    check_at_least(1, batch_size=0)   # ValueError: --batch-size must be >= 1, got 0
+
+`opt` declares a config field that is also a CLI option (its help and flag names live on the
+field, so an option is written once; `journey.cli` builds the commands from the fields), and
+`check_choices` checks every `Literal` field. Imports nothing of journey: the configs of every
+layer (tasks, models, search, stages) use it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, field, fields
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin, get_type_hints
+
+
+def flag(name: str) -> str:
+    """'max_step_tokens' -> '--max-step-tokens'."""
+    return "--" + name.replace("_", "-")
+
+
+def check_at_least(low: float, **values) -> None:
+    """ValueError naming the first flag whose value is below `low` (or not a number)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= low:
+            raise ValueError(f"{flag(name)} must be >= {low}, got {value}")
+
+
+def check_positive(**values) -> None:
+    """ValueError naming the first flag whose value is not a finite number > 0."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                math.isfinite(value) and value > 0):
+            raise ValueError(f"{flag(name)} must be > 0, got {value}")
+
+
+def check_sampling_flags(temperature: float, top_p: float) -> None:
+    """--temperature >= 0 and --top-p in (0, 1], both finite."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"--temperature must be >= 0, got {temperature}")
+    if not (math.isfinite(top_p) and 0 < top_p <= 1):
+        raise ValueError(f"--top-p must be in (0, 1], got {top_p}")
+
+
+def opt(help: str, default=MISSING, *, flags: tuple[str, ...] = (), factory=MISSING, cli: bool = True):
+    """A config field that is also a CLI option: its help, and its flag names when they are not
+    the field's own (`flags=("--width", "-w")`, `flags=("--from",)`). The field's type and
+    default are the option's; `cli=False` keeps a field off the command line.
+
+        width: int = opt("w: candidate next steps per expanded node.", 4, flags=("--width", "-w"))
+    """
+    meta = {"help": help, "flags": flags, "cli": cli}
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def literal_choices(tp) -> tuple[str, ...] | None:
+    """The choices of a `Literal[...]` type, or of `Literal[...] | None`; None for other types.
+
+        literal_choices(Literal["beam", "mcts"] | None) -> ("beam", "mcts")
+    """
+    if get_origin(tp) is Literal:
+        return get_args(tp)
+    if get_origin(tp) in (Union, UnionType):
+        for arg in get_args(tp):
+            if get_origin(arg) is Literal:
+                return get_args(arg)
+    return None
+
+
+def check_choices(config) -> None:
+    """ValueError naming the flag for the first `Literal` field of the dataclass `config` whose
+    value is not one of its choices (None passes where the type allows it)."""
+    hints = get_type_hints(type(config))
+    for f in fields(config):
+        choices = literal_choices(hints.get(f.name))
+        value = getattr(config, f.name)
+        if choices is None or (value is None and type(None) in get_args(hints[f.name])):
+            continue
+        if value not in choices:
+            raise ValueError(f"{flag(f.name)} must be one of {', '.join(map(str, choices))}, got {value!r}")

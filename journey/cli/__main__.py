@@ -1,0 +1,5 @@
+"""`python -m journey.cli ...` runs the `journey` command."""
+
+from journey.cli.main import app
+
+app()

@@ -1,0 +1,42 @@
+"""Commands of the code domain (o1-Coder): run-tests, gen-tests. Programs run in the sandbox.
+
+    journey run-tests --problems code.jsonl --solutions solutions.jsonl --out results.jsonl
+    journey gen-tests --problems code.jsonl --out with_tests.jsonl --n 10
+"""
+
+from __future__ import annotations
+
+from journey.cli.app import console, summary_table, user_errors
+from journey.cli.options import command, make
+from journey.config import GenTestsConfig, RunTestsConfig
+
+
+@command(RunTestsConfig)
+def run_tests(values: dict) -> None:
+    """Score programs against their problems' tests in the sandbox: compiles, pass rate, reward, a verdict per test."""
+    from journey.stages.run_tests import run_tests as score
+
+    cfg = make(RunTestsConfig, values)
+    with user_errors():
+        s = score(cfg)
+    rows = [("solutions", f"{s['solutions']:,}"), ("compile", f"{s['compiles']:.1%}"),
+            ("mean pass rate", f"{s['pass_rate']:.1%}"), ("pass every test", f"{s['all_pass']:.1%}"),
+            (f"mean reward (a = {cfg.code_alpha})", f"{s['reward']:.3f}"), ("file", str(cfg.out))]
+    console.print(summary_table(f"run-tests {cfg.solutions} -> {cfg.out}", rows))
+
+
+@command(GenTestsConfig)
+def gen_tests(values: dict) -> None:
+    """Generate tests (TCG): the policy proposes inputs, the sandboxed reference gives outputs; mutation scores vs the given tests."""
+    from journey.stages.tcg import gen_tests as generate
+
+    cfg = make(GenTestsConfig, values)
+    with user_errors():
+        s = generate(cfg)
+    rows = [("problems (with tests written)", f"{s['problems']:,} ({s['written']:,})"),
+            ("inputs proposed / parsed / kept", f"{s['proposed']:,} / {s['parsed']:,} / {s['kept']:,}"),
+            ("generated tests the reference passes", f"{s['reference_passes']:.1%}"),
+            ("mutation score: generated tests", f"{s['mutation_score_generated']:.1%} of {s['mutants_generated']:,}"),
+            ("mutation score: given tests", f"{s['mutation_score_given']:.1%} of {s['mutants_given']:,}"),
+            ("file", str(cfg.out))]
+    console.print(summary_table(f"gen-tests {cfg.problems} -> {cfg.out}", rows))

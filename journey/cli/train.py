@@ -1,0 +1,69 @@
+"""Commands that train: train (SFT, DPO, PRM) and selfplay (rounds of search -> derive -> train).
+
+    journey train --stage sft --data data/sft_journey.jsonl --out ckpt/journey
+    journey selfplay --problems train.jsonl --test test.jsonl --out-dir sp/ --rounds 2
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from journey.cli.app import console, summary_table, user_errors
+from journey.cli.options import Section, command, make
+from journey.config import SELFPLAY_SETS, BuildTreeConfig, DeriveConfig, SelfplayConfig, TrainConfig
+
+
+@command(TrainConfig)
+def train(values: dict) -> None:
+    """Fine-tune with TRL (SFT on long thoughts or shortcuts, DPO on preference pairs), or train a PRM."""
+    from journey.stages.train import run_train
+
+    cfg = make(TrainConfig, values)
+    with user_errors(lambda: f"the unfinished checkpoint was removed; {cfg.out} is as it was"):
+        record = run_train(cfg)
+    curve = record["loss_curve"]
+    console.print(summary_table(f"train --stage {cfg.stage} -> {cfg.out}", [
+        ("rows", f"{record['rows']:,}"),
+        ("steps", f"{record['steps']:,}"),
+        ("loss: first -> last", f"{curve[0]['loss']:.4f} -> {curve[-1]['loss']:.4f}" if curve else "-"),
+        ("time", f"{record['seconds']:,.1f} s"),
+        ("files", f"{cfg.out}/ (checkpoint, train.json, loss.png)"),
+    ]))
+
+
+SELFPLAY_DEFAULTS = SelfplayConfig.__dataclass_fields__["derive"].default_factory()
+
+
+@command(SelfplayConfig,
+         Section(BuildTreeConfig, "tree", skip=SELFPLAY_SETS["tree"]),
+         Section(DeriveConfig, "derive", skip=SELFPLAY_SETS["derive"], defaults=SELFPLAY_DEFAULTS),
+         Section(TrainConfig, "train", skip=SELFPLAY_SETS["train"]))
+def selfplay(values: dict) -> None:
+    """Self-play (o1-Coder): each round builds trees with its policy and PRM, derives data, trains the next policy (SFT, DPO) and PRM, and evaluates both.
+
+    Every build-tree, derive-longthought and train option that a round does not set itself is an
+    option here too (e.g. --search mcts --c-puct 2 --rollout policy, --trial-count uniform, --lora).
+    """
+    from journey.stages.selfplay import run_selfplay
+
+    cfg = make(SelfplayConfig, values)
+    with user_errors(lambda: f"finished rounds are kept in {cfg.out_dir}; rerun the same command to resume"):
+        rows = run_selfplay(cfg, on_round=lambda row: console.print(
+            f"round {row['round']}: accuracy {row['accuracy']:.3f}, PRM F1 {row['prm_f1_right']:.3f}"))
+    console.print(selfplay_table(rows, cfg.out_dir))
+
+
+def selfplay_table(rows: list[dict], out_dir: Path) -> Table:
+    k = next((key for key in rows[0] if key.startswith("pass@")), "pass@k") if rows else "pass@k"
+    table = Table(title=escape(f"selfplay -> {out_dir}"), title_justify="left")
+    for col in ("round", "trees solved", "steps / tree", "SFT rows", "DPO pairs", "accuracy ± s.e.", k,
+                "PRM F1 (right / wrong)"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["round"]), f"{r['trees_solved']} / {r['trees']}", f"{r['steps_generated_per_tree']:.1f}",
+                      str(r["sft_rows"]), str(r["dpo_pairs"]), f"{r['accuracy']:.3f} ± {r['accuracy_se']:.3f}",
+                      "-" if r.get(k) is None else f"{r[k]:.3f}", f"{r['prm_f1_right']:.3f} / {r['prm_f1_wrong']:.3f}")
+    return table
