@@ -66,8 +66,12 @@ def test_extract_answer(text, want):
 
 
 @pytest.mark.parametrize("got,expected,same", [
-    ([1, 2], [1, 2], True), ([1, 2], [2, 1], False), (2.0000001, 2, True), (True, 1, False),
+    ([1, 2], [1, 2], True), ([1, 2], [2, 1], False), (2.0000001, 2.0, True), (True, 1, False),
     ({"a": [1]}, {"a": [1]}, True), ("1", 1, False), (None, None, True), ([1], [1, 2], False),
+    # ints compare exactly, floats only against floats (issue 23: `return 1e9` passed 999999937)
+    (1e9, 999999937, False), (2.0, 2, False), (2, 2.0, False), ([1.0, 2], [1, 2], False),
+    (10 ** 400, 1e308, False), (1.0, 2 ** 1100, False), (float("nan"), float("nan"), False),
+    (10 ** 30 + 1, 10 ** 30, False), (1e-7, 0.0, True),
 ])
 def test_same_output(got, expected, same):
     assert same_output(got, expected) is same

@@ -7,12 +7,14 @@ what a successful attack returns), so a broken jail fails these tests.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 from pathlib import Path
 
 import pytest
 
-from journey.sandbox import Limits, Program, Sandbox, SandboxError, find_bwrap, seccomp_filter
+from journey.sandbox import (DENIED_SYSCALLS, Limits, Program, Sandbox, SandboxError, denied_numbers,
+                             find_bwrap, seccomp_filter)
 from journey.tasks.code import grade
 
 FAST = Limits(test_seconds=0.5, start_seconds=3.0)
@@ -186,8 +188,32 @@ def test_unsafe_mode_runs_without_a_jail_only_when_asked():
     assert out.results == [{"status": "ok", "got": 42}]
 
 
-def test_seccomp_filter_shape():
-    prog = seccomp_filter("x86_64")
-    assert len(prog) == 8 * (7 + 4)  # 8-byte instructions: arch check, x32 check, 4 syscalls, allow, deny
+def run_filter(prog: bytes, arch: int, nr: int) -> int:
+    """What a classic-BPF seccomp program returns for one syscall (only the opcodes we emit)."""
+    data = {0: nr, 4: arch}  # seccomp_data.nr, seccomp_data.arch
+    ins = [struct.unpack("=HBBI", prog[i:i + 8]) for i in range(0, len(prog), 8)]
+    pc, acc = 0, 0
+    while True:
+        code, jt, jf, k = ins[pc]
+        if code == 0x20:
+            acc, pc = data[k], pc + 1
+        elif code in (0x15, 0x35):
+            hit = acc == k if code == 0x15 else acc >= k
+            pc += 1 + (jt if hit else jf)
+        else:
+            assert code == 0x06, code
+            return k
+
+
+@pytest.mark.parametrize("machine,arch", [("x86_64", 0xC000003E), ("aarch64", 0xC00000B7)])
+def test_seccomp_filter_refuses_exactly_the_denied_syscalls(machine, arch):
+    prog = seccomp_filter(machine)
+    denied = set(denied_numbers(machine))
+    assert len(prog) == 8 * (7 + len(denied))  # arch check, x32 check, one test per syscall, allow, deny
+    eperm, allow, kill = 0x00050001, 0x7FFF0000, 0x80000000
+    for nr in range(0, 460):
+        assert run_filter(prog, arch, nr) == (eperm if nr in denied else allow), nr
+    assert run_filter(prog, arch, 0x40000000 + 1) == eperm  # x32
+    assert run_filter(prog, 0x40000003, 1) == kill  # i386
     with pytest.raises(SandboxError, match="no seccomp filter"):
         seccomp_filter("sparc")
