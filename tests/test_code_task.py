@@ -66,8 +66,12 @@ def test_extract_answer(text, want):
 
 
 @pytest.mark.parametrize("got,expected,same", [
-    ([1, 2], [1, 2], True), ([1, 2], [2, 1], False), (2.0000001, 2, True), (True, 1, False),
+    ([1, 2], [1, 2], True), ([1, 2], [2, 1], False), (2.0000001, 2.0, True), (True, 1, False),
     ({"a": [1]}, {"a": [1]}, True), ("1", 1, False), (None, None, True), ([1], [1, 2], False),
+    # ints compare exactly, floats only against floats (issue 23: `return 1e9` passed 999999937)
+    (1e9, 999999937, False), (2.0, 2, False), (2, 2.0, False), ([1.0, 2], [1, 2], False),
+    (10 ** 400, 1e308, False), (1.0, 2 ** 1100, False), (float("nan"), float("nan"), False),
+    (10 ** 30 + 1, 10 ** 30, False), (1e-7, 0.0, True),
 ])
 def test_same_output(got, expected, same):
     assert same_output(got, expected) is same
@@ -206,3 +210,67 @@ def test_bad_code_alpha_is_refused_naming_the_flag(tmp_path, command):
     else:
         assert result.exit_code == 1 and "--code-alpha must be in [0, 1]" in result.output
     assert not (tmp_path / "o.jsonl").exists()
+
+
+# ---------------------------------------------------------------- issue 23: one bad row never ends a run
+
+FORGE_DEEP = ("import os, re, sys\ndef f(x):\n    frame, seen = sys._getframe(1), []\n    while frame:\n"
+              "        seen += list(frame.f_locals.values())\n        frame = frame.f_back\n"
+              "    nonce = next(o for o in seen if isinstance(o, str) and re.fullmatch('[0-9a-f]{32}', o))\n"
+              "    deep = '[' * 5000 + ']' * 5000\n"
+              "    for row in (deep, '{\"i\": 0, \"status\": \"ok\", \"got\": \"%s\"}' % deep):\n"
+              "        for fd in range(3, 20):\n            try:\n"
+              "                os.write(fd, ('\\n' + nonce + ' ' + row + '\\n').encode())\n"
+              "            except OSError:\n                pass\n    os._exit(0)")
+# (solution row id, code, the verdict it must get): each once crashed the whole run, or passed
+CRASH_ROWS = [
+    ("int", "def f(x):\n    return 1e9", "wrong"),  # a float near an int is not that int
+    ("int", "import sys\ndef f(x):\n    sys.set_int_max_str_digits(0)\n    return 10 ** 5000", "error"),
+    ("int", "import sys\ndef f(x):\n    sys.setrecursionlimit(100000)\n    v = []\n    for _ in range(20000):\n"
+            "        v = [v]\n    return v", "error"),
+    ("int", FORGE_DEEP, "error"),
+    ("float", "def f(x):\n    return 10 ** 400", "wrong"),
+    ("big", "def f(x):\n    return 1.0", "wrong"),
+    ("int", "def f(x):\n    return '\\ud800'", "error"),  # returns a lone surrogate: cannot be written out
+    ("int", "def f(x):\n    raise ValueError('\\ud800')", "error"),  # and raises one
+    ("int", "def f(x):\n    return '\ud800'", "error"),  # its source holds one: compiles = False
+    ("int", "def f(x):\n" + "    x is 1\n" * 2000 + "    return 999999937", "pass"),  # 2000 SyntaxWarnings
+    ("int", "def f(x):\n    return 999999937", "pass"),
+]
+
+
+def test_no_single_row_ends_a_run(tmp_path, capfd):
+    problems = [{"id": "int", "entry_point": "f", "tests": [{"input": [0], "output": 999999937}]},
+                {"id": "float", "entry_point": "f", "tests": [{"input": [0], "output": 1.5}]},
+                {"id": "big", "entry_point": "f", "tests": [{"input": [0], "output": 2 ** 1100}]}]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems))
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps({"id": i, "code": c}) + "\n" for i, c, _ in CRASH_ROWS))
+    out = tmp_path / "r.jsonl"
+    r = runner.invoke(app, ["run-tests", "--problems", str(tmp_path / "p.jsonl"), "--solutions",
+                            str(tmp_path / "s.jsonl"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["tests"][0]["verdict"] for row in rows] == [v for _, _, v in CRASH_ROWS]
+    assert "Warning" not in r.output + "".join(capfd.readouterr())  # compiled on the host, quietly
+
+
+def test_grade_cache_keeps_no_program_apart_from_the_text_none():
+    task = CodeTask(CodeConfig(workers=1))
+    gold = gold_spec("f", [{"input": [1], "output": 1}])
+    assert task.grade_answers(["None"], [gold])[0].compiles is True  # `None` is a valid module
+    g = task.grade_answers([None], [gold])[0]
+    assert (g.compiles, g.reward) == (False, 0.0)
+
+
+def test_a_comparison_that_raises_is_that_tests_error():
+    from journey.tasks.sandbox import Outcome
+
+    from journey.tasks.code import grade
+
+    deep: list = []
+    for _ in range(50_000):  # deeper than the host can compare recursively
+        deep = [deep]
+    outcome = Outcome(True, None, [{"status": "ok", "got": deep}, {"status": "ok", "got": 1}])
+    g = grade(outcome, "f", [{"input": [0], "output": [deep]}, {"input": [1], "output": 1}], 0.5)
+    assert [v["verdict"] for v in g.verdicts] == ["error", "pass"]
+    assert "cannot be compared (RecursionError)" in g.verdicts[0]["error"]

@@ -27,7 +27,12 @@ def test_mutants_hand_worked():
     assert len(mutants(code, limit=2)) == 2
 
 
-@pytest.mark.parametrize("text,want", [("[[1, 2]]", [[1, 2]]), (" [3] ", [3]), ("[[1, 2", None), ("7", None), ("", None)])
+@pytest.mark.parametrize("text,want", [
+    ("[[1, 2]]", [[1, 2]]), (" [3] ", [3]), ("[[1, 2", None), ("7", None), ("", None),
+    # dropped, never a crash: 3000 deep, just past MAX_DEPTH, a 5000-digit int, a lone surrogate
+    ("[" * 3000 + "]" * 3000, None), ("[" * 101 + "]" * 101, None), ("[" + "9" * 5000 + "]", None),
+    ('["\\ud800"]', None),
+])
 def test_parse_input(text, want):
     assert parse_input(text) == want
 
@@ -62,3 +67,15 @@ def test_gen_tests_cli(tmp_path):
     (tmp_path / "nosol.jsonl").write_text(json.dumps({"id": "a", "entry_point": "f", "tests": [{"input": [1], "output": 1}]}) + "\n")
     bad = runner.invoke(app, ["gen-tests", "--problems", str(tmp_path / "nosol.jsonl"), "--out", str(tmp_path / "x.jsonl")])
     assert bad.exit_code == 1 and "has no reference 'solution'" in bad.output
+
+
+def test_a_deep_reference_gets_no_mutants_and_no_crash():
+    assert mutants("def f(x):\n    return x" + " + 1" * 300) == []  # too deep for deepcopy / unparse
+    assert len(mutants("def f(x):\n    return x" + " + 1" * 5)) == 15  # shallow: 5 operators, 5 constants twice
+
+
+def test_a_malformed_proposal_is_dropped_and_counted():
+    task = CodeTask(CodeConfig(workers=1))
+    p = {"id": "p", "entry_point": "f", "solution": "def f(x):\n    return x", "tests": [{"input": [1], "output": 1}]}
+    gen = generated_tests(task, [p], [["[" * 3000 + "]" * 3000, "[2]"]])[0]
+    assert (gen["proposed"], gen["parsed"], gen["tests"]) == (2, 1, [{"input": [2], "output": 2}])

@@ -38,5 +38,6 @@ def gen_tests(values: dict) -> None:
             ("generated tests the reference passes", f"{s['reference_passes']:.1%}"),
             ("mutation score: generated tests", f"{s['mutation_score_generated']:.1%} of {s['mutants_generated']:,}"),
             ("mutation score: given tests", f"{s['mutation_score_given']:.1%} of {s['mutants_given']:,}"),
+            ("references too deep to mutate", f"{s.get('references_without_mutants', 0):,}"),
             ("file", str(cfg.out))]
     console.print(summary_table(f"gen-tests {cfg.problems} -> {cfg.out}", rows))

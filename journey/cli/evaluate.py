@@ -9,11 +9,14 @@
 from __future__ import annotations
 
 from journey.cli.app import console, journal_kept, ray_summary, summary_table, user_errors
-from journey.cli.options import command, make
+from journey.cli.options import Section, command, make
 from journey.config import EvalConfig, EvalPRMConfig, SamplePairsConfig
 
+# eval and sample-pairs grade by the right answer only, never by partial credit: no --code-alpha
+NO_PARTIAL_CREDIT = ("code_alpha",)
 
-@command(EvalConfig)
+
+@command(Section(EvalConfig, skip=NO_PARTIAL_CREDIT))
 def eval_(values: dict) -> None:
     """Measure a model on held-out problems: accuracy, maj@k, pass@k, tokens, reflection words."""
     from journey.stages.evaluate import generations_path, run_eval
@@ -54,7 +57,7 @@ def inject_table(cfg) -> None:
     ]))
 
 
-@command(SamplePairsConfig)
+@command(Section(SamplePairsConfig, skip=NO_PARTIAL_CREDIT))
 def sample_pairs(values: dict) -> None:
     """On-policy DPO pairs (the paper's recipe): sample answers, check them, pair right with wrong."""
     from journey.stages.evaluate import run_sample_pairs, samples_path

@@ -22,13 +22,16 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import logging
 from pathlib import Path
 
 from journey.models.base import Prefix
 from journey.runtime.io import DataError, check_writable, output_lock, write_jsonl_atomic
 from journey.stages.run_tests import load_code_problems
 from journey.tasks.code import CodeTask, gold_spec, tcg_messages
-from journey.tasks.sandbox import Program
+from journey.tasks.sandbox import Program, read_json
+
+log = logging.getLogger(__name__)
 
 SWAPS = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE, ast.Eq: ast.NotEq,
          ast.NotEq: ast.Eq, ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.FloorDiv,
@@ -72,14 +75,19 @@ def mutants(code: str, limit: int = 20) -> list[str]:
     """
     try:
         tree = ast.parse(code)
-    except SyntaxError:
+        original = ast.unparse(tree)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     sites = [(i, k) for i, node in enumerate(ast.walk(tree)) for k in range(_variants(node))]
-    original, out = ast.unparse(tree), []
+    out = []
     for i, k in sites:
-        m = copy.deepcopy(tree)
-        _mutate(list(ast.walk(m))[i], k)
-        text = ast.unparse(m)
+        try:
+            m = copy.deepcopy(tree)
+            _mutate(list(ast.walk(m))[i], k)
+            text = ast.unparse(m)
+        except RecursionError:  # nested too deep to copy or print (x + 1 + ... + 1): no mutants
+            log.warning("a reference nests too deeply to mutate; it gets no mutants")
+            return out
         if text != original and text not in out:
             out.append(text)
         if len(out) >= limit:
@@ -88,10 +96,11 @@ def mutants(code: str, limit: int = 20) -> list[str]:
 
 
 def parse_input(text: str) -> list | None:
-    """A proposed test input: a JSON list of arguments, else None. '[[3, 1]]' -> [[3, 1]]"""
+    """A proposed test input: a JSON list of arguments, else None (the proposal is dropped,
+    whatever it holds: bad JSON, nesting past `MAX_DEPTH`, a huge int). '[[3, 1]]' -> [[3, 1]]"""
     try:
-        value = json.loads(text.strip())
-    except (json.JSONDecodeError, ValueError):
+        value = read_json(text.strip())
+    except ValueError:
         return None
     return value if isinstance(value, list) else None
 
@@ -186,4 +195,6 @@ def summarize(gen: list[dict], scores: dict, written: int) -> dict:
         k, m = sum(a for a, _ in per), sum(b for _, b in per)
         out[f"mutation_score_{name}"] = k / m if m else 0.0
         out[f"mutants_{name}"] = m
+    # references that gave no mutants (no sites, or nested too deeply to copy): scored on nothing
+    out["references_without_mutants"] = sum(m == 0 for _, m in next(iter(scores.values()), []))
     return out

@@ -204,15 +204,12 @@ def check_tests(entry_point, tests) -> tuple[str, list[dict]]:
 
 
 def same_output(got, expected) -> bool:
-    """Whether two JSON values match: exact, except floats within 1e-6 (relative or absolute).
+    """Whether two JSON values match: exact, except a float against a float, within 1e-6
+    (relative or absolute). An int never equals a float, nor a bool an int.
 
-    ([1, 2.0000000001], [1, 2]) -> True; (True, 1) -> False
+    ([1, 2.0000000001], [1, 2.0]) -> True; (2.0, 2) -> False; (True, 1) -> False
     """
-    if isinstance(expected, bool) or isinstance(got, bool):
-        return type(got) is type(expected) and got == expected
-    if isinstance(expected, (int, float)) and isinstance(got, (int, float)):
-        if isinstance(expected, int) and isinstance(got, int):
-            return got == expected
+    if type(got) is float and type(expected) is float:
         return math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-6)
     if isinstance(expected, list) and isinstance(got, list):
         return len(got) == len(expected) and all(same_output(a, b) for a, b in zip(got, expected))
@@ -274,8 +271,7 @@ def grade(outcome, entry_point: str, tests: list[dict], alpha: float) -> Grade:
     for t, r in zip(tests, outcome.results):
         v = {"verdict": r["status"], "input": t["input"], "expected": t["output"]}
         if r["status"] == "ok":
-            ok = same_output(r["got"], t["output"])
-            v.update(verdict="pass" if ok else "wrong", got=r["got"])
+            v.update(ok_verdict(r["got"], t["output"]))
         elif r.get("error"):
             v["error"] = r["error"]
         verdicts.append(v)
@@ -305,6 +301,16 @@ class CodeConfig:
         if self.workers is not None:
             check_at_least(1, workers=self.workers)
         check_at_least(1, tests_per_problem=self.tests_per_problem)
+
+
+def ok_verdict(got, expected) -> dict:
+    """{"verdict": "pass" | "wrong", "got"} for a test that returned `got`; a comparison that
+    raises (a program's output is data, whatever it holds) is that test's error, not the run's."""
+    try:
+        same = same_output(got, expected)
+    except Exception as e:  # RecursionError, MemoryError, OverflowError, ...
+        return {"verdict": "error", "error": f"the output cannot be compared ({type(e).__name__})"}
+    return {"verdict": "pass" if same else "wrong", "got": got}
 
 
 # ---------------------------------------------------------------- the task
@@ -363,7 +369,8 @@ class CodeTask(Task):
 
     def grade_answers(self, predicted: list[str | None], golds: list[str]) -> list[Grade]:
         """Grade many programs at once: the ones not seen before run in the sandbox's pool."""
-        keys = [hashlib.sha256(f"{p}\x00{g}".encode()).hexdigest() for p, g in zip(predicted, golds)]
+        # JSON keeps None apart from "None", and encodes any text (a lone surrogate too)
+        keys = [hashlib.sha256(json.dumps([p, g]).encode()).hexdigest() for p, g in zip(predicted, golds)]
         todo = {}
         for k, p, g in zip(keys, predicted, golds):
             if k not in self._grades and k not in todo:
