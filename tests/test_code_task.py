@@ -263,9 +263,8 @@ def test_grade_cache_keeps_no_program_apart_from_the_text_none():
 
 
 def test_a_comparison_that_raises_is_that_tests_error():
-    from journey.tasks.sandbox import Outcome
-
     from journey.tasks.code import grade
+    from journey.tasks.sandbox import Outcome
 
     deep: list = []
     for _ in range(50_000):  # deeper than the host can compare recursively
