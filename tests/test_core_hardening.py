@@ -50,7 +50,7 @@ MODELS = ROOT / "journey" / "models"
 # ---------------------------------------------------------------- 1. registry, no import circles
 
 
-@pytest.mark.parametrize("module", ["policy", "prm", "judge", "model_prms", "openai_policy", "vllm_policy",
+@pytest.mark.parametrize("module", ["base", "transformers_policy", "prm", "judge", "model_prms", "openai_policy", "vllm_policy", "tests_prm",
                                     "registry"])
 def test_each_models_module_imports_first_in_a_fresh_process(module):
     result = subprocess.run([sys.executable, "-c", f"import journey.models.{module}"], cwd=ROOT,

@@ -311,7 +311,7 @@ def sft_rows(path: Path) -> Path:
 
 
 def test_failed_train_keeps_the_old_checkpoint_and_no_partial(tmp_path, monkeypatch):
-    from journey import train as train_mod
+    from journey.stages import train as train_mod
     from journey.stages.train import TrainConfig, run_train
 
     data = sft_rows(tmp_path / "d.jsonl")
