@@ -370,6 +370,7 @@ def derive_longthought(
     rows = [
         ("trees with a correct path (used) / without", f"{stats.used:,} / {stats.skipped_no_correct:,}"),
         ("mean trials per journey", f"{stats.trials / used:.2f}"),
+        ("format errors (steps never used as a trial)", f"{stats.format_errors:,}"),
         ("mean tokens: journey vs shortcut", f"{stats.journey_tokens / used:,.1f} vs {stats.shortcut_tokens / used:,.1f}"),
         ("reflection words per journey", words),
         ("DPO pairs written", f"{stats.pairs:,}"),

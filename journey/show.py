@@ -20,8 +20,9 @@ from pathlib import Path
 
 from journey.derive import tree_rng
 from journey.io import write_text_atomic
-from journey.longthought.paths import journey, shortcut
+from journey.longthought.paths import format_errors, journey, shortcut
 from journey.search.tree import Tree
+from journey.tasks import TASKS
 
 X_GAP, Y_GAP, MARGIN = 34, 74, 30
 
@@ -55,7 +56,9 @@ def tree_view(tree: Tree, max_trials: int, trial_prob: float, seed: int) -> dict
     path = shortcut(tree) or []
     trial_nodes: list[int] = []
     if path:
-        events, _ = journey(tree, path, max_trials, trial_prob, tree_rng(seed, tree.id))
+        task = TASKS.get(((tree.run or {}).get("config") or {}).get("task", "arith"), TASKS["arith"])()
+        skip = format_errors(tree, task.well_formed)  # as derive-longthought: never a trial
+        events, _ = journey(tree, path, max_trials, trial_prob, tree_rng(seed, tree.id), skip=skip)
         on_path = set(path)
         trial_nodes = [e.node for e in events if e.kind == "step" and e.node not in on_path]
     nodes = [{
