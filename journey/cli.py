@@ -264,7 +264,8 @@ def build_tree(
     rollouts: Annotated[int, typer.Option(help="m: rollouts per step for --prm rollout.")] = BuildTreeConfig.rollouts,
     width: Annotated[int, typer.Option("--width", "-w", help="w: candidate next steps per expanded node.")] = BuildTreeConfig.width,
     depth: Annotated[int, typer.Option("--depth", "-D", help="D: maximum steps from the root.")] = BuildTreeConfig.depth,
-    top_k: Annotated[int, typer.Option("--top-k", "-K", help="K (beam): children kept for expansion per tree per depth.")] = BuildTreeConfig.top_k,
+    top_k: Annotated[int, typer.Option("--top-k", "-K", help="K (beam): children kept for expansion per tree per depth (of up to K·w, so K may exceed w).")] = BuildTreeConfig.top_k,
+    expand: Annotated[str, typer.Option(help="beam: which steps may fill the K slots: never (only steps judged correct; Part 1's 'at most K correct steps') or wrong (steps judged wrong too, when too few are correct).")] = BuildTreeConfig.expand,
     search: Annotated[str, typer.Option(help="beam (top-K per depth, Part 1) or mcts (PUCT selection, o1-Coder / rStar-Math).")] = BuildTreeConfig.search,
     simulations: Annotated[int, typer.Option(help="N (mcts): simulations per tree, each expands one leaf with w samples.")] = BuildTreeConfig.simulations,
     c_puct: Annotated[float, typer.Option(help="mcts: PUCT exploration weight (0 = greedy on q).")] = BuildTreeConfig.c_puct,
@@ -298,7 +299,7 @@ def build_tree(
     with user_errors():
         cfg = BuildTreeConfig(
             problems=problems, out=out, model=model, backend=backend, task=task, prm=prm,
-            prm_model=prm_model, rollouts=rollouts, width=width, depth=depth, top_k=top_k,
+            prm_model=prm_model, rollouts=rollouts, width=width, depth=depth, top_k=top_k, expand=expand,
             search=search, simulations=simulations, c_puct=c_puct, rollout=rollout, max_children=max_children,
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             batch_size=batch_size, trees_in_flight=trees_in_flight, seed=seed, overwrite=overwrite,

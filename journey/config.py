@@ -76,16 +76,17 @@ class SearchConfig:
 
     width: int = 3  # w: candidate next steps per expanded node
     depth: int = 8  # D: maximum steps from the root
-    top_k: int = 2  # K: children kept for expansion per tree per depth
+    top_k: int = 2  # K: children kept for expansion per tree per depth (of up to K·w, so K may exceed w)
     seed: int = 0
+    expand: str = "never"  # beam: may steps the PRM judged wrong fill the K slots? never (Part 1) | wrong
 
     def __post_init__(self):
         for name in ("width", "depth", "top_k"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{flag(name)} must be > 0, got {value}")
-        if self.top_k > self.width:
-            raise ValueError(f"--top-k ({self.top_k}) cannot exceed --width ({self.width})")
+        if self.expand not in EXPANDS:
+            raise ValueError(f"--expand must be one of {', '.join(EXPANDS)}, got {self.expand!r}")
 
     def exhaustive_expansions(self) -> int:
         """(w^D - 1)/(w - 1): the node expansions of the full tree (the paper's cost formula)."""
@@ -93,6 +94,7 @@ class SearchConfig:
         return d if w == 1 else (w**d - 1) // (w - 1)
 
 
+EXPANDS = ("never", "wrong")  # see journey.search.build
 SEARCHES = ("beam", "mcts")
 ROLLOUTS = ("none", "policy")
 
@@ -197,7 +199,11 @@ class CodeOptions:
 # The config keys that decide a tree's content: a resumed run must match them.
 TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "width", "depth", "temperature", "top_p",
                      "max_step_tokens", "seed", "search")
-SEARCH_CONTENT_KEYS = {"beam": ("top_k",), "mcts": ("simulations", "c_puct", "rollout", "max_children")}
+SEARCH_CONTENT_KEYS = {"beam": ("top_k", "expand"), "mcts": ("simulations", "c_puct", "rollout", "max_children")}
+# Content keys added later, with the value that trees written before them were built with: a
+# beam trees file from before --expand expanded wrong steps, so it resumes with --expand wrong
+# (and a run with --expand never is refused, naming the key).
+CONTENT_BEFORE_KEY = {"expand": "wrong"}
 
 
 @dataclass
@@ -214,7 +220,8 @@ class BuildTreeConfig(RayOptions, CodeOptions):
     rollouts: int = 4  # m, for the rollout PRM
     width: int = 4
     depth: int = 8
-    top_k: int = 2  # beam only
+    top_k: int = 2  # beam only: K children kept per tree per depth (may exceed width: K of up to K·w)
+    expand: str = "never"  # beam only: steps judged wrong may fill the K slots (wrong) or not (never, Part 1)
     search: str = "beam"  # beam | mcts
     simulations: int = 16  # mcts only: N selections per tree (about N * w steps generated)
     c_puct: float = 1.0  # mcts only
@@ -248,10 +255,10 @@ class BuildTreeConfig(RayOptions, CodeOptions):
         if self.search not in SEARCHES:
             raise ValueError(f"--search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
         if self.search == "mcts":
-            self.search_config = MCTSConfig(self.width, self.depth, self.top_k, self.seed,
-                                            self.simulations, self.c_puct, self.rollout, self.max_children)
+            self.search_config = MCTSConfig(self.width, self.depth, self.top_k, self.seed, simulations=self.simulations,
+                                            c_puct=self.c_puct, rollout=self.rollout, max_children=self.max_children)
         else:
-            self.search_config = SearchConfig(self.width, self.depth, self.top_k, self.seed)
+            self.search_config = SearchConfig(self.width, self.depth, self.top_k, self.seed, self.expand)
         self.sampling = SamplingConfig(self.temperature, self.top_p, self.max_step_tokens,
                                        self.batch_size)
         if self.prm not in PRMS:

@@ -211,7 +211,9 @@ def test_render_helpers():
 @pytest.fixture(scope="module")
 def real_trees(policy):
     task = get_task("arith")
-    builder = TreeBuilder(task, policy, build_prm("verifier", task), SearchConfig(4, 8, 2, seed=0))
+    builder = TreeBuilder(task, policy, build_prm("verifier", task), SearchConfig(4, 8, 2, seed=0, expand="wrong"))
+    # expand wrong: the embedded policy's wrong answers mostly follow earlier slips, and these
+    # tests want DPO's rejected leaves (with --expand never the tree seldom holds one)
     return list(build_trees(task.generate(16, seed=31), builder, trees_in_flight=16))
 
 
