@@ -19,7 +19,12 @@ first-wrong trial's mistake (a trial ends at its first wrong step, `journey.long
 what `wrong` grows there serves only dead-end trials (`--trial-end dead-end`), DPO's rejected
 leaves and PRM rows, and costs policy and PRM calls (issue 25: 33% of expanded nodes in a
 300-problem run). Take `wrong` for a non-exact PRM, whose "wrong" may be a right step, or for
-dead-end traces.
+dead-end traces. Measured (embedded arith policy, verifier, 100 problems, w 4, K 2, D 8;
+never / wrong): steps generated 1,464 / 2,064 (+41%), tokens 19,949 / 29,498; trees with a
+clean path 81 / 80; first slips (trial material) 136 / 140; wrong steps below a slip 0 / 225;
+mean trials per journey .54 / .53 (journey tokens 118 / 116; with `--trial-end dead-end` 118 /
+133); tree DPO pairs 0 / 38 (the policy's wrong answers follow earlier slips: with `never` take
+DPO pairs from `sample-pairs`, as Part 1 did).
 
 Expansion is lockstep across problems: each call to `TreeBuilder.advance` takes every tree in
 flight one level down with ONE policy call for all their frontier nodes and ONE PRM call for
