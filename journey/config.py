@@ -35,6 +35,7 @@ from journey.models.embedded import EMBEDDED_NAME, task_model
 from journey.models.registry import BACKENDS, PRMS
 from journey.runtime.importers import FORMATS
 from journey.runtime.provenance import model_fingerprint
+from journey.search.build import EXPANDS
 from journey.search.registry import SEARCHES
 from journey.tasks import TASKS
 from journey.tasks.code import CodeConfig
@@ -58,6 +59,7 @@ FormatName = Literal[tuple(FORMATS)]
 Rollout = Literal["none", "policy"]
 TrialEnd = Literal["first-wrong", "dead-end"]
 Backtrack = Literal["step", "state"]
+Expand = Literal[EXPANDS]
 
 # ---------------------------------------------------------------- scale-out (Ray)
 
@@ -107,6 +109,11 @@ class CodeOptions:
 # ---------------------------------------------------------------- stages
 
 
+# Content keys added later, with the value that trees written before them were built with: a
+# beam trees file from before --expand expanded wrong steps, so it resumes with --expand wrong
+# (and a run with --expand never is refused, naming the key).
+CONTENT_BEFORE_KEY = {"expand": "wrong"}
+
 # The config keys that decide a tree's content: a resumed run must match them.
 TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "width", "depth", "temperature", "top_p",
                      "max_step_tokens", "seed", "search")
@@ -126,7 +133,8 @@ class BuildTreeConfig(RayOptions, CodeOptions):
     rollouts: int = opt("m: rollouts per step for --prm rollout (and tests).", 4)
     width: int = opt("w: candidate next steps per expanded node.", 4, flags=("--width", "-w"))
     depth: int = opt("D: maximum steps from the root.", 8, flags=("--depth", "-D"))
-    top_k: int = opt("K (beam): children kept for expansion per tree per depth.", 2, flags=("--top-k", "-K"))
+    top_k: int = opt("K (beam): children kept for expansion per tree per depth (of up to K·w, so K may exceed w).", 2, flags=("--top-k", "-K"))
+    expand: Expand = opt("beam: which steps may fill the K slots: never (only steps judged correct; Part 1's 'at most K correct steps') or wrong (steps judged wrong too, when too few are correct).", "never")
     search: SearchName = opt("beam (top-K per depth, Part 1) or mcts (PUCT selection, o1-Coder / rStar-Math).", "beam")
     simulations: int = opt("N (mcts): simulations per tree, each expands one leaf with w samples.", 16)
     c_puct: float = opt("mcts: PUCT exploration weight (0 = greedy on q).", 1.0)

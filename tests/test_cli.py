@@ -106,7 +106,7 @@ def test_build_tree_bad_problems(tmp_path, case):
         (["--width", "0"], "--width must be > 0"),
         (["--depth", "0"], "--depth must be > 0"),
         (["--top-k", "-1"], "--top-k must be > 0"),
-        (["--width", "2", "--top-k", "3"], "--top-k (3) cannot exceed --width (2)"),
+        (["--expand", "sometimes"], "--expand must be one of never, wrong, got 'sometimes'"),
         (["--model", "./no/such/model"], "--model ./no/such/model: no such model directory"),
         (["--prm", "oracle"], "unknown PRM 'oracle'"),
         (["--problems", "missing.jsonl"], "missing.jsonl: no such file"),
@@ -161,6 +161,23 @@ def kill_and_resume(cmd: list[str], out_dir: Path, n: int) -> tuple[Path, Path]:
     whole = out_dir / "whole.jsonl"
     subprocess.run([*cmd, "--out", str(whole)], env=env, check=True, capture_output=True)
     return killed, whole
+
+
+def test_trees_from_before_expand_resume_as_expand_wrong(tmp_path):
+    """A trees file written before --expand (no `expand` in its run config) was built expanding
+    wrong steps: it resumes with --expand wrong and is refused, naming the key, with the default."""
+    problems = write_problems(tmp_path / "p.jsonl", n=2)
+    out = tmp_path / "t.jsonl"
+    assert run("build-tree", "--problems", problems, "--out", out, "--depth", "3", "--expand", "wrong",
+               "--limit", "1").exit_code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["run"]["config"].pop("expand") == "wrong"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    refused = run("build-tree", "--problems", problems, "--out", out, "--depth", "3")
+    assert refused.exit_code == 1 and "expand 'wrong' -> 'never'" in refused.output, refused.output
+    resumed = run("build-tree", "--problems", problems, "--out", out, "--depth", "3", "--expand", "wrong")
+    assert resumed.exit_code == 0 and "(1 already done)" in resumed.output, resumed.output
+    assert len(out.read_text().splitlines()) == 2
 
 
 def test_build_tree_resumes_after_sigkill(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from journey.cli import app
-from journey.longthought.paths import Event, journey, preference_leaves, shortcut
+from journey.longthought.paths import Event, format_errors, journey, preference_leaves, shortcut
 from journey.longthought.render import (
     CONCISE_TEMPLATES,
     count_reflection_words,
@@ -111,6 +111,71 @@ def test_shortcut_skips_answers_reached_through_slips():
     assert shortcut(tree) is None
 
 
+def malformed_tree() -> Tree:
+    """2 + 3 * 4 = 14, where two of the three off-path steps are format errors.
+
+    0 root
+    ├─1 3 * 4 = 12  ✓
+    │ ├─3 2 + 12 = 14  ✓
+    │ │ ├─5 The answer is 14.  ✓
+    │ │ └─6 The aiswer is 14.  ✗ (final by eos, no answer: a format error)
+    │ └─4 2 + 12 = 15  ✗ (a real slip)
+    └─2 3 * 4 is 12  ✗ (not a reduction: a format error)
+    """
+    t = Tree({"id": "m1", "question": "2 + 3 * 4", "answer": "14"})
+
+    def add(parent, text, ok, reason, **kw):
+        return t.add_child(parent, text=text, score=float(ok), reason=reason, logprob=-1.0,
+                           verdict="correct" if ok else "incorrect", **kw)
+
+    expected = 'Expected a step like "23 + 19 = 42" or "The answer is 85.", got "{}".'
+    add(0, "3 * 4 = 12", True, "3 * 4 = 12 is right.")
+    add(0, "3 * 4 is 12", False, expected.format("3 * 4 is 12"))
+    add(1, "2 + 12 = 14", True, "2 + 12 = 14 is right.")
+    add(1, "2 + 12 = 15", False, "2 + 12 is 14, not 15.")
+    add(3, "The answer is 14.", True, "The answer 14 follows from the steps.", terminal=True, answer="14",
+        correct=True)
+    add(3, "The aiswer is 14.", False, expected.format("The aiswer is 14."), terminal=True, answer=None,
+        correct=False, finish="eos")
+    return t
+
+
+def test_format_errors_are_never_a_trial():
+    """Defect 1 of issue 25: only the real slip (node 4) becomes a trial; 2 and 6 are dropped."""
+    tree, task = malformed_tree(), get_task("arith")
+    skip = format_errors(tree, task.well_formed)
+    assert skip == {2, 6}
+    assert format_errors(tree) == {6}  # without the task's format: only the answer-less final step
+    for seed in range(20):
+        events, trials = journey(tree, [1, 3, 5], max_trials=3, trial_prob=1.0, rng=random.Random(seed), skip=skip)
+        assert trials == [0, 1, 0]
+        assert [e.node for e in events if e.kind != "step" or e.node not in (1, 3, 5)] == [4, 4, 1]
+
+
+def test_derive_counts_and_drops_format_errors(tmp_path):
+    from journey.stages.derive import derive_all
+
+    from journey.config import DeriveConfig
+
+    cfg = DeriveConfig(trees=tmp_path / "t.jsonl", out_dir=tmp_path / "d", max_trials=3, trial_prob=1.0,
+                       style="concise")
+    out, stats = derive_all(cfg, [malformed_tree()], get_task("arith"))
+    text = out["sft_journey.jsonl"][0]["messages"][-1]["content"]
+    assert "aiswer" not in text and "is 12" not in text and "Expected a step" not in text
+    assert text == '3 * 4 = 12\n2 + 12 = 15\nWait, 2 + 12 is 14, not 15.\nBack to step 1: "3 * 4 = 12".\n' \
+                   "2 + 12 = 14\nThe answer is 14."
+    assert (stats.format_errors, stats.trials) == (2, 1)
+
+
+@pytest.mark.parametrize("step, ok", [
+    ("42 * 3 = 116", True), ("The answer is 20.", True), ("The answer is -3", True),
+    ("The aiswer is 20.", False), ("42 * 3 is 126", False), ("Wait, 42 * 3 is 126.", False),
+    ("", False), ("1234567890123 + 1 = 1234567890124", False),
+])
+def test_arith_well_formed(step, ok):
+    assert get_task("arith").well_formed(step) is ok
+
+
 def test_preference_leaves():
     pairs = preference_leaves(hand_tree(), max_pairs=5, rng=random.Random(0))
     assert pairs == [(8, 9)]  # chosen: right answer; rejected: the wrong answer, never invalid step 3
@@ -147,7 +212,9 @@ def test_render_helpers():
 @pytest.fixture(scope="module")
 def real_trees(policy):
     task = get_task("arith")
-    builder = TreeBuilder(task, policy, build_prm("verifier", task), SearchConfig(4, 8, 2, seed=0))
+    builder = TreeBuilder(task, policy, build_prm("verifier", task), SearchConfig(4, 8, 2, seed=0, expand="wrong"))
+    # expand wrong: the embedded policy's wrong answers mostly follow earlier slips, and these
+    # tests want DPO's rejected leaves (with --expand never the tree seldom holds one)
     return list(build_trees(task.generate(16, seed=31), builder, trees_in_flight=16))
 
 

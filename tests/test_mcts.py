@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from journey.models.base import Policy, Proposal
 from journey.models.registry import build_prm
 from journey.search.build import build_trees
 from journey.search.mcts import (
@@ -19,6 +20,7 @@ from journey.search.mcts import (
 )
 from journey.search.tree import Tree
 from journey.tasks import get_task
+from journey.tasks.base import Problem
 from tests.test_cli import kill_and_resume, run, tree_content, write_problems
 
 
@@ -73,6 +75,82 @@ def test_backup_by_hand_on_a_four_node_chain():
 def test_leaf_value_weights_by_sample_count():
     assert leaf_value([1.0, 0.0], [3, 1]) == 0.75
     assert leaf_value([0.5], [4]) == 0.5
+
+
+# ---------------------------------------------------------------- scripted policy (issue 25)
+
+
+class ScriptedPolicy(Policy):
+    """Proposes, for each prefix (its steps), the next of its scripted lists of steps; once the
+    script is spent, the last list again (a re-expansion that adds nothing)."""
+
+    delimiter = "\n"
+
+    def __init__(self, script: dict[tuple[str, ...], list[list[str]]]):
+        self.script, self.calls = script, {}
+
+    def propose(self, prefixes, n):
+        out = []
+        for prefix in prefixes:
+            key = tuple(prefix.steps)
+            lists = self.script[key]
+            i = self.calls[key] = self.calls.get(key, -1) + 1
+            steps = lists[min(i, len(lists) - 1)]
+            assert len(steps) == n
+            out.append([Proposal(t, 4, -1.0, "stop") for t in steps])
+        return out
+
+    def complete(self, prefixes, n, max_new_tokens):
+        raise NotImplementedError
+
+
+def scripted_tree(script, **cfg) -> Tree:
+    task = get_task("arith")
+    config = MCTSConfig(**{"width": 2, "depth": 4, "top_k": 1, "seed": 0, "simulations": 8, **cfg})
+    builder = MCTSBuilder(task, ScriptedPolicy(script), build_prm("verifier", task), config, rollout_tokens=1)
+    [tree] = build_trees([Problem("s", "1 + 2 * 3", "7")], builder)
+    return tree
+
+
+ROOT, MID = (), ("2 * 3 = 6",)
+FINALS = ["The answer is 7.", "The answer is 9."]
+
+
+def test_a_node_whose_first_children_all_end_still_widens():
+    """--max-children 4 with two final first children: the root widens at simulation 2 (today's
+    defect: it was closed, and the tree stopped after 1 of 8 simulations)."""
+    script = {ROOT: [FINALS, ["2 * 3 = 6", "The answer is 8."]], MID: [["1 + 6 = 7", "1 + 6 = 8"]],
+              MID + ("1 + 6 = 7",): [["The answer is 7.", "The answer is 6."]],
+              MID + ("1 + 6 = 8",): [["The answer is 8.", "The answer is 5."]]}
+    tree = scripted_tree(script, max_children=4)
+    assert [tree.node(c)["text"] for c in tree.children(0)] == [*FINALS, "2 * 3 = 6", "The answer is 8."]
+    # 1 root; 2 root again (widened at once: both children are final); 3 "2 * 3 = 6"; 4-5 its two
+    # children; 6-8 each of those three widens again and only repeats itself (no more widening).
+    assert tree.costs["simulations"] == 8 and tree.node(0)["visits"] == 8
+    assert scripted_tree(script).costs["simulations"] == 1  # M = w: no widening, the root closes at once
+
+
+def test_final_steps_and_closed_subtrees_are_never_revisited():
+    """Decision: a simulation always expands; the right final answer (q 1) is never selected
+    again, so its visits stay 1 while the open branch gets the simulations."""
+    script = {ROOT: [["The answer is 7.", "2 * 3 = 6"]], MID: [["1 + 6 = 7", "The answer is 9."]],
+              MID + ("1 + 6 = 7",): [["The answer is 7.", "The answer is 70."]]}
+    tree = scripted_tree(script)
+    final, mid = tree.children(0)
+    assert tree.node(final)["visits"] == 1 and tree.node(final)["q"] == 1.0
+    assert tree.node(mid)["visits"] == 3  # created, expanded, its child "1 + 6 = 7" expanded
+    assert tree.costs["simulations"] == 3 < 8  # then every node is closed: the tree ends early
+
+
+def test_slips_that_cancel_back_up_their_outcome():
+    """Decision: a right answer reached through two slips backs up 1 through the wrong steps."""
+    script = {ROOT: [["2 * 3 = 5"]], ("2 * 3 = 5",): [["1 + 5 = 7"]], ("2 * 3 = 5", "1 + 5 = 7"): [["The answer is 7."]]}
+    tree = scripted_tree(script, width=1)
+    slip1, slip2, final = 1, 2, 3
+    assert [tree.node(n)["verdict"] for n in (slip1, slip2)] == ["incorrect", "incorrect"]
+    assert tree.node(final)["correct"] is True and tree.node(final)["verdict"] == "incorrect"
+    # slip1: created 0, then 0 (slip2 scored 0), then 1 -> q 1/3; slip2: 0, then 1 -> q 1/2
+    assert (tree.node(slip1)["q"], tree.node(slip2)["q"]) == (round(1 / 3, 6), 0.5)
 
 
 # ---------------------------------------------------------------- real trees

@@ -43,7 +43,7 @@ def test_select_top_k_ranks_score_then_count_then_id_never_logprob():
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"width": 0}, "--width"), ({"depth": -1}, "--depth"), ({"top_k": 0}, "--top-k"),
-     ({"width": 2, "top_k": 3}, "cannot exceed")],
+     ({"expand": "always"}, "--expand must be one of never, wrong")],
 )
 def test_search_config_rejects(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -96,6 +96,54 @@ def test_invariants_catch_a_pruned_node_with_children():
     tree.node(1)["pruned"] = True
     with pytest.raises(AssertionError, match="pruned/terminal/invalid but has children"):
         check_invariants(tree, depth=3, top_k=1)
+
+
+# ---------------------------------------------------------------- --expand and K > w (issue 25)
+
+
+class FixedPolicy:
+    """Proposes `steps` (cycled to n) after every prefix; `calls` counts the prefixes expanded."""
+
+    def __init__(self, steps):
+        self.steps, self.calls = steps, 0
+
+    def propose(self, prefixes, n):
+        self.calls += len(prefixes)
+        return [[P(self.steps[i % len(self.steps)]) for i in range(n)] for _ in prefixes]
+
+
+def fixed_tree(steps, **cfg) -> tuple[Tree, FixedPolicy]:
+    from journey.tasks.base import Problem
+
+    task, policy = get_task("arith"), FixedPolicy(steps)
+    builder = TreeBuilder(task, policy, build_prm("verifier", task), SearchConfig(**{"seed": 0, **cfg}))
+    [tree] = build_trees([Problem("e", "1 + 2 * 3 * 4", "25")], builder)
+    return tree, policy
+
+
+@pytest.mark.parametrize("expand, expanded", [("never", [0, 1]), ("wrong", [0, 1, 2])])
+def test_expand_never_keeps_only_correct_steps(expand, expanded):
+    """Root -> "2 * 3 = 6" (right) and "2 * 3 = 5" (wrong), K = 2: `never` (Part 1, the default)
+    expands the right one only and marks the wrong one pruned; `wrong` lets it fill the 2nd slot."""
+    tree, policy = fixed_tree(["2 * 3 = 6", "2 * 3 = 5"], width=2, depth=2, top_k=2, expand=expand)
+    assert [tree.node(n)["verdict"] for n in (1, 2)] == ["correct", "incorrect"]
+    assert [n["id"] for n in tree.nodes() if tree.children(n["id"])] == expanded
+    assert tree.node(2)["pruned"] is (expand == "never")
+    assert policy.calls == len(expanded)
+    check_invariants(tree, depth=2, top_k=2)
+
+
+def test_top_k_may_exceed_width():
+    """w = 2, K = 3: depth 1 has 2 children (both kept); depth 2 has 4 candidates, 3 kept."""
+    tree, _ = fixed_tree(["2 * 3 = 6", "6 * 4 = 24"], width=2, depth=3, top_k=3, expand="wrong")
+    by_depth = {d: [n for n in tree.nodes() if n["depth"] == d] for d in (1, 2)}
+    assert len(by_depth[1]) == 2 and not any(n["pruned"] for n in by_depth[1])
+    assert len(by_depth[2]) == 4 and sum(not n["pruned"] for n in by_depth[2]) == 3
+    check_invariants(tree, depth=3, top_k=3)
+
+
+def test_default_expand_is_the_papers():
+    assert SearchConfig().expand == "never"
 
 
 # ---------------------------------------------------------------- real builds

@@ -78,6 +78,70 @@ def test_a_backtrack_to_a_step_never_written_is_invalid():
     assert backtrack_validity(ARITH, P.question, lines) == (1, 1)
 
 
+# Issue 25 defects 2 and 4: each clause of the definitions in journey.stages.inject's docstring.
+INJECTED = ["23 + 19 = 42", "42 * 3 = 116"]  # lines[1] is the injected step
+W = "Wait, 42 * 3 is 126, not 116."
+
+
+@pytest.mark.parametrize("cont, expected", [
+    pytest.param(["Back to the start."], (1, 1), id="a-start"),
+    pytest.param(["Alternatively, I can begin with a different first step."], (1, 1), id="a-start-verbose"),
+    pytest.param([W, 'Back to step 1: "23 + 19 = 42".'], (1, 1), id="b-step-number-right"),
+    pytest.param([W, 'Let me go back to step 1 ("23 + 19 = 42") and try again.'], (1, 1), id="b-verbose"),
+    pytest.param([W, 'Back to step 2: "23 + 19 = 42".'], (1, 0), id="b-step-number-wrong"),
+    pytest.param([W, 'Back to step 1: "23 + 19 = 24".'], (1, 0), id="b-step-never-written"),
+    pytest.param([W, 'Back to "23 + 19 = 42".'], (1, 1), id="c-step-text"),
+    pytest.param([W, 'Back to "42 * 3 - 41".'], (1, 1), id="d-state"),
+    pytest.param([W, 'Back to "(23 + 19) * 3 - 41".'], (1, 1), id="d-the-question"),
+    pytest.param([W, 'Back to "99 - 41".'], (1, 0), id="d-state-never-reached"),
+    pytest.param([W, 'Back to step 2: "42 * 3 = 116".'], (1, 0), id="e-names-the-injected-step"),
+    pytest.param([W, 'Back to "116 - 41".'], (1, 0), id="e-state-only-through-it"),
+    pytest.param(["116 - 41 = 75", "Wait", 'Back to "116 - 41".'], (1, 0), id="e-later-state-only-through-it"),
+    pytest.param([W, 'Back to "42 * 3 - 41".', "42 * 3 = 126", "126 - 41 = 86", "Wait, 126 - 41 is 85.",
+                  'Back to "126 - 41".'], (2, 2), id="replay-survivor-issue-example"),
+    pytest.param([W, "Back to the start.", "23 + 19 = 42", "42 * 3 = 126", "Wait, hmm.",
+                  'Back to step 2: "42 * 3 = 126".'], (2, 2), id="replay-after-start"),
+    pytest.param([W, 'Back to "42 * 3 - 41".', "42 * 3 = 126", "Wait.", 'Back to "116 - 41".'], (2, 1),
+                 id="replay-abandoned-state-gone"),
+])
+def test_backtrack_validity_clauses(cont, expected):
+    assert backtrack_validity(ARITH, P.question, INJECTED + cont, injected_at=1) == expected
+
+
+@pytest.mark.parametrize("after_clean, alarm", [
+    pytest.param("126 - 41 = 85\nThe answer is 85.", False, id="no-doubt"),
+    pytest.param("Wait, 42 * 3 is 126.\n126 - 41 = 85", True, id="doubt-on-clean-state"),
+    pytest.param("126 - 41 = 85\nwait, let me check.", True, id="doubt-after-right-steps-any-case"),
+    pytest.param("126 - 41 = 84\nWait, 126 - 41 is 85.\n126 - 41 = 85", False, id="justified-after-own-slip"),
+    pytest.param("126 - 41 = 85\nThe answer is 84.\nWait, that is not it.", False, id="justified-after-wrong-answer"),
+    pytest.param("126 - 41 = 85\nThat is, let me recompute.", True, id="lowercase-let-me-recompute"),
+])
+def test_false_alarm_clauses(after_clean, alarm):
+    assert mechanism(ARITH, P, CASE, PLODS_ON, after_clean)["false_alarm"] is alarm
+
+
+@pytest.mark.parametrize("after_injected, detected", [
+    pytest.param(W, True, id="first-line"),
+    pytest.param("116 - 41 = 75\nWait, that is wrong.", True, id="second-line"),
+    pytest.param("116 - 41 = 75\nThe answer is 75.\nWait, that is wrong.", False, id="third-line-too-late"),
+    pytest.param('Therefore that step is wrong; let me recompute from step 1 ("23 + 19 = 42").', True,
+                 id="verbose-lowercase-let-me-recompute"),
+    pytest.param("116 - 41 = 75\nThe answer is 75.", False, id="none"),
+])
+def test_detection_clauses(after_injected, detected):
+    assert mechanism(ARITH, P, CASE, after_injected, "")["detected"] is detected
+
+
+def test_journal_rows_are_rescored_with_todays_definitions():
+    from journey.stages.inject import rescored
+
+    row = {"skipped": False, "id": "x", "question": P.question, "gold": "85", **CASE,
+           "after_injected": 'Wait.\nBack to step 2: "42 * 3 = 116".', "after_clean": "",
+           "valid_backtracks": 1, "backtracks": 1, "detected": False}
+    assert {k: rescored(ARITH, row)[k] for k in ("backtracks", "valid_backtracks", "detected")} == \
+        {"backtracks": 1, "valid_backtracks": 0, "detected": True}
+
+
 def test_metrics_of_by_hand():
     rows = [{"skipped": False, "recovered": True, "detected": True, "false_alarm": False, "backtracks": 2,
              "valid_backtracks": 1, "tokens_injected": 30, "tokens_clean": 10},

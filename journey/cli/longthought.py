@@ -26,6 +26,7 @@ def derive_longthought(values: dict) -> None:
         ("mean tokens: journey vs shortcut", f"{stats.journey_tokens / used:,.1f} vs {stats.shortcut_tokens / used:,.1f}"),
         ("reflection words per journey", words),
         ("DPO pairs written", f"{stats.pairs:,}"),
+        ("format errors (steps never used as a trial)", f"{stats.format_errors:,}"),
         ("PRM rows: steps / pairs", f"{stats.prm_steps:,} / {stats.prm_pairs:,} "
                                     f"(labels: {', '.join(f'{k} {v}' for k, v in stats.label_sources.items())})"),
     ]

@@ -34,7 +34,28 @@ Each **simulation** of a tree is one round of four steps:
 **Progressive widening.** With `--max-children M > w`, an expanded node may be expanded again
 (w more samples, a fresh seed) when its visits reach (e + 1)^2 after e expansions, until it has
 M children or an expansion adds no new step. With M = w (the default) every node is expanded
-at most once.
+at most once. A node that may still widen but whose children are all closed is widened at once,
+whatever its visits: the (e + 1)^2 schedule trades exploring the children for widening, and with
+nothing open below there is nothing to trade. (Closing it instead ended a tree with M = 4 and
+two final first children after 1 of its N simulations.)
+
+**Two decisions.**
+- *Final steps and closed subtrees are never revisited.* A final step's value is exact (there
+  is no estimate to refine) and a closed subtree cannot grow, so a simulation that walked into
+  one would generate nothing and only add a known value again. Every simulation therefore
+  expands something, N·w bounds the steps generated, and `visits` counts the expansions at or
+  under a node (plus its own creation); a tree whose nodes are all closed ends early, with
+  `costs.simulations` < N. AlphaZero-style revisits would instead pile visits onto a right
+  final answer and make `q` a visit-weighted preference.
+- *A final step's value is its outcome, even when slips cancel.* A right answer reached through
+  two wrong steps that cancel backs up 1 through those wrong steps, so their `q` is high. We
+  keep it: `q` is an outcome estimate (the share of what was found under a step that reaches a
+  right answer, as rStar-Math's q and Math-Shepherd's rollout labels are), independent of the
+  step judge. Zeroing such values by the PRM's verdicts would make `q` echo the PRM, and `q` is
+  the PRM label only for trees built with a non-exact PRM (`journey.longthought.prm_data`),
+  whose verdicts could not tell a slip anyway; with the exact verifier the labels are its
+  verdicts, and shortcuts (`Tree.clean_correct_leaves`) never pass through a slip. So a high `q`
+  on a step judged wrong means "this branch still reached the answer", not "this step is right".
 
 **Lockstep.** Each call to `MCTSBuilder.advance` runs one simulation of EVERY tree in flight:
 one selected leaf per tree, all leaves expanded in ONE policy call, all new children scored in
@@ -201,8 +222,12 @@ class MCTSBuilder(LockstepBuilder):
         e = f.expansions.get(nid, 0)
         if e == 0:
             return True
-        return (nid not in f.stale and len(f.tree.children(nid)) < self.config.max_children
-                and (node["visits"] or 0) >= (e + 1) ** 2)
+        return self.may_widen(f, nid) and (node["visits"] or 0) >= (e + 1) ** 2
+
+    def may_widen(self, f: MCTSFlight, nid: int) -> bool:
+        """Whether an expanded, open `nid` may still get children, its visits aside: it is below
+        `max_children` and its last expansion added a new step."""
+        return nid not in f.stale and len(f.tree.children(nid)) < self.config.max_children
 
     def select(self, f: MCTSFlight) -> int | None:
         """The leaf to expand by PUCT from the root, or None when the root is closed."""
@@ -213,6 +238,8 @@ class MCTSBuilder(LockstepBuilder):
                     return nid
                 open_kids = [c for c in f.tree.children(nid) if c not in f.closed and self._may_open(f, c)]
                 if not open_kids:
+                    if self.may_widen(f, nid):
+                        return nid  # nothing open below: widen now rather than close it for good
                     f.closed.add(nid)  # nothing under it can grow: select again from the root
                     break
                 nid = best_child(f.tree, nid, open_kids, self.config.c_puct)

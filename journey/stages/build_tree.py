@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from journey.config import BuildTreeConfig
+from journey.config import CONTENT_BEFORE_KEY, BuildTreeConfig
 from journey.models.base import Prefix
 from journey.models.registry import build_prm, load_policy
 from journey.runtime.distributed import ray_pool, trees_on_ray
@@ -62,6 +62,13 @@ class TreeStats:
         self.tokens += tree.costs.get("tokens", 0)
 
 
+def run_config(row: dict) -> dict:
+    """A trees row's run config, with the value each content key added since had before it
+    (`CONTENT_BEFORE_KEY`: a tree written before --expand was built with --expand wrong)."""
+    config = row.get("run", {}).get("config", {})
+    return CONTENT_BEFORE_KEY | config if isinstance(config, dict) else config
+
+
 def resume_state(cfg: BuildTreeConfig, problems: list) -> tuple[set[str], TreeStats]:
     """Ids already in `cfg.out` and their stats (see `journey.runtime.io.resume_journal` for what is
     checked: format, config, changed problems, duplicates, a cut last line)."""
@@ -69,7 +76,7 @@ def resume_state(cfg: BuildTreeConfig, problems: list) -> tuple[set[str], TreeSt
     if cfg.overwrite:
         return set(), stats
     rows = resume_journal(cfg.out, FORMAT, cfg.content(), problems,
-                          config_of=lambda r: r.get("run", {}).get("config", {}),
+                          config_of=run_config,
                           problem_of=lambda r: r.get("problem"), problems_path=cfg.problems)
     for pid, row in rows.items():
         try:

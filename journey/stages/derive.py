@@ -16,8 +16,9 @@ All are written as one set: into a sibling folder that then replaces the output 
 one rename (`journey.runtime.io.atomic_folder`), so bad input, a kill or a full disk leaves the old
 output as it was, never a mix of two runs. The folder must be new, empty, or an earlier
 derive-longthought output (only these files); one run at a time (a lock). A problem id seen
-twice in the trees (two runs wrote one file) keeps its first tree, and the summary says so. Trees with no correct answer are skipped and counted. The
-algorithm is documented in `journey.longthought.paths` and `journey.longthought.render`.
+twice in the trees (two runs wrote one file) keeps its first tree, and the summary says so. Trees with no correct answer are skipped and counted. Steps that are format
+errors (`journey.longthought.paths.format_errors`: "The aiswer is 20.") are never a trial's
+mistake; the summary counts them. The algorithm is documented in `journey.longthought.paths` and `journey.longthought.render`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from journey.config import DeriveConfig
-from journey.longthought.paths import journey, preference_leaves, shortcut
+from journey.longthought.paths import format_errors, journey, preference_leaves, shortcut
 from journey.longthought.prm_data import label_source, pair_rows, step_rows
 from journey.longthought.render import (
     REFLECTION_WORDS,
@@ -65,6 +66,7 @@ class DeriveStats:
     used: int = 0
     skipped_no_correct: int = 0
     trials: int = 0
+    format_errors: int = 0  # steps not in the task's format (paths.format_errors): never a trial
     journey_tokens: int = 0
     shortcut_tokens: int = 0
     pairs: int = 0
@@ -123,12 +125,14 @@ def derive_all(cfg: DeriveConfig, trees: list[Tree], task: Task) -> tuple[dict[s
         out["prm_steps.jsonl"] += step_rows(tree, prompt, source, task.step_delimiter)
         out["prm_pairs.jsonl"] += pair_rows(tree, prompt, source, task.step_delimiter)
         stats.label_sources[source] = stats.label_sources.get(source, 0) + 1
+        malformed = format_errors(tree, task.well_formed)
+        stats.format_errors += len(malformed)
         path = shortcut(tree)
         if path is None:
             stats.skipped_no_correct += 1
             continue
         events, trials = journey(tree, path, cfg.max_trials, cfg.trial_prob, rng, cfg.trial_count,
-                                 cfg.trial_end == "dead-end")
+                                 cfg.trial_end == "dead-end", malformed)
         states = backtrack_states(task, tree, events) if cfg.backtrack == "state" else None
         text, spans = render_with_spans(events, tree, rng, task.step_delimiter, STYLES[cfg.style], states,
                                         explains=prm_explains(tree.recorded("prm")))

@@ -19,11 +19,12 @@ import json
 from pathlib import Path
 
 from journey.config import ShowConfig
-from journey.longthought.paths import journey, shortcut
+from journey.longthought.paths import format_errors, journey, shortcut
 from journey.runtime.io import check_writable, write_text_atomic
 from journey.search.tree import Tree
 from journey.stages.build_tree import load_trees
 from journey.stages.derive import tree_rng
+from journey.tasks import TASKS
 
 X_GAP, Y_GAP, MARGIN = 34, 74, 30
 
@@ -57,7 +58,9 @@ def tree_view(tree: Tree, max_trials: int, trial_prob: float, seed: int) -> dict
     path = shortcut(tree) or []
     trial_nodes: list[int] = []
     if path:
-        events, _ = journey(tree, path, max_trials, trial_prob, tree_rng(seed, tree.id))
+        task = TASKS.get(((tree.run or {}).get("config") or {}).get("task", "arith"), TASKS["arith"])()
+        skip = format_errors(tree, task.well_formed)  # as derive-longthought: never a trial
+        events, _ = journey(tree, path, max_trials, trial_prob, tree_rng(seed, tree.id), skip=skip)
         on_path = set(path)
         trial_nodes = [e.node for e in events if e.kind == "step" and e.node not in on_path]
     nodes = [{

@@ -242,6 +242,17 @@ def _check_step(state: Expr, step: str) -> tuple[StepCheck, Expr | None]:
     return StepCheck(False, f'Expected a step like "23 + 19 = 42" or "The answer is 85.", got "{shown}".'), None
 
 
+def well_formed(step: str) -> bool:
+    """Whether `step` reads as a reduction or a final answer, right or wrong.
+
+    "42 * 3 = 116" -> True, "The answer is 20." -> True, "The aiswer is 20." -> False,
+    "42 * 3 is 126" -> False; numbers longer than MAX_DIGITS are garbage -> False.
+    """
+    if len(step) > 200 or any(len(d) > MAX_DIGITS for d in re.findall(r"\d+", step)):
+        return False
+    return bool(FINAL_RE.match(step) or STEP_RE.match(step))
+
+
 def solve(question: str) -> list[str]:
     """The canonical solution: always the leftmost legal reduction, then the answer line."""
     state = parse(question)
@@ -391,6 +402,9 @@ class ArithTask(Task):
             return predicted is not None and int(predicted) == int(gold)
         except ValueError:
             return False
+
+    def well_formed(self, step: str) -> bool:
+        return well_formed(step)
 
     def verify_steps(self, question: str, steps: list[str]) -> list[StepCheck]:
         return check_steps(question, steps)

@@ -67,6 +67,13 @@ class Task(ABC):
     def check_answer(self, predicted: str | None, gold: str) -> bool:
         """Whether `predicted` matches the ground-truth answer `gold`."""
 
+    def well_formed(self, step: str) -> bool:
+        """Whether `step` is written in the domain's format, right or wrong (arith: a reduction
+        "a op b = c" or "The answer is N."; "The aiswer is 20." is not). A step that is not is a
+        format error, never a trial's mistake in a journey (`journey.longthought.paths`). Default:
+        every step is (free-text domains; their final steps still need an extractable answer)."""
+        return True
+
     def verify_steps(self, question: str, steps: list[str]) -> list[StepCheck] | None:
         """An exact local check of every step, or None when the domain has no exact check."""
         return None
