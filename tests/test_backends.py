@@ -11,13 +11,13 @@ from typer.testing import CliRunner
 
 from journey.cli import app
 from journey.models.base import Prefix, Proposal, SamplingConfig
-from journey.models.embedded import EMBEDDED_PATH, build_config, build_tokenizer
+from journey.models.embedded import EMBEDDED_PATH
 from journey.models.openai_policy import OpenAIPolicy, tokens_ending_before
 from journey.models.transformers_policy import TransformersPolicy
+from tests.helpers import QUESTION, make_bos_model
 from tests.openai_server import SHAPES, make_server
 
 runner = CliRunner()
-QUESTION = [{"role": "user", "content": "(23 + 19) * 3 - 41"}]
 
 
 def serve(model: str, shape: str):
@@ -43,26 +43,6 @@ def generation_config_model(tmp_path_factory):
     config |= {"repetition_penalty": 1.3, "top_k": 5, "min_p": 0.1}
     (d / "generation_config.json").write_text(json.dumps(config))
     return str(d)
-
-
-def make_bos_model(d) -> tuple[str, int]:
-    """A tiny random Llama in folder `d` whose tokenizer adds a BOS (as Llama's do) and whose
-    chat template writes one too; returns (path, BOS id)."""
-    import torch
-    from tokenizers import AddedToken, processors
-    from transformers import AutoModelForCausalLM
-
-    tok = build_tokenizer()
-    tok.add_special_tokens({"bos_token": AddedToken("<s>", special=True)})
-    bos = tok.convert_tokens_to_ids("<s>")
-    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
-    tok.chat_template = "{{ bos_token }}" + tok.chat_template
-    cfg = build_config(tok, hidden_size=32, layers=1, heads=2)
-    cfg.bos_token_id = bos
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return str(d), bos
 
 
 @pytest.fixture(scope="module")

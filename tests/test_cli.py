@@ -1,7 +1,6 @@
 """The command line as a user meets it: help, problems, build-tree, its bad inputs, and resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,16 +8,18 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from journey import __version__
-from journey.cli import app
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from tests.helpers import (
+    ENV,
+    GOOD_PROBLEM,
+    JOURNEY,
+    kill_and_resume,
+    run,
+    tree_content,
+    write_problems,
+    write_rows,
+)
 
 
 def test_help_lists_built_commands_only():
@@ -76,11 +77,6 @@ def test_recipe_sets_defaults_and_flags_win(tmp_path):
 # ---------------------------------------------------------------- build-tree
 
 
-def write_problems(path: Path, n=3, seed=5):
-    assert run("problems", "--n", n, "--seed", seed, "--out", path).exit_code == 0
-    return path
-
-
 BAD_PROBLEMS = {
     "malformed": ('{"id": "a", "question": "1 + 2", "answer": "3"}\n{"id": \n', ":2: not valid JSON"),
     "missing": ('{"id": "a", "question": "1 + 2"}\n', ":1: missing 'answer'"),
@@ -120,12 +116,6 @@ def test_build_tree_bad_flags(tmp_path, args, message):
     assert not out.exists()
 
 
-def tree_content(path: Path) -> dict:
-    """id -> nodes without float log-probs (they differ in the last digits with padding)."""
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    return {r["problem"]["id"]: [{k: v for k, v in n.items() if k != "logprob"} for n in r["nodes"]] for r in rows}
-
-
 def test_build_tree_refuses_a_different_config_then_overwrites(tmp_path):
     problems = write_problems(tmp_path / "p.jsonl", n=2)
     out = tmp_path / "t.jsonl"
@@ -140,27 +130,6 @@ def test_build_tree_refuses_a_different_config_then_overwrites(tmp_path):
     assert out.read_text() == before
     assert run(*base, "--width", "2", "--overwrite").exit_code == 0
     assert all(r["run"]["config"]["width"] == 2 for r in map(json.loads, out.read_text().splitlines()))
-
-
-def kill_and_resume(cmd: list[str], out_dir: Path, n: int) -> tuple[Path, Path]:
-    """Run `cmd --out killed.jsonl`, SIGKILL it once a first tree is written (others in flight),
-    rerun it to the end, and run it once more uninterrupted into whole.jsonl."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    killed = out_dir / "killed.jsonl"
-    proc = subprocess.Popen([*cmd, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if killed.exists() and len(killed.read_text().splitlines()) >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 1 <= len(killed.read_text().splitlines()) < n
-    subprocess.run([*cmd, "--out", str(killed)], env=env, check=True, capture_output=True)
-    whole = out_dir / "whole.jsonl"
-    subprocess.run([*cmd, "--out", str(whole)], env=env, check=True, capture_output=True)
-    return killed, whole
 
 
 def test_trees_from_before_expand_resume_as_expand_wrong(tmp_path):
@@ -190,3 +159,62 @@ def test_build_tree_resumes_after_sigkill(tmp_path):
     killed, whole = kill_and_resume(cmd, tmp_path, 10)
     assert len(killed.read_text().splitlines()) == 10
     assert tree_content(killed) == tree_content(whole)
+
+
+# ---------------------------------------------------------------- overwrite, recipes, signals, markup
+
+
+def test_problems_refuses_to_overwrite_silently(tmp_path):
+    out = tmp_path / "p.jsonl"
+    assert run("problems", "--n", 3, "--out", out).exit_code == 0
+    before = out.read_text()
+    result = run("problems", "--n", 5, "--seed", 2, "--out", out)
+    assert result.exit_code == 1 and "pass --overwrite" in result.output and out.read_text() == before
+    assert run("problems", "--n", 5, "--seed", 2, "--out", out, "--overwrite").exit_code == 0
+    assert len(out.read_text().splitlines()) == 5
+
+
+RECIPES = [
+    ("width: two\n", "r.yaml:1: width:", "two"),
+    ("depth: 3\nwidth: [1, 2]\n", "r.yaml:2: width must be a single value", ""),
+    ("top_k:\n", "r.yaml:1: top_k has no value", ""),
+    ("seed: 1.5\n", "r.yaml:1: seed:", "1.5"),
+    ("limit: abc\n", "r.yaml:1: limit:", "abc"),
+]
+
+
+@pytest.mark.parametrize("text, message, shown", RECIPES)
+def test_recipe_values_are_checked_with_file_and_line(tmp_path, text, message, shown):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    problems = write_problems(tmp_path / "p.jsonl", n=2)
+    result = run("build-tree", "--config", recipe, "--problems", problems, "--out", tmp_path / "t.jsonl")
+    assert result.exit_code == 1, result.output  # ours, not click's usage error (exit 2)
+    assert message in result.output and shown in result.output, result.output
+    assert not (tmp_path / "t.jsonl").exists()
+
+
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_says_what_was_kept(tmp_path, sig, code, name):
+    problems = write_problems(tmp_path / "p.jsonl", n=8, seed=2)
+    out = tmp_path / "t.jsonl"
+    proc = subprocess.Popen([*JOURNEY, "build-tree", "--problems", str(problems), "--out", str(out),
+                             "--trees-in-flight", "1", "--depth", "6"],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (out.exists() and out.read_text().count("\n")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before the signal"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    kept = out.read_text().count("\n")
+    assert f"interrupted ({name})" in err and f"{kept:,} finished trees are kept in {out}" in " ".join(err.split())
+    assert "rerun the same command to resume" in " ".join(err.split())
+    assert not Path(str(out) + ".lock").exists()
+
+
+def test_error_messages_print_brackets_as_written(tmp_path):
+    problems = write_rows(tmp_path / "p.jsonl", [{**GOOD_PROBLEM, "id": ["[bold]x[/]"]}])
+    result = run("build-tree", "--problems", problems, "--out", tmp_path / "t.jsonl")
+    assert result.exit_code == 1 and '["[bold]x[/]"]' in result.output, result.output

@@ -29,7 +29,7 @@ from journey.models.prm import RolloutPRM
 from journey.models.registry import build_prm, load_policy
 from journey.models.transformers_policy import TransformersPolicy, check_room
 from journey.tasks import get_task
-from tests.test_backends import QUESTION, make_bos_model
+from tests.helpers import QUESTION, make_bos_model
 
 runner = CliRunner()
 LOGPROBS_MODES = ("raw_logits", "raw_logprobs", "processed_logits", "processed_logprobs")

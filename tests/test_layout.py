@@ -92,3 +92,32 @@ def test_the_core_and_the_cli_load_without_torch(module):
     code = f"import sys, {module}; sys.exit('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"importing {module} loads torch\n{result.stderr[-1500:]}"
+
+
+
+TESTS = ROOT / "tests"
+
+
+def imported_test_modules(path: Path) -> set[str]:
+    """The `tests.test_*` modules `path` imports, at any depth of its code (functions included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}  # `from tests import test_x`
+    return {m for m in found if m.startswith("tests.test_") and m.count(".") == 1}
+
+
+def test_no_test_module_imports_another(tmp_path):
+    """Shared pieces live in tests/helpers.py (plain functions and data) and tests/conftest.py
+    (fixtures): a test module imports neither another test module nor its helpers."""
+    probe = tmp_path / "test_probe.py"
+    probe.write_text("import tests.test_a\nfrom tests import test_b, helpers\n"
+                     "def f():\n    from tests.test_c import g\n")
+    assert imported_test_modules(probe) == {"tests.test_a", "tests.test_b", "tests.test_c"}
+    found = {p.name: sorted(imported_test_modules(p)) for p in sorted(TESTS.glob("test_*.py"))}
+    assert len(found) > 20
+    importing = {name: mods for name, mods in found.items() if mods}
+    assert not importing, importing

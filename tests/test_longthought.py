@@ -2,69 +2,36 @@
 
 import json
 import random
+import re
 
 import pytest
 from typer.testing import CliRunner
 
 from journey.cli import app
-from journey.longthought.paths import Event, format_errors, journey, preference_leaves, shortcut
+from journey.longthought.paths import (
+    Event,
+    format_errors,
+    journey,
+    preference_leaves,
+    shortcut,
+    trial_walk,
+)
 from journey.longthought.render import (
     CONCISE_TEMPLATES,
+    DEFAULT_TEMPLATES,
+    Templates,
     count_reflection_words,
     render,
+    render_with_spans,
     uncapitalize,
 )
-from journey.models.registry import build_prm
+from journey.models.registry import build_prm, prm_explains
 from journey.search.build import SearchConfig, TreeBuilder, build_trees
 from journey.search.tree import Tree
 from journey.tasks import get_task
+from tests.helpers import HAND_JOURNEY, hand_tree
 
 runner = CliRunner()
-
-
-def hand_tree() -> Tree:
-    """(2 + 3) * 4 - 5 = 15; ten nodes, at most one wrong child per correct-path node.
-
-    0 root
-    ├─1 2 + 3 = 5  ✓                 ├─2 3 * 4 = 12  ✗ pruned (order)     └─3 "2 + 3 =" invalid
-    │ ├─4 5 * 4 = 20  ✓               └─5 5 * 4 = 24  ✗ pruned
-    │ │ ├─6 20 - 5 = 15  ✓            └─7 20 - 5 = 16  ✗
-    │ │ │ └─8 The answer is 15.  ✓        └─9 The answer is 16.  ✗ (wrong answer)
-    """
-    t = Tree({"id": "h1", "question": "(2 + 3) * 4 - 5", "answer": "15"})
-
-    def add(parent, text, ok, reason, **kw):
-        verdict = {True: "correct", False: "incorrect", None: "invalid"}[ok]
-        return t.add_child(parent, text=text, score=1.0 if ok else 0.0, verdict=verdict,
-                           reason=reason, terminal=False, logprob=-1.0, **kw)
-
-    add(0, "2 + 3 = 5", True, "2 + 3 = 5 is right.")
-    add(0, "3 * 4 = 12", False, "3 * 4 cannot be computed yet in (2 + 3) * 4 - 5; 2 + 3 comes first.", pruned=True)
-    add(0, "2 + 3 =", None, "The step was cut off after 48 tokens.")
-    add(1, "5 * 4 = 20", True, "5 * 4 = 20 is right.")
-    add(1, "5 * 4 = 24", False, "5 * 4 is 20, not 24.", pruned=True)
-    add(4, "20 - 5 = 15", True, "20 - 5 = 15 is right.")
-    add(4, "20 - 5 = 16", False, "20 - 5 is 15, not 16.")
-    t.node(add(6, "The answer is 15.", True, "The answer 15 follows from the steps."))\
-        .update(terminal=True, answer="15", correct=True)
-    t.node(add(7, "The answer is 16.", False, "It builds on an earlier mistake: 20 - 5 is 15, not 16."))\
-        .update(terminal=True, answer="16", correct=False)
-    return t
-
-
-HAND_JOURNEY = """3 * 4 = 12
-Wait, 3 * 4 cannot be computed yet in (2 + 3) * 4 - 5; 2 + 3 comes first.
-Back to the start.
-2 + 3 = 5
-5 * 4 = 24
-Wait, 5 * 4 is 20, not 24.
-Back to step 1: "2 + 3 = 5".
-5 * 4 = 20
-20 - 5 = 16
-Wait, 20 - 5 is 15, not 16.
-Back to step 2: "5 * 4 = 20".
-20 - 5 = 15
-The answer is 15."""
 
 
 def test_hand_worked_journey():
@@ -153,9 +120,8 @@ def test_format_errors_are_never_a_trial():
 
 
 def test_derive_counts_and_drops_format_errors(tmp_path):
-    from journey.stages.derive import derive_all
-
     from journey.config import DeriveConfig
+    from journey.stages.derive import derive_all
 
     cfg = DeriveConfig(trees=tmp_path / "t.jsonl", out_dir=tmp_path / "d", max_trials=3, trial_prob=1.0,
                        style="concise")
@@ -299,3 +265,155 @@ def test_rewrite_that_loses_the_answer_falls_back_to_the_draft(tmp_path):
     assert record["stats"]["rewrite_fallbacks"] == 1
     row = json.loads((out / "sft_journey.jsonl").read_text())
     assert row["messages"][1]["content"].endswith("The answer is 15.") and "Wait" in row["messages"][1]["content"]
+
+
+# ---------------------------------------------------------------- no right answer taught as a mistake
+
+
+def test_preference_pairs_never_reject_invalid_steps_or_answerless_endings():
+    tree = hand_tree()  # node 3 is invalid (cut off); node 9 a wrong answer
+    ended = tree.add_child(6, text="20 - 5 = 15 so", score=0.0, verdict="incorrect", reason="x",
+                           terminal=True, answer=None, correct=False, finish="eos")
+    empty = tree.add_child(4, text="", score=0.0, verdict="invalid", reason="The step is empty.")
+    for seed in range(10):
+        pairs = preference_leaves(tree, max_pairs=10, rng=random.Random(seed))
+        assert pairs == [(8, 9)]
+        assert not {3, ended, empty} & {r for _, r in pairs}
+
+
+def test_a_right_answer_judged_wrong_is_never_a_trials_mistake():
+    tree = hand_tree()
+    # A model PRM calls a second right final answer under node 6 wrong.
+    judged = tree.add_child(6, text="So the answer is 15.", score=0.1, verdict="incorrect", reason="x",
+                            terminal=True, answer="15", correct=True)
+    assert trial_walk(tree, judged, random.Random(0)) is None
+    for seed in range(20):
+        events, _ = journey(tree, shortcut(tree), max_trials=3, trial_prob=1.0, rng=random.Random(seed))
+        assert Event("reflect", judged) not in events and Event("step", judged) not in events
+
+
+ROLLOUT_REASONS = {2: "0 of 4 rollouts from this step reach the right answer.",
+                   5: "1 of 4 rollouts from this step reach the right answer.",
+                   7: "0 of 4 rollouts from this step reach the right answer."}
+
+
+def explains(tree: Tree) -> bool:
+    """What derive tells the renderer: whether the PRM in the tree's run record explains."""
+    return prm_explains(tree.recorded("prm"))
+
+
+def statistic_tree(prm: str | None) -> tuple[Tree, int]:
+    """journey_tree, with a run record naming `prm`, rollout-style reasons, and a wrong final
+    answer (14) under node 6 for a trial to end at."""
+    tree = hand_tree()
+    if prm is not None:
+        tree.run = {"config": {"prm": prm}}
+    for nid, reason in ROLLOUT_REASONS.items():
+        tree.node(nid)["reason"] = reason
+    wrong = tree.add_child(6, text="The answer is 14.", score=0.0, verdict="incorrect",
+                           reason="The final answer is wrong.", terminal=True, answer="14", correct=False)
+    return tree, wrong
+
+
+DOUBT_JOURNEY = """3 * 4 = 12
+Wait, this step looks wrong.
+Back to the start.
+2 + 3 = 5
+5 * 4 = 24
+Wait, this step looks wrong.
+Back to step 1: "2 + 3 = 5".
+5 * 4 = 20
+20 - 5 = 16
+Wait, this step looks wrong.
+Back to step 2: "5 * 4 = 20".
+20 - 5 = 15
+The answer is 14.
+Wait, the answer 14 looks wrong.
+Back to step 3: "20 - 5 = 15".
+The answer is 15."""
+
+
+@pytest.mark.parametrize("prm", ["rollout", "token", "qwen"])
+def test_a_prm_that_does_not_explain_gets_a_doubt_not_a_statistic(prm):
+    tree, wrong = statistic_tree(prm)
+    events, trials = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
+    assert trials == [1, 1, 1, 1] and Event("reflect", wrong) in events
+    assert render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES, explains=explains(tree)) == DOUBT_JOURNEY
+    verbose_doubts = set(DEFAULT_TEMPLATES.doubt) | {t.format(answer="14") for t in DEFAULT_TEMPLATES.doubt_answer}
+    for seed in range(10):
+        text, _ = render_with_spans(events, tree, random.Random(seed), "\n", DEFAULT_TEMPLATES, explains=explains(tree))
+        reflections = [line for line in text.split("\n") if line.startswith("Wait")]
+        assert len(reflections) == 4 and set(reflections) <= verbose_doubts
+        assert "rollouts" not in text and not re.search(r"\d+ of \d+|0\.\d", text)
+        assert any("14" in line for line in reflections)  # the wrong answer is named, concretely
+
+
+@pytest.mark.parametrize("prm", ["verifier", "judge", None])
+def test_a_prm_that_explains_is_quoted(prm):
+    tree, wrong = statistic_tree(prm)
+    events, _ = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
+    text = render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES, explains=explains(tree))
+    assert "Wait, 0 of 4 rollouts from this step reach the right answer." in text
+    assert "Wait, the final answer is wrong." in text
+    # The untouched hand tree (no run record) still renders the hand-worked trace.
+    tree = hand_tree()
+    events, _ = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
+    assert render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES, explains=explains(tree)) == HAND_JOURNEY
+
+
+def test_an_empty_reason_is_a_doubt_even_when_the_prm_explains():
+    tree = hand_tree()
+    tree.node(2)["reason"] = ""  # e.g. a judge reply with a verdict and no reason
+    events, _ = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
+    lines = render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES, explains=explains(tree)).split("\n")
+    assert lines[:2] == ["3 * 4 = 12", "Wait, this step looks wrong."]
+
+
+@pytest.mark.parametrize(
+    "field, phrasing, message",
+    [("backtrack", 'Back to "{node}".', "uses \\['node'\\]; allowed: anchor, step"),
+     ("doubt", "Wait, {reason}", "uses \\['reason'\\]; allowed: none"),
+     ("reflect", (), "needs at least one phrasing")],
+)
+def test_templates_refuse_unknown_placeholders(field, phrasing, message):
+    with pytest.raises(ValueError, match=f"^Templates.{field}.*{message}"):
+        Templates(**{field: phrasing if isinstance(phrasing, tuple) else (phrasing,)})
+
+
+# ---------------------------------------------------------------- backtracks name the state
+
+
+def same_text_tree() -> Tree:
+    """2 * 2 * (2 * 2): the shortcut's steps 1 and 2 read the same; each has a wrong sibling.
+
+    0 ├─1 2 * 2 = 4 ✓ ├─2 2 * 2 = 4 ✓ ├─3 4 * 4 = 16 ✓ └─4 The answer is 16. ✓
+      │               │               └─6 4 * 4 = 15 ✗
+      │               └─5 4 * 2 = 9 ✗
+    """
+    t = Tree({"id": "same", "question": "2 * 2 * (2 * 2)", "answer": "16"})
+
+    def add(parent, text, ok, **kw):
+        return t.add_child(parent, text=text, score=float(ok), verdict="correct" if ok else "incorrect",
+                           reason="ok" if ok else f"{text} is wrong.", **kw)
+
+    add(0, "2 * 2 = 4", True)
+    add(1, "2 * 2 = 4", True)
+    add(2, "4 * 4 = 16", True)
+    add(3, "The answer is 16.", True, terminal=True, answer="16", correct=True)
+    add(1, "4 * 2 = 9", False)
+    add(2, "4 * 4 = 15", False)
+    return t
+
+
+def test_backtracks_to_two_states_with_the_same_text_read_differently():
+    tree = same_text_tree()
+    events, trials = journey(tree, shortcut(tree), max_trials=2, trial_prob=1.0, rng=random.Random(0))
+    assert trials == [0, 1, 1, 0]
+    assert [e.node for e in events if e.kind == "backtrack"] == [1, 2]
+    text = render(events, tree, random.Random(0), templates=CONCISE_TEMPLATES, explains=explains(tree))
+    backs = [line for line in text.split("\n") if line.startswith("Back")]
+    assert backs == ['Back to step 1: "2 * 2 = 4".', 'Back to step 2: "2 * 2 = 4".']
+    for seed in range(10):
+        lines = render(events, tree, random.Random(seed), explains=explains(tree)).split("\n")
+        first, second = lines[3], lines[7]  # after each wrong step and its reflection
+        assert 'step 1 ("2 * 2 = 4")' in first and 'step 2 ("2 * 2 = 4")' in second

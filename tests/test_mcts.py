@@ -21,7 +21,7 @@ from journey.search.mcts import (
 from journey.search.tree import Tree
 from journey.tasks import get_task
 from journey.tasks.base import Problem
-from tests.test_cli import kill_and_resume, run, tree_content, write_problems
+from tests.helpers import kill_and_resume, run, tree_content, write_problems
 
 
 def three_children() -> Tree:

@@ -10,7 +10,7 @@ from journey.models.registry import build_prm
 from journey.search.tree import Tree
 from journey.stages.eval_prm import pearson, prf, verdict_metrics
 from journey.tasks import get_task
-from tests.test_cli import run, write_problems
+from tests.helpers import run, write_problems
 
 PROMPT = [{"role": "user", "content": "2 * 3 + 4"}]
 

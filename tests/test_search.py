@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from journey.models.base import Proposal
+from journey.models.base import Policy, Proposal
+from journey.models.prm import PRM, StepScore
 from journey.models.registry import build_prm
 from journey.search.build import (
     SearchConfig,
@@ -16,6 +17,8 @@ from journey.search.build import (
 )
 from journey.search.tree import FORMAT, Tree, check_invariants
 from journey.tasks import get_task
+from journey.tasks.base import Problem
+from tests.helpers import small_tree
 
 
 def P(text, logprob=-1.0):
@@ -60,18 +63,8 @@ def test_node_seed_is_stable():
     assert len({node_seed(0, "a", 1), node_seed(1, "a", 1), node_seed(0, "b", 1), node_seed(0, "a", 2)}) == 4
 
 
-def hand_tree() -> Tree:
-    tree = Tree({"id": "p1", "question": "2 + 3 * 4", "answer": "14"})
-    a = tree.add_child(0, text="3 * 4 = 12", score=1.0, verdict="correct", reason="ok")
-    tree.add_child(0, text="2 + 3 = 5", score=0.0, verdict="incorrect", reason="order", pruned=True)
-    b = tree.add_child(a, text="2 + 12 = 14", score=1.0, verdict="correct", reason="ok")
-    tree.add_child(b, text="The answer is 14.", score=1.0, verdict="correct", reason="ok",
-                   terminal=True, answer="14", correct=True)
-    return tree
-
-
 def test_tree_paths_and_round_trip():
-    tree = hand_tree()
+    tree = small_tree()
     assert tree.steps(4) == ["3 * 4 = 12", "2 + 12 = 14", "The answer is 14."]
     assert tree.correct_leaves() == [4]
     row = json.loads(json.dumps(tree.to_json()))
@@ -82,7 +75,7 @@ def test_tree_paths_and_round_trip():
 
 
 def test_from_json_rejects_other_formats_and_bad_nodes():
-    row = hand_tree().to_json()
+    row = small_tree().to_json()
     with pytest.raises(ValueError, match=r"expected format 'journey.tree/v2' \(or 'journey.tree/v1'\), got 'x/v0'"):
         Tree.from_json({**row, "format": "x/v0"}, where="f.jsonl:3")
     bad = json.loads(json.dumps(row))
@@ -92,7 +85,7 @@ def test_from_json_rejects_other_formats_and_bad_nodes():
 
 
 def test_invariants_catch_a_pruned_node_with_children():
-    tree = hand_tree()
+    tree = small_tree()
     tree.node(1)["pruned"] = True
     with pytest.raises(AssertionError, match="pruned/terminal/invalid but has children"):
         check_invariants(tree, depth=3, top_k=1)
@@ -186,3 +179,87 @@ def test_lockstep_equals_one_tree_at_a_time(policy, arith_problems):
     alone = build(policy, arith_problems[:4], cfg, in_flight=1)
     assert content(together) == content(alone)
     assert content(together) != content(build(policy, arith_problems[:4], SearchConfig(3, 5, 2, seed=4), 4))
+
+
+# ---------------------------------------------------------------- duplicates, ranking, what the builder refuses
+
+
+def proposal(text, finish="stop", logprob=-1.0):
+    return Proposal(text, tokens=len(text), logprob=logprob, finish=finish)
+
+
+@pytest.mark.parametrize(
+    "finishes, merged",
+    [(["eos", "stop"], "stop"), (["stop", "eos"], "stop"), (["length", "eos"], "eos"),
+     (["length", "length", "stop"], "stop"), (["eos", "eos"], "eos"), (["length"], "length")],
+)
+def test_merged_child_keeps_the_most_continuing_finish(finishes, merged):
+    [(p, count)] = merge_duplicates([proposal("3 * 4 = 12", f, logprob=-i) for i, f in enumerate(finishes)])
+    assert (p.text, p.finish, p.logprob, count) == ("3 * 4 = 12", merged, 0, len(finishes))
+
+
+class FixedPolicy(Policy):
+    """Proposes the same candidates for every prefix (a stand-in for sampling)."""
+
+    delimiter = "\n"
+
+    def __init__(self, proposals):
+        self.proposals = proposals
+
+    def propose(self, prefixes, n):
+        return [list(self.proposals[:n]) for _ in prefixes]
+
+    def complete(self, prefixes, n, max_new_tokens):
+        raise NotImplementedError
+
+
+def test_a_step_some_sample_continued_after_is_not_an_ending():
+    task = get_task("arith")
+    policy = FixedPolicy([proposal("3 * 4 = 12", "eos"), proposal("3 * 4 = 12", "stop")])
+    builder = TreeBuilder(task, policy, build_prm("verifier", task), SearchConfig(width=2, depth=2, top_k=1))
+    flight = builder.start(Problem("p", "2 + 3 * 4", "14"))
+    builder.advance([flight])
+    node = flight.tree.node(1)
+    assert (node["count"], node["finish"], node["terminal"], node["verdict"]) == (2, "stop", False, "correct")
+    assert flight.frontier == [1]  # the branch lives on
+
+
+def test_logprob_noise_never_decides_top_k():
+    a = {"id": 4, "score": 1.0, "count": 1, "logprob": -1.00001}
+    b = {"id": 5, "score": 1.0, "count": 1, "logprob": -1.0}
+    assert select_top_k([a, b], 1) == ([4], [5])
+    assert select_top_k([b, a], 1) == ([4], [5])
+    assert select_top_k([{**a, "logprob": -1.0}, {**b, "logprob": -1.00001}], 1) == ([4], [5])
+
+
+class ScriptedPRM(PRM):
+    name = "scripted"
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    def score(self, questions, paths, answers=None):
+        return self.scores[: len(paths)]
+
+
+@pytest.mark.parametrize(
+    "scores, message",
+    [([StepScore(1.0, True, "ok")], "returned 1 scores for 2 steps"),
+     ([StepScore(float("nan"), False, "?"), StepScore(1.0, True, "ok")], "a score must be in \\[0, 1\\]"),
+     ([StepScore(1.5, True, "ok"), StepScore(1.0, True, "ok")], "a score must be in \\[0, 1\\]"),
+     ([StepScore(1.0, True, None), StepScore(1.0, True, "ok")], "with a reason")],
+)
+def test_builder_refuses_bad_prm_output(scores, message):
+    task = get_task("arith")
+    policy = FixedPolicy([proposal("3 * 4 = 12"), proposal("2 + 3 = 5")])
+    builder = TreeBuilder(task, policy, ScriptedPRM(scores), SearchConfig(width=2, depth=2, top_k=1))
+    with pytest.raises(ValueError, match=message):
+        list(build_trees([Problem("p", "2 + 3 * 4", "14")], builder))
+
+
+def test_builder_refuses_a_policy_that_returns_too_few_candidates():
+    task = get_task("arith")
+    builder = TreeBuilder(task, FixedPolicy([proposal("3 * 4 = 12")]), build_prm("verifier", task),
+                          SearchConfig(width=2, depth=2, top_k=1))
+    with pytest.raises(ValueError, match="the policy returned \\[1\\] candidates for 1 prefixes, not 2 each"):
+        list(build_trees([Problem("p", "2 + 3 * 4", "14")], builder))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.test_cli import run, write_problems
+from tests.helpers import run, write_problems
 
 TINY = ["--max-steps", "1", "--depth", "5", "--pair-samples", "3", "--eval-samples", "2", "--batch-size", "4"]
 

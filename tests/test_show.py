@@ -11,8 +11,7 @@ from typer.testing import CliRunner
 from journey.cli import app
 from journey.longthought.paths import shortcut
 from journey.stages.show import layout
-from tests.test_longthought import hand_tree
-from tests.test_search import hand_tree as small_tree
+from tests.helpers import hand_tree, small_tree
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

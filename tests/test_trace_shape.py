@@ -13,8 +13,7 @@ from journey.stages.inject import backtrack_validity, injection_case, mechanism,
 from journey.tasks import get_task
 from journey.tasks.arith import corrupt_reduction, replay_states
 from journey.tasks.base import Problem
-from tests.test_cli import run, write_problems
-from tests.test_longthought import hand_tree
+from tests.helpers import hand_tree, run, write_problems
 
 ARITH = get_task("arith")
 P = Problem("x", "(23 + 19) * 3 - 41", "85")

@@ -1,4 +1,5 @@
-"""train (TRL SFT and DPO on the embedded model), eval metrics, and sample-pairs."""
+"""stages/train.py: TRL SFT and DPO on the embedded model, derive-longthought's files trained on, masked
+wrong steps, bad input, and checkpoints that only a finished run replaces."""
 
 import json
 import os
@@ -11,28 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from journey.cli import app
-from journey.models.base import Prefix, Proposal, SamplingConfig
+from journey.models.base import Prefix, SamplingConfig
 from journey.models.embedded import EMBEDDED_PATH
 from journey.models.transformers_policy import TransformersPolicy
-from journey.runtime.metrics import majority_vote, mean_and_se, pass_at_k
-from journey.stages.evaluate import draw_pairs, score
 from journey.tasks import get_task
-from journey.tasks.base import Problem
+from tests.helpers import hand_tree, run, write_rows, write_sft_rows
 
-runner = CliRunner()
 MSG = [{"role": "user", "content": "2 + 3 * 4"}]
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def write_rows(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def sft_rows(n=8):
@@ -84,8 +71,6 @@ def test_dpo_changes_weights(sft_ckpt, tmp_path):
 
 def test_trl_accepts_derive_longthought_files(tmp_path):
     """derive-longthought's own files go into TRL's trainers unchanged (one step each)."""
-    from tests.test_longthought import hand_tree
-
     trees = write_rows(tmp_path / "trees.jsonl", [hand_tree().to_json()])
     assert run("derive-longthought", "--trees", trees, "--out-dir", tmp_path / "d", "--trial-prob", 1).exit_code == 0
     for stage, name in (("sft", "sft_journey.jsonl"), ("sft", "sft_shortcut.jsonl"), ("dpo", "dpo_pairs.jsonl")):
@@ -161,87 +146,75 @@ def test_interrupted_training_leaves_no_finished_folder(tmp_path):
     assert partial.exists() and not out.exists()
 
 
-# ---------------------------------------------------------------- metrics
+
+# ---------------------------------------------------------------- the old checkpoint kept; rows of the wrong types
 
 
-@pytest.mark.parametrize("n, c, k, want", [(4, 1, 2, 0.5), (5, 0, 3, 0.0), (3, 3, 1, 1.0), (10, 3, 1, 0.3),
-                                           (4, 2, 4, 1.0), (6, 2, 2, 1 - 6 / 15)])
-def test_pass_at_k_hand_worked(n, c, k, want):
-    assert pass_at_k(n, c, k) == pytest.approx(want)
+def test_failed_train_keeps_the_old_checkpoint_and_no_partial(tmp_path, monkeypatch):
+    from journey.stages import train as train_mod
+    from journey.stages.train import TrainConfig, run_train
+
+    data = write_sft_rows(tmp_path / "d.jsonl")
+    out = tmp_path / "ck"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # the old checkpoint
+    (tmp_path / "ck.partial").mkdir()  # left by a killed run
+    (tmp_path / "ck.partial" / "junk").write_text("x")
+
+    def broken(cfg, rows, folder):
+        assert not (folder / "junk").exists()  # the stale partial was removed first
+        (folder / "half").write_text("x")
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(train_mod, "train_into", broken)
+    with pytest.raises(RuntimeError):
+        run_train(TrainConfig("sft", [data], out, max_steps=1, overwrite=True))
+    assert (out / "config.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "d.jsonl"]
 
 
-def test_pass_at_k_rejects_bad_counts():
-    with pytest.raises(ValueError):
-        pass_at_k(3, 4, 1)
-
-
-def test_majority_and_se():
-    assert majority_vote(["3", None, "4", "3"]) == "3"
-    assert majority_vote(["4", "3"]) == "4" and majority_vote([None]) is None
-    assert mean_and_se([1.0, 0.0, 1.0, 0.0]) == pytest.approx((0.5, (1 / 3) ** 0.5 / 2))
-
-
-def G(text, tokens=10):
-    return Proposal(text, tokens, -1.0, "eos")
-
-
-def test_score_on_hand_built_generations():
-    task = get_task("arith")
-    problems = [Problem("a", "1 + 2", "3"), Problem("b", "2 * 3", "6")]
-    greedy = [G("1 + 2 = 3\nThe answer is 3.", 20), G("2 * 3 = 5\nWait, 2 * 3 is 6, not 5.\nThe answer is 6.", 40)]
-    samples = [[G("The answer is 3."), G("The answer is 4."), G("The answer is 4."), G("x")],
-               [G("The answer is 6."), G("The answer is 6."), G("The answer is 7."), G("The answer is 6.")]]
-    m, records = score(task, problems, greedy, samples)
-    assert m["accuracy"] == 1.0 and m["accuracy_se"] == 0.0
-    assert m["maj@4"] == 0.5  # a: majority 4 (wrong); b: majority 6 (right)
-    assert m["pass@1"] == pytest.approx((1 / 4 + 3 / 4) / 2)
-    assert m["pass@4"] == 1.0
-    assert m["mean_tokens"] == 30.0
-    assert m["reflection_words_per_answer"]["Wait"] == 0.5
-    assert records[1]["answer"] == "6" and records[0]["sample_answers"][3] is None
-
-
-def test_draw_pairs_pairs_right_with_wrong():
-    import random
-
-    task = get_task("arith")
-    p = Problem("a", "1 + 2", "3")
-    texts = ["The answer is 3.", "The answer is 3.", "1 + 2 = 3\nThe answer is 3.", "The answer is 4.", "oops"]
-    right = [task.check_answer(task.extract_answer(t), p.answer) for t in texts]
-    pairs = draw_pairs(task, p, texts, right, pairs=5, rng=random.Random(0))
-    assert len(pairs) == 1  # two distinct right texts; one real wrong answer ("oops" states none)
-    assert all(r["rejected"][0]["content"] == "The answer is 4." for r in pairs)
-    for row in pairs:
-        assert task.check_answer(task.extract_answer(row["chosen"][0]["content"]), "3")
-        assert not task.check_answer(task.extract_answer(row["rejected"][0]["content"]), "3")
-
-
-def test_eval_and_sample_pairs_cli(tmp_path):
-    problems = tmp_path / "p.jsonl"
-    assert run("problems", "--n", 12, "--seed", 4, "--out", problems).exit_code == 0
-    metrics = tmp_path / "metrics.json"
-    result = run("eval", "--model", "embedded", "--problems", problems, "-k", 3, "--out", metrics)
+def test_train_overwrite_replaces_only_when_the_new_one_is_saved(tmp_path):
+    data = write_sft_rows(tmp_path / "d.jsonl")
+    out = tmp_path / "ck"
+    out.mkdir()
+    (out / "marker").write_text("old")
+    args = ["train", "--stage", "sft", "--data", data, "--out", out, "--max-steps", 1, "--batch-size", 2]
+    refused = run(*args)
+    assert refused.exit_code == 1 and "already exists" in refused.output
+    result = run(*args, "--overwrite")
     assert result.exit_code == 0, result.output
-    m = json.loads(metrics.read_text())
-    assert m["problems"] == 12 and 0 <= m["accuracy"] <= 1 and "maj@3" in m and m["pass@3"] >= m["pass@1"]
-    assert len((tmp_path / "metrics.generations.jsonl").read_text().splitlines()) == 12
-    pairs = tmp_path / "pairs.jsonl"
-    result = run("sample-pairs", "--model", "embedded", "--problems", problems, "--samples", 8, "--out", pairs)
-    assert result.exit_code == 0, result.output
-    task = get_task("arith")
-    golds = {json.loads(line)["id"]: json.loads(line)["answer"] for line in problems.read_text().splitlines()}
-    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
-    assert rows
-    for r in rows:
-        assert task.check_answer(task.extract_answer(r["chosen"][0]["content"]), golds[r["id"]])
-        assert not task.check_answer(task.extract_answer(r["rejected"][0]["content"]), golds[r["id"]])
+    assert (out / "config.json").is_file() and not (out / "marker").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "d.jsonl"]
 
 
-def test_eval_bad_input(tmp_path):
-    problems = tmp_path / "p.jsonl"
-    problems.write_text('{"id": "a", "question": "1"}\n')
-    result = run("eval", "--model", "embedded", "--problems", problems, "--out", tmp_path / "m.json")
-    assert result.exit_code == 1 and "p.jsonl:1: missing 'answer'" in result.output
-    result = run("eval", "--model", tmp_path / "none", "--problems", problems, "--out", tmp_path / "m.json")
-    assert result.exit_code == 1
-    assert not (tmp_path / "m.json").exists()
+U = {"role": "user", "content": "1 + 2"}
+
+
+A = {"role": "assistant", "content": "The answer is 3."}
+
+
+BAD_TRAIN_ROWS = [
+    ("sft", {"messages": [U, {"role": "assistant", "content": 5}]}, ":1: 'messages' message 1 must be"),
+    ("sft", {"messages": [{"role": "robot", "content": "x"}, A]}, ":1: 'messages' message 0 must be"),
+    ("sft", {"messages": "hello"}, ":1: 'messages' must be a non-empty list of messages"),
+    ("sft", {"messages": [U, A], "mask_spans": [[0, 999]]}, ":1: 'mask_spans' must be [start, end]"),
+    ("sft", {"messages": [U, A], "mask_spans": "all"}, ":1: 'mask_spans' must be [start, end]"),
+    ("dpo", {"prompt": [U], "chosen": "x", "rejected": [A]}, ":1: 'chosen' must be a non-empty list"),
+    ("dpo", {"prompt": "q", "chosen": "", "rejected": "r"}, ":1: 'chosen' and 'rejected' must not be empty"),
+    ("dpo", {"prompt": [U], "chosen": [A], "rejected": [{"role": "assistant"}]}, ":1: 'rejected' message 0 must be"),
+]
+
+
+@pytest.mark.parametrize("stage, row, message", BAD_TRAIN_ROWS)
+def test_train_rows_of_the_wrong_types_are_refused(tmp_path, stage, row, message):
+    data = write_rows(tmp_path / "d.jsonl", [row])
+    result = run("train", "--stage", stage, "--data", data, "--out", tmp_path / "ck")
+    assert result.exit_code == 1 and f"d.jsonl{message}" in result.output, result.output
+    assert not (tmp_path / "ck").exists()
+
+
+def test_dpo_rows_of_two_formats_are_refused(tmp_path):
+    data = write_rows(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"},
+                                             {"prompt": [U], "chosen": [A], "rejected": [A]}])
+    result = run("train", "--stage", "dpo", "--data", data, "--out", tmp_path / "ck")
+    assert result.exit_code == 1 and "use one format" in result.output and "d.jsonl:2" in result.output

@@ -1,0 +1,174 @@
+"""What several test modules share: the CLI runner, problem and row files, the hand-worked trees,
+a tiny BOS model, a full disk. Plain functions and data (fixtures live in conftest.py); no test
+module imports another (tests/test_layout.py)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from journey.cli import app
+from journey.search.tree import Tree
+
+runner = CliRunner()
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+JOURNEY = [sys.executable, "-m", "journey.cli"]
+
+
+# ---------------------------------------------------------------- the CLI and its files
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write_problems(path: Path, n=3, seed=5):
+    assert run("problems", "--n", n, "--seed", seed, "--out", path).exit_code == 0
+    return path
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def tree_content(path: Path) -> dict:
+    """id -> nodes without float log-probs (they differ in the last digits with padding)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r["problem"]["id"]: [{k: v for k, v in n.items() if k != "logprob"} for n in r["nodes"]] for r in rows}
+
+
+def kill_and_resume(cmd: list[str], out_dir: Path, n: int) -> tuple[Path, Path]:
+    """Run `cmd --out killed.jsonl`, SIGKILL it once a first tree is written (others in flight),
+    rerun it to the end, and run it once more uninterrupted into whole.jsonl."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    killed = out_dir / "killed.jsonl"
+    proc = subprocess.Popen([*cmd, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if killed.exists() and len(killed.read_text().splitlines()) >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 1 <= len(killed.read_text().splitlines()) < n
+    subprocess.run([*cmd, "--out", str(killed)], env=env, check=True, capture_output=True)
+    whole = out_dir / "whole.jsonl"
+    subprocess.run([*cmd, "--out", str(whole)], env=env, check=True, capture_output=True)
+    return killed, whole
+
+
+GOOD_PROBLEM = {"id": "a", "question": "1 + 2", "answer": "3"}
+
+
+def write_sft_rows(path: Path) -> Path:
+    row = {"messages": [{"role": "user", "content": "1 + 2"}, {"role": "assistant", "content": "The answer is 3."}]}
+    return write_rows(path, [row] * 4)
+
+
+def fill(disk: Path, leave: int = 0) -> None:
+    """Fill `disk` up to `leave` bytes free."""
+    free = shutil.disk_usage(disk).free - leave
+    with (disk / "filler").open("wb") as fh:
+        try:
+            fh.write(b"\0" * max(free, 0))
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- hand-worked trees
+
+
+def small_tree() -> Tree:
+    """2 + 3 * 4: 0 root; 1 '3 * 4 = 12' -> 3 '2 + 12 = 14' -> 4 final (14, right); 2 wrong, pruned."""
+    tree = Tree({"id": "p1", "question": "2 + 3 * 4", "answer": "14"})
+    a = tree.add_child(0, text="3 * 4 = 12", score=1.0, verdict="correct", reason="ok")
+    tree.add_child(0, text="2 + 3 = 5", score=0.0, verdict="incorrect", reason="order", pruned=True)
+    b = tree.add_child(a, text="2 + 12 = 14", score=1.0, verdict="correct", reason="ok")
+    tree.add_child(b, text="The answer is 14.", score=1.0, verdict="correct", reason="ok",
+                   terminal=True, answer="14", correct=True)
+    return tree
+
+
+def hand_tree() -> Tree:
+    """(2 + 3) * 4 - 5 = 15; ten nodes, at most one wrong child per correct-path node.
+
+    0 root
+    ├─1 2 + 3 = 5  ✓                 ├─2 3 * 4 = 12  ✗ pruned (order)     └─3 "2 + 3 =" invalid
+    │ ├─4 5 * 4 = 20  ✓               └─5 5 * 4 = 24  ✗ pruned
+    │ │ ├─6 20 - 5 = 15  ✓            └─7 20 - 5 = 16  ✗
+    │ │ │ └─8 The answer is 15.  ✓        └─9 The answer is 16.  ✗ (wrong answer)
+    """
+    t = Tree({"id": "h1", "question": "(2 + 3) * 4 - 5", "answer": "15"})
+
+    def add(parent, text, ok, reason, **kw):
+        verdict = {True: "correct", False: "incorrect", None: "invalid"}[ok]
+        return t.add_child(parent, text=text, score=1.0 if ok else 0.0, verdict=verdict,
+                           reason=reason, terminal=False, logprob=-1.0, **kw)
+
+    add(0, "2 + 3 = 5", True, "2 + 3 = 5 is right.")
+    add(0, "3 * 4 = 12", False, "3 * 4 cannot be computed yet in (2 + 3) * 4 - 5; 2 + 3 comes first.", pruned=True)
+    add(0, "2 + 3 =", None, "The step was cut off after 48 tokens.")
+    add(1, "5 * 4 = 20", True, "5 * 4 = 20 is right.")
+    add(1, "5 * 4 = 24", False, "5 * 4 is 20, not 24.", pruned=True)
+    add(4, "20 - 5 = 15", True, "20 - 5 = 15 is right.")
+    add(4, "20 - 5 = 16", False, "20 - 5 is 15, not 16.")
+    t.node(add(6, "The answer is 15.", True, "The answer 15 follows from the steps."))\
+        .update(terminal=True, answer="15", correct=True)
+    t.node(add(7, "The answer is 16.", False, "It builds on an earlier mistake: 20 - 5 is 15, not 16."))\
+        .update(terminal=True, answer="16", correct=False)
+    return t
+
+
+HAND_JOURNEY = """3 * 4 = 12
+Wait, 3 * 4 cannot be computed yet in (2 + 3) * 4 - 5; 2 + 3 comes first.
+Back to the start.
+2 + 3 = 5
+5 * 4 = 24
+Wait, 5 * 4 is 20, not 24.
+Back to step 1: "2 + 3 = 5".
+5 * 4 = 20
+20 - 5 = 16
+Wait, 20 - 5 is 15, not 16.
+Back to step 2: "5 * 4 = 20".
+20 - 5 = 15
+The answer is 15."""
+
+
+# ---------------------------------------------------------------- models
+
+
+QUESTION = [{"role": "user", "content": "(23 + 19) * 3 - 41"}]
+
+
+def make_bos_model(d) -> tuple[str, int]:
+    """A tiny random Llama in folder `d` whose tokenizer adds a BOS (as Llama's do) and whose
+    chat template writes one too; returns (path, BOS id)."""
+    import torch
+    from tokenizers import AddedToken, processors
+    from transformers import AutoModelForCausalLM
+
+    from journey.models.embedded import build_config, build_tokenizer
+
+    tok = build_tokenizer()
+    tok.add_special_tokens({"bos_token": AddedToken("<s>", special=True)})
+    bos = tok.convert_tokens_to_ids("<s>")
+    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    tok.chat_template = "{{ bos_token }}" + tok.chat_template
+    cfg = build_config(tok, hidden_size=32, layers=1, heads=2)
+    cfg.bos_token_id = bos
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d), bos
