@@ -185,14 +185,14 @@ def test_writers_on_a_full_disk(tmp_path, monkeypatch, args):
     (["train", "--stage", "sft", "--data", "{d}/data/sft.jsonl", "--model", "{d}/ck", "--out", "{d}/ck",
       "--overwrite"], "is the --model input"),
     (["train", "--stage", "sft", "--data", "{d}/data/sft.jsonl", "--model", "embedded", "--out", "{d}/other",
-      "--overwrite"], "holds other files, not a checkpoint"),
+      "--overwrite"], "holds data files (rows.jsonl), not a checkpoint"),
 ])
 def test_an_output_that_is_an_input_is_refused(tmp_path, args, error):
     trees_file(tmp_path / "t.jsonl")
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "config.json").write_text("{}")
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "notes.txt").write_text("mine")
+    (tmp_path / "other" / "rows.jsonl").write_text("{}\n")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "sft.jsonl").write_text(json.dumps(
         {"messages": [{"role": "user", "content": "1+1"}, {"role": "assistant", "content": "2"}]}) + "\n")

@@ -562,6 +562,6 @@ def resume_journal(
             continue
         done[pid] = row
     if dropped:
-        log.warning("%s: %d duplicate row(s) (an id written twice); the first of each is kept",
+        log.warning("%s: dropped %d duplicate row(s) (an id written twice); kept the first of each",
                     path, dropped)
     return done

@@ -236,6 +236,9 @@ class RichProgress(TrainerCallback):
         self.ctx.__exit__(None, None, None)
 
 
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")  # a folder holding these is data, never overwritten
+
+
 def run_train(cfg: TrainConfig) -> dict:
     """Train, save a checkpoint to `cfg.out`, and return the provenance record.
 
@@ -252,8 +255,9 @@ def run_train(cfg: TrainConfig) -> dict:
         recover_folder(out)
         if out.exists() and not cfg.overwrite:
             raise DataError(f"--out {out} already exists; pass --overwrite or pick another folder")
-        if out.is_dir() and any(out.iterdir()) and not (out / "train.json").is_file():
-            raise DataError(f"--out {out}: the folder holds other files, not a checkpoint of journey train; "
+        data = sorted(f.name for f in out.glob("*") if f.name.endswith(DATA_SUFFIXES)) if out.is_dir() else []
+        if data and not (out / "config.json").is_file():
+            raise DataError(f"--out {out}: the folder holds data files ({', '.join(data[:3])}), not a checkpoint; "
                             "--overwrite replaces only an earlier checkpoint: pick another folder")
         partial = out.with_name(out.name + ".partial")
         if partial.exists():
