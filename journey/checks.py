@@ -11,6 +11,7 @@ layer (tasks, models, search, stages) use it.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import MISSING, field, fields
 from types import UnionType
 from typing import Literal, Union, get_args, get_origin, get_type_hints
@@ -82,3 +83,35 @@ def check_choices(config) -> None:
             continue
         if value not in choices:
             raise ValueError(f"{flag(f.name)} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+# The least memory a sampled token takes: the KV cache of the embedded policy, the smallest model
+# journey runs (2 (K, V) x 4 layers x 128 hidden x 4 bytes, float32). A bigger model takes more, so
+# an estimate with it is a floor: what it refuses could never fit.
+TOKEN_BYTES = 2 * 4 * 128 * 4
+ROW_BYTES = 1024  # a generated problem (or test) held as a Python row and its JSON line
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory, in bytes."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux
+        return 1 << 40
+
+
+def check_fits_memory(name: str, value: int, each: int, what: str) -> None:
+    """ValueError naming `--name` when `value` items of `each` bytes could not fit in this
+    machine's memory (checked before anything loads), with the most that would.
+
+        check_fits_memory("width", 10**5, 512 * TOKEN_BYTES, "samples of 512 tokens")
+        # ValueError: --width 100000 needs at least 195 GiB (100000 samples of 512 tokens), more than
+        #   this machine's 23 GiB of memory; at most 11,000 fit
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        return  # the flag's own check names a wrong type
+    have = memory_bytes()
+    if value * each > have:
+        most = max(1, have // max(each, 1))
+        raise ValueError(f"{flag(name)} {value} needs at least {value * each / 2**30:,.0f} GiB ({value} {what}), "
+                         f"more than this machine's {have / 2**30:,.0f} GiB of memory; at most {most:,} fit")

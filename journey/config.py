@@ -14,14 +14,18 @@ This module imports no model code (no torch), so `journey --help` stays fast.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
 from journey.checks import (
+    ROW_BYTES,
+    TOKEN_BYTES,
     check_at_least,
     check_choices,
+    check_fits_memory,
     check_positive,
     check_sampling_flags,
     flag,
@@ -85,6 +89,8 @@ class RayOptions:
         if self.workers is not None:
             check_at_least(1, workers=self.workers)
         check_at_least(0, gpus_per_worker=self.gpus_per_worker)
+        if not math.isfinite(self.gpus_per_worker):
+            raise ValueError(f"--gpus-per-worker must be a finite number of GPUs, got {self.gpus_per_worker}")
         if self.ray_address is not None and not str(self.ray_address).strip():
             raise ValueError("--ray-address is empty; give auto or HOST:PORT")
 
@@ -115,6 +121,7 @@ class CodeOptions:
 CONTENT_BEFORE_KEY = {"expand": "wrong"}
 
 # The config keys that decide a tree's content: a resumed run must match them.
+PRMS_WITH_MODEL = ("trained", "token", "qwen")  # refused without --prm-model before anything runs
 TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "width", "depth", "temperature", "top_p",
                      "max_step_tokens", "seed", "search")
 
@@ -172,8 +179,11 @@ class BuildTreeConfig(RayOptions, CodeOptions):
         self.search_config = shape(**{f.name: getattr(self, f.name) for f in fields(shape) if f.init})
         self.sampling = SamplingConfig(self.temperature, self.top_p, self.max_step_tokens,
                                        self.batch_size)
+        self.check_memory()
         if self.prm not in PRMS:
             raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
+        if self.prm in PRMS_WITH_MODEL and not self.prm_model:
+            raise ValueError(f"--prm {self.prm} needs --prm-model (a PRM checkpoint)")
         check_choices(self)
 
     def content(self) -> dict:
@@ -185,6 +195,18 @@ class BuildTreeConfig(RayOptions, CodeOptions):
                              "model_fingerprint": model_fingerprint(self.model),
                              "prm_model_fingerprint": model_fingerprint(self.prm_model) if self.prm_model else None}
         return self._content
+
+    def check_memory(self) -> None:
+        """Refuse, before a model loads, what could not fit: one call samples --width (or
+        --rollouts) sequences of up to --depth x --max-step-tokens tokens, and one depth keeps
+        trees in flight x K x w new steps."""
+        tokens = self.depth * self.max_step_tokens
+        long = f"sequences of {tokens} tokens"
+        check_fits_memory("width", self.width, tokens * TOKEN_BYTES, long)
+        check_fits_memory("rollouts", self.rollouts, tokens * TOKEN_BYTES, long)
+        kept = self.trees_in_flight * getattr(self.search_config, "top_k", 1)
+        check_fits_memory("width", self.width, kept * self.max_step_tokens * TOKEN_BYTES,
+                          f"steps for each of {kept} nodes (--trees-in-flight x --top-k)")
 
 
 @dataclass
@@ -309,6 +331,8 @@ class GenerateConfig(RayOptions, CodeOptions):
         self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
+        check_fits_memory("samples", self.samples, self.max_new_tokens * TOKEN_BYTES,
+                          f"samples of {self.max_new_tokens} tokens (--max-new-tokens)")
         if self.limit is not None:
             check_at_least(1, limit=self.limit)
         check_sampling_flags(self.temperature, self.top_p)
@@ -356,7 +380,7 @@ class ProblemsConfig:
 
     out: Path = opt("Where to write problems.jsonl.")
     task: TaskName = opt("Problem domain.", "arith")
-    n: int = opt("How many problems.", 100)
+    n: int | None = opt("How many problems (default 100; not with --from, which imports every row).", None)
     seed: int = opt("Generator seed: the same seed gives the same problems.", 0)
     source: Path | None = opt("Import this dataset file instead of generating (JSONL, JSONL.gz, JSON array or Parquet); needs --format.", None, flags=("--from",))
     format: FormatName | None = opt("The --from file's format: math (MATH, MATH-500), gsm8k, mbpp, humaneval, countdown, or jsonl (any rows; see --question-key).", None)
@@ -365,8 +389,14 @@ class ProblemsConfig:
     overwrite: bool = opt("Replace an existing --out file.", False)
 
     def __post_init__(self):
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n <= 0:
-            raise ValueError(f"--n must be > 0, got {self.n}")
+        if self.source is not None and self.n is not None:
+            raise ValueError("--n is for generated problems; --from imports every row of the file (drop --n)")
+        if self.n is None and self.source is None:
+            self.n = 100
+        if self.n is not None:
+            if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n <= 0:
+                raise ValueError(f"--n must be > 0, got {self.n}")
+            check_fits_memory("n", self.n, ROW_BYTES, "problems")
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; known tasks: {', '.join(sorted(TASKS))}")
         keys = (self.question_key, self.answer_key)
@@ -426,6 +456,8 @@ class DistillConfig(RayOptions):
 
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
+        check_fits_memory("samples", self.samples, self.max_new_tokens * TOKEN_BYTES,
+                          f"samples of {self.max_new_tokens} tokens (--max-new-tokens)")
         check_at_least(0, min_tokens=self.min_tokens)
         if self.max_tokens is not None:
             check_at_least(max(1, self.min_tokens), max_tokens=self.max_tokens)
@@ -517,6 +549,9 @@ class SelfplayConfig:
     def __post_init__(self):
         check_at_least(1, rounds=self.rounds, pair_samples=self.pair_samples, pairs=self.pairs,
                        eval_samples=self.eval_samples, batch_size=self.batch_size)
+        tokens = GenerateConfig.max_new_tokens  # eval and sample-pairs sample answers this long
+        for name in ("pair_samples", "eval_samples"):
+            check_fits_memory(name, getattr(self, name), tokens * TOKEN_BYTES, f"samples of {tokens} tokens")
         check_positive(epochs=self.epochs, lr=self.lr, dpo_lr=self.dpo_lr, prm_epochs=self.prm_epochs,
                        prm_lr=self.prm_lr)
         for name in ("limit", "test_limit", "dpo_problems"):
@@ -599,6 +634,8 @@ class GenTestsConfig:
 
     def __post_init__(self):
         check_at_least(1, n=self.n, max_new_tokens=self.max_new_tokens, mutants=self.mutants)
+        check_fits_memory("n", self.n, self.max_new_tokens * TOKEN_BYTES,
+                          f"inputs of {self.max_new_tokens} tokens (--max-new-tokens)")
         check_sampling_flags(self.temperature, self.top_p)
         if self.limit is not None:
             check_at_least(1, limit=self.limit)

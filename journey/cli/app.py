@@ -91,6 +91,8 @@ def load_recipe(ctx: typer.Context, param: typer.CallbackParam, value: Path | No
     """
     if value is None:
         return value
+    if not value.is_file():
+        fail(f"--config {value}: {'is a directory, expected a YAML file' if value.is_dir() else 'no such file'}")
     try:
         text = value.read_text(encoding="utf-8")
         recipe = yaml.safe_load(text) or {}
@@ -120,6 +122,8 @@ def recipe_value(ctx: typer.Context, param, val, where: str, key):
         fail(f"--config {where}: {key} has no value")
     if isinstance(val, dict) or (isinstance(val, list) and not getattr(param, "multiple", False)):
         fail(f"--config {where}: {key} must be a single value, got {type(val).__name__}")
+    if isinstance(val, bool) and not getattr(param, "is_flag", False):  # YAML's true is not the number 1
+        fail(f"--config {where}: {key} takes a value, not {str(val).lower()}")
     try:
         return param.get_runtime_param().coerce(val, param=param, ctx=ctx)
     except typer.BadParameter as err:
@@ -129,7 +133,7 @@ def recipe_value(ctx: typer.Context, param, val, where: str, key):
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", help="YAML recipe of flag values (flags on the command line win).",
-                 callback=load_recipe, is_eager=True, exists=True, dir_okay=False),
+                 callback=load_recipe, is_eager=True),
 ]
 
 

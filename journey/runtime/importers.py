@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,6 +96,10 @@ def _array_rows(path: Path) -> Iterator[tuple[str, dict]]:
         items = json.loads(path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"--from {path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise DataError(f"--from {path}: not valid JSON (nested too deeply)") from None
+    if not isinstance(items, list):
+        raise DataError(f"--from {path}: expected a JSON array of objects, got {type(items).__name__}")
     for i, row in enumerate(items, 1):
         if not isinstance(row, dict):
             raise DataError(f"{path}: item {i}: expected a JSON object, got {type(row).__name__}")
@@ -114,6 +119,8 @@ def _gzip_rows(path: Path) -> Iterator[tuple[str, dict]]:
             row = json.loads(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise DataError(f"{path}:{lineno}: not valid JSON ({err.__class__.__name__})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
         yield f"{path}:{lineno}", row
@@ -139,9 +146,9 @@ def answer_text(value, where: str, key: str) -> str:
     """An answer as a string: strings as they are, integers and floats written out."""
     if isinstance(value, str) and value.strip():
         return value.strip()
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return str(value)
-    shown = json.dumps(value)[:40]
+    shown = json.dumps(value, default=repr)[:40]  # NaN (a missing value) is no answer
     raise DataError(f"{where}: {key!r} must be a non-empty string or a number, got {shown}")
 
 
@@ -284,6 +291,20 @@ FORMATS: dict[str, Mapper] = {
 }
 
 
+def check_json_columns(row: dict, where: str) -> None:
+    """DataError naming the first column whose value JSON cannot hold as it is (bytes, a
+    timestamp, NaN or infinity): every column must round-trip through problems.jsonl."""
+    for key, value in row.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            why = "NaN or infinity" if isinstance(err, ValueError) else str(err)
+            raise DataError(f"{where}: column {key!r} holds a value JSON cannot keep ({why}: "
+                            f"{repr(value)[:40]}); drop or convert the column") from None
+        except RecursionError:
+            raise DataError(f"{where}: column {key!r} is nested too deeply") from None
+
+
 def import_problems(path: Path, fmt: str, question_key: str = "question",
                     answer_key: str = "answer") -> list[dict]:
     """problems.jsonl rows from the file at `path` in format `fmt` (see the module docstring);
@@ -299,6 +320,7 @@ def import_problems(path: Path, fmt: str, question_key: str = "question",
     for n, (where, source) in enumerate(read_source_rows(path), 1):
         row = FORMATS[fmt](source, where, opts)
         row["id"] = row["id"] or f"{fmt}-{stem}-{n:05d}"
+        check_json_columns(row, where)
         if row["id"] in seen:
             raise DataError(f"{where}: duplicate id {row['id']!r} (first at {seen[row['id']]})")
         seen[row["id"]] = where

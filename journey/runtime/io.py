@@ -2,7 +2,13 @@
 and resumable append-only journals.
 
 Every reader fails with a `DataError` whose message names the file and line; the CLI prints it
-as one line and exits 1. Every writer follows three rules:
+as one line and exits 1. Every writer follows four rules:
+
+- **Checked before the first byte.** `check_output` is the one check every command makes on an
+  output before it writes or removes anything: not one of its inputs, not inside an input's
+  folder (a model), not a folder holding an input, of the right kind, and creatable without
+  creating it (a refused run leaves no folder behind). `check_ours` decides that an existing
+  journal is this command's (its format tag on the first line) before a byte of it changes.
 
 - **One writer.** `output_lock(path)` takes an exclusive lock beside an output (`PATH.lock`)
   for the whole run; a second run on the same output is refused at once, naming the pid.
@@ -53,12 +59,15 @@ def check_readable_file(path: Path, flag: str | None = None) -> Path:
     return path
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path, skip_cut: bool = False) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for every non-blank line; DataError naming file:line on bad
-    UTF-8, bad JSON or a line that is not a JSON object."""
+    UTF-8, bad JSON or a line that is not a JSON object. `skip_cut`: a last line without its
+    newline (cut by a kill) is skipped, not read."""
     path = check_readable_file(path)
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
+            if skip_cut and not raw.endswith(b"\n"):
+                continue
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a BOM is not data
             except UnicodeDecodeError as err:
@@ -131,11 +140,15 @@ def problem_changed(row: dict, stored: dict, problem: Problem) -> bool:
 # ---------------------------------------------------------------- writing
 
 
-def _write_error(path: Path, err: OSError) -> DataError:
-    why = err.strerror or str(err)
+def write_reason(err: OSError) -> str:
+    """Why a write failed, in words ('no space left on the device')."""
     if err.errno == errno.ENOSPC:
-        why = "no space left on the device"
-    return DataError(f"{path}: cannot write ({why})")
+        return "no space left on the device"
+    return err.strerror or str(err)
+
+
+def _write_error(path: Path, err: OSError) -> DataError:
+    return DataError(f"{path}: cannot write ({write_reason(err)})")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -143,6 +156,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     it. On any failure (a full disk) the temp file is removed and the error names `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    make_parents(path)
     try:
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write(text)
@@ -164,8 +178,8 @@ def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
 
 
 def check_writable(path: Path, flag: str = "--out") -> None:
-    """DataError unless `path` can be created as a file (its folder exists or can be made, and
-    is writable, and `path` is not a folder)."""
+    """DataError unless `path` can be created as a file: not a folder, and its nearest existing
+    ancestor is a writable folder. Creates nothing."""
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{flag} {path}: is a directory, expected a file path")
@@ -175,30 +189,135 @@ def check_writable(path: Path, flag: str = "--out") -> None:
 def check_not_an_input(out: Path, inputs: dict[str, Path], flag: str = "--out") -> None:
     """DataError if the output `out` is one of the input files (it would be appended to or
     replaced): `inputs` maps each input's flag to its path."""
+    check_output(out, flag, inputs=inputs)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or under it (both resolved; links followed)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except (ValueError, OSError, RuntimeError):
+        return False
+
+
+def check_output(out: Path, flag: str = "--out", *, inputs: dict[str, Path | str | None] | None = None,
+                 folder: bool = False) -> Path:
+    """The check every command makes on an output before it writes or removes anything.
+
+    DataError naming `flag` when `out` is one of `inputs` (flag -> path; a model name that is
+    not a path on disk is skipped), lies inside an input folder (a model checkpoint), or — for a
+    folder output (`folder=True`) — holds an input; when it is of the wrong kind (a folder for
+    a file, a file for a folder); or when it cannot be created (no writable folder on its way).
+    Creates nothing: a refused run leaves the disk as it was.
+
+        check_output(Path("t.jsonl"), inputs={"--trees": Path("t.jsonl")})
+        # DataError: --out t.jsonl is the --trees input; pick another output
+    """
     out = Path(out)
-    for name, path in inputs.items():
-        if out.exists() and Path(path).exists() and os.path.samefile(out, path):
+    for name, given in (inputs or {}).items():
+        if given is None or not Path(given).exists():
+            continue
+        src = Path(given)
+        if out.exists() and os.path.samefile(out, src) or _inside(out, src) and not src.is_dir():
             raise DataError(f"{flag} {out} is the {name} input; pick another output")
+        if src.is_dir() and _inside(out, src):
+            raise DataError(f"{flag} {out} is inside the {name} folder {src}; pick another output")
+        if folder and _inside(src, out):
+            raise DataError(f"{flag} {out} holds the {name} input {src}; pick another output")
+    if folder:
+        if out.exists() and not out.is_dir():
+            raise DataError(f"{flag} {out}: is a file, expected a folder")
+        check_folder_writable(out, flag)
+    else:
+        check_writable(out, flag)
+    return out
 
 
 def check_folder_writable(folder: Path, flag: str = "--out-dir", shown: Path | None = None) -> None:
-    """DataError unless `folder` exists or can be made, and is writable."""
+    """DataError unless `folder` is a writable folder or can be made in its nearest existing
+    ancestor (which must be a writable folder). Creates nothing."""
     folder, shown = Path(folder), shown or Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise DataError(f"{flag} {shown}: cannot create folder {folder} (a file is in the way)")
+    probe = folder
+    while not probe.exists():
+        if probe.is_symlink():
+            raise DataError(f"{flag} {shown}: {probe} is a broken link")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise DataError(f"{flag} {shown}: cannot create folder {folder} (a file is in the way: {probe})")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DataError(f"{flag} {shown}: folder {probe} is not writable")
+
+
+def make_parents(path: Path) -> list[Path]:
+    """Create the missing folders above `path`; returns those created, deepest first (for
+    `remove_if_empty`). A failure is a DataError naming the path."""
+    created, probe = [], Path(path).parent
+    while not probe.exists() and probe.parent != probe:
+        created.append(probe)
+        probe = probe.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DataError(f"{flag} {shown}: cannot create folder {folder} ({err.strerror})") from None
-    if not os.access(folder, os.W_OK):
-        raise DataError(f"{flag} {shown}: folder {folder} is not writable")
+        raise _write_error(path, err) from None
+    return created
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove each of `folders` (deepest first) that is empty: what a refused run created."""
+    for f in folders:
+        with contextlib.suppress(OSError):
+            f.rmdir()
+
+
+def check_ours(path: Path, fmt: str, flag: str = "--out") -> None:
+    """DataError unless the existing file `path` is empty or a `fmt` journal: its first line
+    (cut or whole) is a JSON object whose "format" is `fmt`. Reads one line; changes nothing,
+    so a file of something else is refused before a byte of it is touched.
+
+        '{"format": "journey.tree/v2", ...}\n' -> ours;  'my notes' -> DataError
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(1 << 20)
+    except OSError as err:
+        raise DataError(f"{flag} {path}: cannot read it ({err.strerror})") from None
+    if not first.strip():
+        if path.stat().st_size == 0:
+            return
+        raise DataError(f"{flag} {path}: not a {fmt} file (its first line is blank); it is not ours "
+                        "to change: pick another output")
+    tag = json.dumps({"format": fmt})[:-1].encode()  # b'{"format": "FMT"'
+    if not first.endswith(b"\n"):  # a first line cut by a kill: ours if it starts as our rows do
+        ours = first.startswith(tag)
+    else:
+        try:
+            row = json.loads(first)
+            ours = isinstance(row, dict) and row.get("format") == fmt
+        except (ValueError, RecursionError):
+            ours = False
+    if not ours:
+        raise DataError(f"{flag} {path}: not a {fmt} file (line 1); it is not ours to change: "
+                        "pick another output")
 
 
 class JsonlAppender:
-    """Append one JSON object per line, flushed at once (crash-safe for finished work)."""
+    """Append one JSON object per line, flushed at once (crash-safe for finished work).
 
-    def __init__(self, path: Path):
+    `kept`: the rows `resume_journal` read back; a file that holds anything more (a last line
+    cut by a kill, repeated ids) is first rewritten to hold exactly them (atomically).
+    """
+
+    def __init__(self, path: Path, kept: dict[str, dict] | None = None):
         self.path = Path(path)
+        make_parents(self.path)
+        if kept is not None and self.path.exists():
+            self._mend(list(kept.values()))
         try:
             self.fh = self.path.open("a", encoding="utf-8")
         except OSError as err:
@@ -212,6 +331,14 @@ class JsonlAppender:
         except OSError as err:
             self._cut_back()
             raise _write_error(self.path, err) from None
+
+    def _mend(self, rows: list[dict]) -> None:
+        if drop_partial_last_line(self.path):
+            log.warning("%s: dropped a partial last line left by an interrupted run", self.path)
+        with self.path.open("rb") as fh:
+            lines = sum(1 for raw in fh if raw.strip())
+        if lines != len(rows):
+            write_jsonl_atomic(self.path, rows)
 
     def _cut_back(self) -> None:
         """After a failed write, drop whatever part of the line reached the file."""
@@ -273,6 +400,7 @@ def output_lock(path: Path, flag: str = "--out") -> Iterator[None]:
     path = Path(path)
     lock = path.with_name(path.name + ".lock")
     check_folder_writable(lock.parent, flag, path)
+    created = make_parents(lock)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -298,6 +426,17 @@ def output_lock(path: Path, flag: str = "--out") -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)
+        remove_if_empty(created)  # the folders only a lock was in (a refused run)
+
+
+@contextlib.contextmanager
+def output_locks(paths: dict[Path, str]) -> Iterator[None]:
+    """`output_lock` on every path written (path -> its flag): an output and the journal beside
+    it, so two runs whose outputs share a journal are refused too."""
+    with contextlib.ExitStack() as stack:
+        for path, flag in paths.items():
+            stack.enter_context(output_lock(path, flag))
+        yield
 
 
 # ---------------------------------------------------------------- sets of files
@@ -351,7 +490,11 @@ def atomic_folder(out_dir: Path, ours: Callable[[Path], bool], flag: str = "--ou
     check_folder_writable(out_dir.parent, flag, out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    make_parents(staging)
+    try:
+        staging.mkdir()
+    except OSError as err:
+        raise _write_error(staging, err) from None
     try:
         yield staging
         replace_folder(staging, out_dir)
@@ -371,27 +514,30 @@ def resume_journal(
     config_of: Callable[[dict], dict],
     problem_of: Callable[[dict], dict],
     problems_path: Path | None = None,
+    flag: str = "--out",
 ) -> dict[str, dict]:
     """The finished rows of an append-only journal at `path`, by problem id, checked.
 
-    - a last line cut by a kill is dropped (with a warning);
+    - a file that is not a `fmt` journal (`check_ours`) is refused before anything changes;
+    - a last line cut by a kill is skipped;
     - every row must carry format `fmt` and a config (`config_of(row)`) equal to `config` on
       every key of `config`, else DataError naming file:line and the keys that differ;
     - every row's problem (`problem_of(row)`, a problems.jsonl row) must be one of `problems`
       with the same content (its `problem_sha256`), else DataError: a stale row is never reused;
-    - a repeated id keeps its first row; the file is rewritten without the others (atomically)
-      and a warning says how many were dropped.
+    - a repeated id keeps its first row and a warning says how many others there are.
+
+    Changes nothing: `JsonlAppender(path, kept=rows)` mends the file (a cut last line, repeated
+    ids) when the run starts writing, after every check and model load has passed.
     """
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return {}
-    if drop_partial_last_line(path):
-        log.warning("%s: dropped a partial last line left by an interrupted run", path)
+    check_ours(path, fmt, flag)
     current = {p.id: p for p in problems}
     source = problems_path or "the problems file"
     done: dict[str, dict] = {}
     dropped = 0
-    for lineno, row in read_jsonl(path):
+    for lineno, row in read_jsonl(path, skip_cut=True):  # every row checked before a byte changes
         where = f"{path}:{lineno}"
         if row.get("format") != fmt:
             raise DataError(f"{where}: not a {fmt} line (format {row.get('format')!r}); "
@@ -418,5 +564,4 @@ def resume_journal(
     if dropped:
         log.warning("%s: dropped %d duplicate row(s) (an id written twice); kept the first of each",
                     path, dropped)
-        write_jsonl_atomic(path, list(done.values()))
     return done

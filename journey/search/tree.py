@@ -135,6 +135,9 @@ class Tree:
         for key in ("costs", "run"):
             if not isinstance(row.get(key, {}), dict):
                 raise ValueError(f"{where}: {key!r} must be an object, got {short(row[key])}")
+        for key, value in row.get("costs", {}).items():  # summed on resume
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                raise ValueError(f"{where}: 'costs.{key}' must be a number, got {short(value)}")
         config = row.get("run", {}).get("config", {})  # its prm decides how reasons are rendered
         if not isinstance(config, dict) or not isinstance(config.get("prm", ""), str):
             raise ValueError(f"{where}: 'run.config' must be an object with a string 'prm', got {short(config)}")

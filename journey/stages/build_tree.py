@@ -69,12 +69,12 @@ def run_config(row: dict) -> dict:
     return CONTENT_BEFORE_KEY | config if isinstance(config, dict) else config
 
 
-def resume_state(cfg: BuildTreeConfig, problems: list) -> tuple[set[str], TreeStats]:
-    """Ids already in `cfg.out` and their stats (see `journey.runtime.io.resume_journal` for what is
-    checked: format, config, changed problems, duplicates, a cut last line)."""
+def resume_state(cfg: BuildTreeConfig, problems: list) -> tuple[dict[str, dict], TreeStats]:
+    """Rows already in `cfg.out` by id, and their stats (see `journey.runtime.io.resume_journal`
+    for what is checked: ours by format, config, changed problems, duplicates, a cut last line)."""
     stats = TreeStats()
     if cfg.overwrite:
-        return set(), stats
+        return {}, stats
     rows = resume_journal(cfg.out, FORMAT, cfg.content(), problems,
                           config_of=run_config,
                           problem_of=lambda r: r.get("problem"), problems_path=cfg.problems)
@@ -84,7 +84,7 @@ def resume_state(cfg: BuildTreeConfig, problems: list) -> tuple[set[str], TreeSt
         except ValueError as err:
             raise DataError(str(err)) from None
     stats.resumed = len(rows)
-    return set(rows), stats
+    return rows, stats
 
 
 def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
@@ -153,7 +153,7 @@ def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progr
     t0 = time.perf_counter()
     if progress:
         progress("total", len(todo))
-    with JsonlAppender(cfg.out) as out:
+    with JsonlAppender(cfg.out, kept=None if cfg.overwrite else done) as out:
         on_level = (lambda n: progress("nodes", n)) if progress else None
         trees = (trees_on_ray(pool, cfg, todo, run, on_level) if pool
                  else build_trees(todo, builder, cfg.trees_in_flight, run, on_level))

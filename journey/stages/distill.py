@@ -27,9 +27,12 @@ curates them, reformats each kept solution step by step, and fine-tunes on the r
 Resumable per problem, as build-tree is: `samples.jsonl` (`journey.distill/v1`) gets one
 line per finished problem, every sample with its verdict; a rerun skips finished problems and
 refuses other flags, another teacher checkpoint, another prompt or changed problems unless
-`--overwrite`. The other three files are removed when a run starts and written from the
-journal when every problem is done (`distill.json` last). The folder must be new, empty, or
-an earlier distill output; one run per folder at a time (a lock).
+`--overwrite`. The other three files are removed once every check has passed and the teacher
+is loaded (a refused run changes nothing), and written from the journal when every problem is
+done (`distill.json` last). A resumed run's `distill.json` equals an uninterrupted one's but
+for `created`, `argv`, timings (`stats.seconds.generation`) and `this_run` (problems resumed,
+seconds). The folder must be new, empty, or an earlier distill output; one run per folder at a
+time (a lock).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from journey.runtime.distributed import ChunkJob, ray_pool, rows_on_ray
 from journey.runtime.io import (
     DataError,
     JsonlAppender,
-    check_folder_writable,
+    check_output,
     check_readable_file,
     load_problems,
     output_lock,
@@ -283,17 +286,24 @@ def reformat_kept(cfg: DistillConfig, task: Task, policy, chunk: list[Problem],
 # ---------------------------------------------------------------- the stage
 
 
-def prepare_folder(out_dir: Path, overwrite: bool) -> None:
-    """Make `out_dir` ready: new, empty or an earlier distill output (else DataError); the
-    final files removed (they must never describe other samples); the journal too on overwrite."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"--out-dir {out_dir}: is a file, not a folder")
+def check_folder(cfg: DistillConfig) -> Path:
+    """`--out-dir` checked before anything is written or removed: not an input, nor inside
+    the teacher's folder, and new, empty or an earlier distill output (else DataError)."""
+    out_dir = Path(cfg.out_dir)
+    prompt = Path(cfg.prompt) if cfg.prompt not in ("shipped", "task") else None
+    check_output(out_dir, "--out-dir", folder=True,
+                 inputs={"--problems": cfg.problems, "--teacher": cfg.teacher, "--prompt": prompt})
     if out_dir.is_dir():
         others = sorted(p.name for p in out_dir.iterdir() if p.name not in OUTPUTS)
         if others:
             raise DataError(f"--out-dir {out_dir}: the folder holds other files ({', '.join(others[:3])}); "
                             "pick a new or empty folder")
-    check_folder_writable(out_dir, "--out-dir")
+    return out_dir
+
+
+def clear_outputs(out_dir: Path, overwrite: bool) -> None:
+    """Remove the final files (they must never describe other samples), and the journal too on
+    overwrite: only once every check has passed and the teacher is loaded."""
     for name in (RECORD, SFT, CARD) + ((JOURNAL,) if overwrite else ()):
         (out_dir / name).unlink(missing_ok=True)
 
@@ -319,14 +329,13 @@ def run_distill(cfg: DistillConfig) -> dict:
     every = load_problems(cfg.problems)
     problems = take_first(every, cfg.limit)
     content = distill_content(cfg, system)
-    out_dir, started = Path(cfg.out_dir), time.perf_counter()
+    out_dir, started = check_folder(cfg), time.perf_counter()
     journal = out_dir / JOURNAL
     with output_lock(out_dir, "--out-dir"), ray_pool(cfg) as pool:
-        prepare_folder(out_dir, cfg.overwrite)
         done = {} if cfg.overwrite else resume_journal(
             journal, FORMAT, content, every, config_of=lambda r: r.get("config"),
             problem_of=lambda r: {"id": r.get("id"), "question": r.get("question"), "answer": r.get("gold")},
-            problems_path=cfg.problems)
+            problems_path=cfg.problems, flag="--out-dir")
         resumed = sum(p.id in done for p in problems)
         todo = [p for p in problems if p.id not in done]
         per_call = max(1, cfg.batch_size // cfg.samples)
@@ -335,7 +344,9 @@ def run_distill(cfg: DistillConfig) -> dict:
             pool.start(ChunkJob(cfg.task, lambda t, check: load_teacher(cfg, t, system, check), make_rows,
                                 per_call), todo)
         policy = load_teacher(cfg, task, system, todo) if todo and not pool else None
-        with JsonlAppender(journal) as out, progress_bar("distill", len(problems), "problems") as advance:
+        clear_outputs(out_dir, cfg.overwrite)  # every check passed: the first change to the folder
+        with JsonlAppender(journal, kept=None if cfg.overwrite else done) as out, \
+                progress_bar("distill", len(problems), "problems") as advance:
             advance(resumed)
             for rows in (rows_on_ray(pool, todo, per_call) if pool else
                          (make_rows(task, policy, todo[i : i + per_call]) for i in range(0, len(todo), per_call))):
@@ -393,6 +404,14 @@ def sft_rows(task: Task, records: list[dict]) -> list[dict]:
     return rows
 
 
+def settled(stats: dict) -> dict:
+    """The stats a resumed run shares with an uninterrupted one (all but what this run did and
+    its timings): distill.json keeps them under `stats`, the rest under `this_run`."""
+    kept = {k: v for k, v in stats.items() if k not in ("problems_resumed", "ray")}
+    kept["seconds"] = {"generation": stats["seconds"]["generation"]}
+    return kept
+
+
 def write_outputs(cfg: DistillConfig, task: Task, system: str | None, records: list[dict], stats: dict) -> None:
     """sft.jsonl, README.md, then distill.json (last: its presence means the set is whole)."""
     out_dir = Path(cfg.out_dir)
@@ -404,6 +423,8 @@ def write_outputs(cfg: DistillConfig, task: Task, system: str | None, records: l
         models={"teacher": {"name": cfg.teacher, "fingerprint": model_fingerprint(cfg.teacher),
                             "backend": cfg.backend}},
         prompts={"system": system, "reformat": REFORMAT_TEMPLATE if cfg.reformat else None},
-        reasons=REASONS, stats=stats)
+        reasons=REASONS, stats=settled(stats),
+        this_run={"problems_resumed": stats["problems_resumed"], "seconds": stats["seconds"]["this_run"],
+                  **({"ray": stats["ray"]} if "ray" in stats else {})})
     write_card(out_dir, record)
     write_text_atomic(out_dir / RECORD, json.dumps(record, indent=2, ensure_ascii=False) + "\n")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from journey.config import EvalPRMConfig
 from journey.models.registry import build_prm
-from journey.runtime.io import check_writable, output_lock, write_text_atomic
+from journey.runtime.io import check_output, output_lock, write_text_atomic
 from journey.runtime.provenance import model_fingerprint, provenance
 from journey.search.tree import Tree
 from journey.stages.build_tree import load_trees
@@ -108,10 +108,10 @@ def exact_labels(task, trees: list[Tree], items: list[tuple[Tree, int]], where: 
 
 
 def run_eval_prm(cfg: EvalPRMConfig) -> dict:
+    if cfg.out is not None:
+        check_output(cfg.out, inputs={"--trees": cfg.trees, "--prm-model": cfg.prm_model})
     trees = load_trees(cfg.trees)
     task = get_task(cfg.task or trees[0].run.get("config", {}).get("task", "arith"))
-    if cfg.out is not None:
-        check_writable(cfg.out)
     items = [(t, n["id"]) for t in trees for n in t.nodes()[1:] if n["verdict"] != "invalid"]
     if not items:
         raise ValueError(f"--trees {cfg.trees}: no scored steps in the trees")

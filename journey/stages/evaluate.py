@@ -40,10 +40,9 @@ from journey.models.registry import load_policy
 from journey.runtime.distributed import ChunkJob, ray_pool, rows_on_ray
 from journey.runtime.io import (
     JsonlAppender,
-    check_not_an_input,
-    check_writable,
+    check_output,
     load_problems,
-    output_lock,
+    output_locks,
     problem_sha256,
     resume_journal,
     take_first,
@@ -93,10 +92,9 @@ def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
     task = task_of(cfg)
     every = load_problems(cfg.problems)
     problems = take_first(every, cfg.limit)
-    check_writable(cfg.out)
     for out in (cfg.out, journal):
-        check_not_an_input(out, {"--problems": cfg.problems})
-    with output_lock(cfg.out), ray_pool(cfg) as pool:
+        check_output(out, inputs={"--problems": cfg.problems, "--model": cfg.model})
+    with output_locks({cfg.out: "--out", journal: "--out"}), ray_pool(cfg) as pool:
         done = {} if cfg.overwrite else resume_journal(
             journal, fmt, cfg.content(), every, config_of=lambda r: r.get("config"),
             problem_of=lambda r: {"id": r.get("id"), "question": r.get("question"), "answer": r.get("gold")},
@@ -111,7 +109,7 @@ def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
         cfg.out.unlink(missing_ok=True)  # the final file must never describe other generations
         if cfg.overwrite:
             journal.unlink(missing_ok=True)
-        with JsonlAppender(journal) as out, progress_bar(label, len(problems), "problems") as advance:
+        with JsonlAppender(journal, kept=None if cfg.overwrite else done) as out, progress_bar(label, len(problems), "problems") as advance:
             advance(len(problems) - len(todo))
             for rows in (rows_on_ray(pool, todo, per_call) if pool else
                          (make_rows(task, policy, todo[i : i + per_call]) for i in range(0, len(todo), per_call))):

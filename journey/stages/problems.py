@@ -8,12 +8,13 @@ from a dataset file, and keep the math problems a checker can grade.
 
 from __future__ import annotations
 
+import json
+
 from journey.config import CurateConfig, ProblemsConfig
 from journey.runtime.importers import import_problems
 from journey.runtime.io import (
     DataError,
-    check_not_an_input,
-    check_writable,
+    check_output,
     output_lock,
     read_jsonl,
     write_jsonl_atomic,
@@ -28,10 +29,9 @@ def run_problems(cfg: ProblemsConfig) -> tuple[int, str]:
         task = get_task(cfg.task)
         make, what = (lambda: [p.to_row() for p in task.generate(cfg.n, cfg.seed)]), f"{cfg.task} problems"
     else:
-        check_not_an_input(cfg.out, {"--from": cfg.source})
         make = lambda: import_problems(cfg.source, cfg.format, cfg.question_key, cfg.answer_key)  # noqa: E731
         what = f"problems from {cfg.source} ({cfg.format})"
-    check_writable(cfg.out)
+    check_output(cfg.out, inputs={"--from": cfg.source})
     with output_lock(cfg.out):
         if cfg.out.exists() and not cfg.overwrite:
             raise DataError(f"--out {cfg.out}: the file exists; pass --overwrite to replace it")
@@ -40,13 +40,38 @@ def run_problems(cfg: ProblemsConfig) -> tuple[int, str]:
     return len(rows), what
 
 
+def read_curate_rows(path) -> list[dict]:
+    """The rows of a problems file (or a MATH file: `problem`, `solution`) with the checks every
+    command makes: a string question, string answer or solution where present, ids (when there
+    are any) non-empty strings and unique; DataError naming file:line, before anything is written."""
+    rows, seen = [], {}
+    for lineno, row in read_jsonl(path):
+        where = f"{path}:{lineno}"
+        key = "question" if "question" in row else "problem"
+        question = row.get(key)
+        if not isinstance(question, str) or not question.strip():
+            got = "missing" if key not in row else f"{type(question).__name__} {json.dumps(question)[:40]}"
+            raise DataError(f"{where}: 'question' (or 'problem') must be a non-empty string, got {got}")
+        for k in ("answer", "solution"):
+            if row.get(k) is not None and not isinstance(row[k], str):
+                raise DataError(f"{where}: {k!r} must be a string, got {type(row[k]).__name__}")
+        if "id" in row:
+            pid = row["id"]
+            if not isinstance(pid, str) or not pid.strip():
+                raise DataError(f"{where}: 'id' must be a non-empty string, got {json.dumps(pid)[:40]}")
+            if pid in seen:
+                raise DataError(f"{where}: duplicate id {pid!r} (first on line {seen[pid]})")
+            seen[pid] = lineno
+        rows.append(row)
+    if not rows:
+        raise DataError(f"--problems {path}: no rows in the file")
+    return rows
+
+
 def run_curate(cfg: CurateConfig) -> tuple[int, int, dict[str, int]]:
     """Write the kept rows of `cfg.problems` to `cfg.out`; return (kept, all, dropped per rule)."""
-    rows = [row for _, row in read_jsonl(cfg.problems)]
-    if not rows:
-        raise DataError(f"--problems {cfg.problems}: no rows in the file")
-    check_writable(cfg.out)
-    check_not_an_input(cfg.out, {"--problems": cfg.problems})
+    rows = read_curate_rows(cfg.problems)
+    check_output(cfg.out, inputs={"--problems": cfg.problems})
     with output_lock(cfg.out):
         if cfg.out.exists() and not cfg.overwrite:
             raise DataError(f"--out {cfg.out}: the file exists; pass --overwrite to replace it")

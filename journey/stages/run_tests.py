@@ -22,7 +22,7 @@ from pathlib import Path
 
 from journey.runtime.io import (
     DataError,
-    check_writable,
+    check_output,
     output_lock,
     read_jsonl,
     write_jsonl_atomic,
@@ -87,7 +87,7 @@ def run_tests(cfg) -> dict:
 
     problems = load_code_problems(cfg.problems)
     solutions = load_solutions(cfg.solutions, problems)
-    check_writable(cfg.out)
+    check_output(cfg.out, inputs={"--problems": cfg.problems, "--solutions": cfg.solutions})
     task = CodeTask(CodeConfig(alpha=cfg.code_alpha, unsafe_no_sandbox=cfg.unsafe_no_sandbox, workers=cfg.workers))
     with output_lock(cfg.out):
         if cfg.out.exists() and not cfg.overwrite:

@@ -29,6 +29,7 @@ output exists only whole). Everything a round made is kept. One run per `--out-d
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -44,7 +45,8 @@ from journey.config import (
 from journey.models.prm import VerifierPRM
 from journey.runtime.cards import write_card
 from journey.runtime.io import (
-    check_folder_writable,
+    DataError,
+    check_output,
     load_problems,
     output_lock,
     write_jsonl_atomic,
@@ -136,7 +138,7 @@ def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str
            f"pass@{k}": m.get(f"pass@{k}"), "prm_f1_right": p["right_as_positive"]["f1"],
            "prm_f1_wrong": p["wrong_as_positive"]["f1"], "prm_accuracy": p["accuracy"],
            "next_policy": str(next_policy), "next_prm": str(next_prm)}
-    write_text_atomic(d / ROUND_RECORD, json.dumps(row, indent=2) + "\n")
+    write_text_atomic(d / ROUND_RECORD, json.dumps({**row, "config_sha256": config_sha256(cfg)}, indent=2) + "\n")
     return row
 
 
@@ -160,6 +162,43 @@ def held_out_trees(cfg: SelfplayConfig) -> Path:
     return path
 
 
+OURS = ("selfplay.json", "test_trees.jsonl", "README.md")
+
+
+def check_selfplay_folder(cfg: SelfplayConfig) -> None:
+    """--out-dir checked before anything is written: not an input, and new, empty or an earlier
+    selfplay output (a README.md beside no round is someone else's)."""
+    out = check_output(cfg.out_dir, "--out-dir", folder=True, inputs={
+        "--problems": cfg.problems, "--test": cfg.test, "--model": cfg.model, "--prm-model": cfg.prm_model})
+    if not out.is_dir():
+        return
+    names = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+    ours = any(n.startswith("round-") or n == "selfplay.json" for n in names)
+    others = [n for n in names if not (n.startswith("round-") or n.endswith(".lock") or n in OURS)]
+    if others or (names and not ours and "README.md" in names):
+        raise DataError(f"--out-dir {out}: the folder holds other files ({', '.join((others or names)[:3])}); "
+                        "pick a new or empty folder")
+
+
+def config_sha256(cfg: SelfplayConfig) -> str:
+    """A hash of every flag but --rounds (more rounds continue a run)."""
+    flat = {k: v for k, v in cfg.record().items() if k != "rounds"}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def finished_round(cfg: SelfplayConfig, record: Path) -> dict:
+    """A finished round's row, if it was made with these flags (DataError otherwise)."""
+    try:
+        row = json.loads(record.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{record}: not a round record ({err})") from None
+    if not isinstance(row, dict) or row.get("config_sha256", config_sha256(cfg)) != config_sha256(cfg):
+        raise DataError(f"{record}: this round was made with other flags; rerun with the same flags "
+                        "or pick another --out-dir")
+    row.pop("config_sha256", None)
+    return row
+
+
 def run_selfplay(cfg: SelfplayConfig, on_round=None) -> list[dict]:
     """Every round's row (finished rounds read back, the rest run); see module docstring."""
     task = get_task(cfg.task)
@@ -167,7 +206,7 @@ def run_selfplay(cfg: SelfplayConfig, on_round=None) -> list[dict]:
         load_problems(path)  # bad input is refused before anything runs
     if cfg.prm == "verifier" and task.verify_steps("", []) is None:
         raise ValueError(f"--prm verifier: task {cfg.task!r} has no exact step check; pick another --prm")
-    check_folder_writable(cfg.out_dir)
+    check_selfplay_folder(cfg)
     rows = []
     with output_lock(cfg.out_dir, "--out-dir"):
         policy, prm, prm_model = cfg.model, cfg.prm, cfg.prm_model
@@ -175,7 +214,7 @@ def run_selfplay(cfg: SelfplayConfig, on_round=None) -> list[dict]:
         for r in range(cfg.rounds):
             record = round_dir(cfg, r) / ROUND_RECORD
             if record.is_file():
-                row = json.loads(record.read_text())
+                row = finished_round(cfg, record)
             else:
                 held_out = held_out or held_out_trees(cfg)
                 row = run_round(cfg, r, policy, prm, prm_model, held_out)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from journey.config import ShowConfig
 from journey.longthought.paths import format_errors, journey, shortcut
-from journey.runtime.io import check_writable, write_text_atomic
+from journey.runtime.io import check_output, output_lock, write_text_atomic
 from journey.search.tree import Tree
 from journey.stages.build_tree import load_trees
 from journey.stages.derive import tree_rng
@@ -35,20 +35,19 @@ def layout(tree: Tree) -> dict[int, tuple[float, float]]:
     root with children [a, b], a with [c, d] -> c, d, b at x = 0, 1, 2; a at 0.5; root at 1.25
     """
     pos: dict[int, tuple[float, float]] = {}
-    next_x = [0.0]
-
-    def place(nid: int) -> float:
+    next_x = 0.0
+    stack: list[tuple[int, bool]] = [(0, False)]  # (node, its children placed); no recursion: trees may be deep
+    while stack:
+        nid, placed = stack.pop()
         kids = tree.children(nid)
         if not kids:
-            x = next_x[0]
-            next_x[0] += 1
+            pos[nid] = (next_x, tree.node(nid)["depth"])
+            next_x += 1
+        elif placed:
+            pos[nid] = ((pos[kids[0]][0] + pos[kids[-1]][0]) / 2, tree.node(nid)["depth"])
         else:
-            xs = [place(k) for k in kids]
-            x = (xs[0] + xs[-1]) / 2
-        pos[nid] = (x, tree.node(nid)["depth"])
-        return x
-
-    place(0)
+            stack.append((nid, True))
+            stack.extend((k, False) for k in reversed(kids))
     return {n: (MARGIN + x * X_GAP, MARGIN + d * Y_GAP) for n, (x, d) in pos.items()}
 
 
@@ -184,6 +183,7 @@ if (selected) show(TREES[start], selected);
 def run_show(cfg: ShowConfig) -> int:
     """`journey show`: the trees of `cfg.trees` (only `cfg.ids`, when given) drawn to `cfg.out`;
     returns how many. ValueError for an id not in the file."""
+    check_output(cfg.out, inputs={"--trees": cfg.trees})
     chosen = load_trees(cfg.trees)
     if cfg.ids:
         known = {t.id for t in chosen}
@@ -191,6 +191,6 @@ def run_show(cfg: ShowConfig) -> int:
         if missing:
             raise ValueError(f"--id {missing[0]}: no such tree in {cfg.trees}")
         chosen = [t for t in chosen if t.id in set(cfg.ids)]
-    check_writable(cfg.out)
-    return write_page(chosen, cfg.out, cfg.max_trials, cfg.trial_prob, cfg.seed,
-                      title=f"journey trees: {cfg.trees.name}")
+    with output_lock(cfg.out):
+        return write_page(chosen, cfg.out, cfg.max_trials, cfg.trial_prob, cfg.seed,
+                          title=f"journey trees: {cfg.trees.name}")

@@ -26,7 +26,7 @@ import logging
 from pathlib import Path
 
 from journey.models.base import Prefix
-from journey.runtime.io import DataError, check_writable, output_lock, write_jsonl_atomic
+from journey.runtime.io import DataError, check_output, output_lock, write_jsonl_atomic
 from journey.stages.run_tests import load_code_problems
 from journey.tasks.code import CodeTask, gold_spec, tcg_messages
 from journey.tasks.sandbox import Program, read_json
@@ -161,7 +161,7 @@ def gen_tests(cfg) -> dict:
     for p in problems:
         if not isinstance(p.get("solution"), str) or not p["solution"].strip():
             raise DataError(f"--problems {cfg.problems}: problem {p['id']!r} has no reference 'solution'")
-    check_writable(cfg.out)
+    check_output(cfg.out, inputs={"--problems": cfg.problems, "--model": cfg.model})
     task = CodeTask(CodeConfig(unsafe_no_sandbox=cfg.unsafe_no_sandbox, workers=cfg.workers))
     task.sandbox  # noqa: B018 -- refuse before loading a model when the sandbox cannot start
     with output_lock(cfg.out):

@@ -35,11 +35,12 @@ from journey.config import Stage, TrainConfig
 from journey.models.embedded import check_model_path, resolve_model
 from journey.runtime.io import (
     DataError,
-    check_folder_writable,
+    check_output,
     output_lock,
     read_jsonl,
     recover_folder,
     replace_folder,
+    write_reason,
     write_text_atomic,
 )
 from journey.runtime.progress import progress_bar
@@ -116,6 +117,12 @@ def load_rows(stage: Stage, files: list[Path], objective: str = "pointwise") -> 
                 raise DataError(f"{where}: a {stage} row needs {', '.join(map(repr, missing))}")
             if stage == "prm":
                 rows.append(check_prm_row(row, objective, where))
+                delimiter = row.get("step_delimiter", "\n")
+                kinds.setdefault(delimiter, where)
+                if len(kinds) > 1:
+                    other, theirs = next((w, d) for d, w in kinds.items() if d != delimiter)
+                    raise DataError(f"{where}: steps end with {delimiter!r}, while {other} ends them with "
+                                    f"{theirs!r}; one PRM learns one delimiter")
             elif stage == "sft":
                 rows.append(sft_row(row, where))
             else:
@@ -229,6 +236,9 @@ class RichProgress(TrainerCallback):
         self.ctx.__exit__(None, None, None)
 
 
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")  # a folder holding these is data, never overwritten
+
+
 def run_train(cfg: TrainConfig) -> dict:
     """Train, save a checkpoint to `cfg.out`, and return the provenance record.
 
@@ -239,14 +249,16 @@ def run_train(cfg: TrainConfig) -> dict:
     """
     rows = load_rows(cfg.stage, cfg.data, cfg.objective)
     check_model_path(cfg.model)
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out}: is a file, expected a folder for the checkpoint")
-    check_folder_writable(out.parent, "--out", out)
+    out = check_output(Path(cfg.out), folder=True,
+                       inputs={"--model": cfg.model, **{f"--data {p}": p for p in cfg.data}})
     with output_lock(out):
         recover_folder(out)
         if out.exists() and not cfg.overwrite:
             raise DataError(f"--out {out} already exists; pass --overwrite or pick another folder")
+        data = sorted(f.name for f in out.glob("*") if f.name.endswith(DATA_SUFFIXES)) if out.is_dir() else []
+        if data and not (out / "config.json").is_file():
+            raise DataError(f"--out {out}: the folder holds data files ({', '.join(data[:3])}), not a checkpoint; "
+                            "--overwrite replaces only an earlier checkpoint: pick another folder")
         partial = out.with_name(out.name + ".partial")
         if partial.exists():
             log.warning("removed %s left by an interrupted run", partial)
@@ -255,6 +267,14 @@ def run_train(cfg: TrainConfig) -> dict:
         try:
             record = train_into(cfg, rows, partial)
             replace_folder(partial, out)
+        except OSError as err:  # a full disk while saving: name the folder
+            shutil.rmtree(partial, ignore_errors=True)
+            raise DataError(f"--out {out}: cannot write the checkpoint ({write_reason(err)})") from None
+        except Exception as err:
+            shutil.rmtree(partial, ignore_errors=True)
+            if type(err).__name__ == "SafetensorError":  # safetensors' own error for a failed write
+                raise DataError(f"--out {out}: cannot write the checkpoint ({err})") from None
+            raise
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise

@@ -159,8 +159,11 @@ def build_prm_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path, call
     if len(delimiters) > 1:
         raise DataError(f"--data: rows end steps with different delimiters {sorted(map(repr, delimiters))}")
     delimiter = delimiters.pop()
+    from transformers import set_seed
+
     path = resolve_model(cfg.model)
     tok = AutoTokenizer.from_pretrained(path)
+    set_seed(cfg.seed)  # the new head's weights come from it: a rerun trains the same PRM
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = new_head_model(AutoModelForTokenClassification, path)

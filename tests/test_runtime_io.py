@@ -1,0 +1,213 @@
+"""journey.runtime.io: the one check before the first write (`check_output`, `check_ours`), journals
+that change nothing until a run writes, one writer, and full disks that name the path; then the
+commands that go through it (an output that is an input is refused, nothing is created)."""
+
+import errno
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from journey.cli import app
+from journey.runtime.io import (
+    DataError,
+    JsonlAppender,
+    check_ours,
+    check_output,
+    output_lock,
+    resume_journal,
+    write_text_atomic,
+)
+from journey.search.tree import Tree
+from journey.tasks.base import Problem
+
+runner = CliRunner()
+FMT = "journey.test/v1"
+
+
+def snapshot(folder):
+    """Every file under `folder` with its bytes (a refusal must leave this as it was)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"id": "a"}\n')
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.jsonl").write_text("{}\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("out, folder, inputs, error", [
+    ("in.jsonl", False, {"--trees": "in.jsonl"}, "is the --trees input"),
+    ("model/prm.json", False, {"--prm-model": "model"}, "is inside the --prm-model folder"),
+    ("model", True, {"--model": "model"}, "is the --model input"),
+    ("data", True, {"--data": "data/rows.jsonl"}, "holds the --data input"),
+    ("data", False, {}, "is a directory"),
+    ("in.jsonl", True, {}, "is a file, expected a folder"),
+    ("in.jsonl/x.json", False, {}, "a file is in the way"),
+    ("new/deeper/out.jsonl", False, {"--model": "embedded"}, None),  # a hub name is not a path
+    ("new/ck", True, {"--model": "model", "--data": "data/rows.jsonl"}, None),
+])
+def test_check_output_refuses_inputs_and_creates_nothing(files, out, folder, inputs, error):
+    before = snapshot(files)
+    dirs = sorted(p for p in files.rglob("*") if p.is_dir())
+    call = lambda: check_output(files / out, "--out", folder=folder,  # noqa: E731
+                                inputs={k: files / v if v != "embedded" else v for k, v in inputs.items()})
+    if error:
+        with pytest.raises(DataError, match=error):
+            call()
+    else:
+        call()
+    assert snapshot(files) == before and sorted(p for p in files.rglob("*") if p.is_dir()) == dirs
+
+
+@pytest.mark.parametrize("content, ours", [
+    (b"", True),
+    (b'{"format": "journey.test/v1", "id": "a"}\n', True),
+    (b'{"format": "journey.test/v1", "id": "a", "te', True),  # a first line cut by a kill
+    (b"my notes\nmore notes", False),
+    (b'{"format": "journey.other/v1"}\n', False),
+    (b"[1, 2]\n", False),
+    (b"\n\n", False),
+])
+def test_check_ours_reads_one_line_and_changes_nothing(tmp_path, content, ours):
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(content)
+    if ours:
+        check_ours(path, FMT)
+    else:
+        with pytest.raises(DataError, match="not a journey.test/v1 file"):
+            check_ours(path, FMT)
+    assert path.read_bytes() == content
+
+
+def row(pid, **more):
+    return {"format": FMT, "id": pid, "config": {"w": 2}, "question": "q", "gold": "1", **more}
+
+
+PROBLEMS = [Problem("a", "q", "1"), Problem("b", "q", "1")]
+
+
+def resume(path, config=None):
+    return resume_journal(path, FMT, config or {"w": 2}, PROBLEMS, config_of=lambda r: r.get("config"),
+                          problem_of=lambda r: {"id": r.get("id"), "question": r.get("question"),
+                                                "answer": r.get("gold")})
+
+
+@pytest.mark.parametrize("text, error", [
+    ("my notes, no newline", "not a journey.test/v1 file"),  # the old resume cut the user's last line
+    (json.dumps(row("a")) + "\n" + "notes", None),  # ours, with a cut last line: read, not cut yet
+    (json.dumps(row("a")) + "\n" + json.dumps(row("b")) + "\nx", None),
+    (json.dumps(row("a")) + "\n" + '{"format": "other"}\n' + "cut", "not a journey.test/v1 line"),
+    (json.dumps(row("a", config={"w": 3})) + "\ncut", "different config"),
+])
+def test_a_refused_resume_changes_no_byte(tmp_path, text, error):
+    path = tmp_path / "j.jsonl"
+    path.write_text(text)
+    if error:
+        with pytest.raises(DataError, match=error):
+            resume(path)
+    else:
+        resume(path)
+    assert path.read_text() == text
+
+
+def test_the_appender_mends_what_resume_read(tmp_path):
+    path = tmp_path / "j.jsonl"
+    rows = [row("a"), row("b"), row("a")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"format": "journey.te')
+    done = resume(path)
+    assert list(done) == ["a", "b"] and path.read_text().count("\n") == 3  # unchanged so far
+    with JsonlAppender(path, kept=done):
+        pass
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["a", "b"]
+
+
+def test_a_lock_leaves_no_folder_behind(tmp_path):
+    out = tmp_path / "a" / "b" / "out.jsonl"
+    with pytest.raises(RuntimeError), output_lock(out):
+        assert out.parent.is_dir()
+        raise RuntimeError("refused")
+    assert not (tmp_path / "a").exists()
+
+
+def full_disk(monkeypatch):
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_full_disk_names_the_path_and_leaves_nothing(tmp_path, monkeypatch):
+    full_disk(monkeypatch)
+    with pytest.raises(DataError, match=f"{tmp_path / 'x.json'}: cannot write \\(no space left"):
+        write_text_atomic(tmp_path / "x.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def trees_file(path):
+    t = Tree({"id": "x", "question": "1+1", "answer": "2"})
+    t.add_child(0, text="The answer is 2.", verdict="correct", terminal=True, answer="2", correct=True)
+    path.write_text(json.dumps(t.to_json()) + "\n")
+    return path
+
+
+# Every writer goes through write_text_atomic: a full disk is exit 1 naming the path, nothing at it.
+@pytest.mark.parametrize("args", [
+    ["problems", "--task", "arith", "--n", "3", "--out", "{d}/p.jsonl"],
+    ["problems", "--from", "{d}/src.jsonl", "--format", "jsonl", "--out", "{d}/p.jsonl"],
+    ["curate", "--problems", "{d}/src.jsonl", "--out", "{d}/p.jsonl"],
+    ["show", "--trees", "{d}/t.jsonl", "--out", "{d}/p.jsonl"],
+])
+def test_writers_on_a_full_disk(tmp_path, monkeypatch, args):
+    (tmp_path / "src.jsonl").write_text('{"id": "m1", "question": "What is $1+1$?", "answer": "2"}\n')
+    trees_file(tmp_path / "t.jsonl")
+    full_disk(monkeypatch)
+    result = runner.invoke(app, [a.format(d=tmp_path) for a in args])
+    assert result.exit_code == 1 and f"{tmp_path}/p.jsonl: cannot write" in " ".join(result.output.split())
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+# An output that is an input is refused before anything is read into it or written (exit 1).
+@pytest.mark.parametrize("args, error", [
+    (["show", "--trees", "{d}/t.jsonl", "--out", "{d}/t.jsonl"], "is the --trees input"),
+    (["eval-prm", "--trees", "{d}/t.jsonl", "--prm-model", "{d}/ck", "--out", "{d}/t.jsonl"], "is the --trees input"),
+    (["eval-prm", "--trees", "{d}/t.jsonl", "--prm-model", "{d}/ck", "--out", "{d}/ck/prm.json"],
+     "is inside the --prm-model folder"),
+    (["run-tests", "--problems", "{d}/c.jsonl", "--solutions", "{d}/s.jsonl", "--out", "{d}/s.jsonl",
+      "--overwrite"], "is the --solutions input"),
+    (["gen-tests", "--problems", "{d}/c.jsonl", "--out", "{d}/c.jsonl", "--overwrite"], "is the --problems input"),
+    (["train", "--stage", "sft", "--data", "{d}/data/sft.jsonl", "--model", "embedded", "--out", "{d}/data",
+      "--overwrite"], "holds the --data"),
+    (["train", "--stage", "sft", "--data", "{d}/data/sft.jsonl", "--model", "{d}/ck", "--out", "{d}/ck",
+      "--overwrite"], "is the --model input"),
+    (["train", "--stage", "sft", "--data", "{d}/data/sft.jsonl", "--model", "embedded", "--out", "{d}/other",
+      "--overwrite"], "holds data files (rows.jsonl), not a checkpoint"),
+])
+def test_an_output_that_is_an_input_is_refused(tmp_path, args, error):
+    trees_file(tmp_path / "t.jsonl")
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "config.json").write_text("{}")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "rows.jsonl").write_text("{}\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sft.jsonl").write_text(json.dumps(
+        {"messages": [{"role": "user", "content": "1+1"}, {"role": "assistant", "content": "2"}]}) + "\n")
+    (tmp_path / "c.jsonl").write_text(json.dumps({"id": "c1", "entry_point": "f", "solution": "def f(x):\n    return x\n",
+                                                  "tests": [{"input": [1], "output": 1}]}) + "\n")
+    (tmp_path / "s.jsonl").write_text(json.dumps({"id": "c1", "code": "def f(x):\n    return x\n"}) + "\n")
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, [a.format(d=tmp_path) for a in args])
+    assert result.exit_code == 1 and error in " ".join(result.output.split()), result.output
+    assert snapshot(tmp_path) == before
+
+
+def test_show_takes_the_lock(tmp_path):
+    trees_file(tmp_path / "t.jsonl")
+    with output_lock(tmp_path / "t.html"):
+        result = runner.invoke(app, ["show", "--trees", str(tmp_path / "t.jsonl"), "--out", str(tmp_path / "t.html")])
+    assert result.exit_code == 1 and "another journey run" in result.output
+    assert not (tmp_path / "t.html").exists()
