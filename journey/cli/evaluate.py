@@ -74,6 +74,21 @@ def sample_pairs(values: dict) -> None:
     ]))
 
 
+def reads_steps_rows(m: dict) -> list[tuple[str, str]]:
+    """The summary rows that tell whether the PRM reads the steps (see journey.stages.eval_prm)."""
+    def change(c: dict, way: str) -> str:
+        return "-" if not c["n"] else f"{way} {c[way]:.3f} of {c['n']:,}, mean {c['mean_change']:+.4f}"
+
+    def shares(v: dict) -> str:
+        return " / ".join("-" if v[k] is None else f"{v[k]:.3f}" for k in ("tree", "depth", "tree_and_depth"))
+
+    cf, var = m["counterfactual"], m["variance_share"]
+    return [("wrong step -> its right sibling", change(cf["sibling_swap"], "raised")),
+            ("right step, first step made wrong", change(cf["first_step_wrong"], "lowered")),
+            ("score variance: tree / depth / both", shares(var["scores"])),
+            ("the same for the exact labels", shares(var["exact_labels"]))]
+
+
 @command(EvalPRMConfig)
 def eval_prm(values: dict) -> None:
     """Judge a PRM as the paper does: precision, recall and F1 of its step verdicts against exact labels."""
@@ -89,6 +104,7 @@ def eval_prm(values: dict) -> None:
             ("wrong step as positive", fmt(m["wrong_as_positive"])),
             ("sibling pairs ranked right", "-" if m["pair_accuracy"] is None
              else f"{m['pair_accuracy']:.3f} ({m['sibling_pairs']:,} pairs)"),
+            *reads_steps_rows(m),
             ("paper (Part 1): Math-Shepherd / o1-mini F1", ".734-.855 / .855-.880")]
     if m["rollout_steps"]:
         r = m["rollout_correlation"]

@@ -1,4 +1,5 @@
-"""Evaluation metrics as pure functions: accuracy with its standard error, maj@k, unbiased pass@k.
+"""Evaluation metrics as pure functions: accuracy with its standard error, maj@k, unbiased pass@k,
+and what eval-prm reads a PRM by: the share of variance groups explain, how a counterfactual moved scores.
 
     >>> pass_at_k(n=4, c=1, k=2)   # 1 - C(3,2)/C(4,2) = 1 - 3/6
     0.5
@@ -41,3 +42,44 @@ def mean_and_se(values: list[float]) -> tuple[float, float]:
         return mean, 0.0
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
     return mean, math.sqrt(var / n)
+
+
+def variance_share(values: list[float], groups: list) -> float | None:
+    """The share of the variance of `values` that their groups' means explain: the between-group
+    sum of squares over the total (eta squared). 1.0: every group is constant, so the value says
+    nothing beyond the group; 0.0: every group has the overall mean. None when fewer than 2
+    values or all are equal (no variance to explain). Groups are any hashable keys.
+
+    >>> variance_share([1, 3, 5, 7], ["a", "a", "b", "b"])  # mean 4, total 9+1+1+9 = 20; means 2, 6: 16
+    0.8
+    """
+    n = len(values)
+    assert n == len(groups), f"{n} values but {len(groups)} groups"
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    total = sum((v - mean) ** 2 for v in values)
+    if total == 0:
+        return None
+    members: dict = {}
+    for v, g in zip(values, groups):
+        members.setdefault(g, []).append(v)
+    between = sum(len(vs) * (sum(vs) / len(vs) - mean) ** 2 for vs in members.values())
+    return between / total
+
+
+def score_changes(before: list[float], after: list[float]) -> dict:
+    """How a counterfactual moved scores: how many were changed, the share raised, the share
+    lowered (strictly) and the mean change (after - before); the shares and mean are None for none.
+
+    >>> score_changes([0.2, 0.5, 0.5], [0.8, 0.5, 0.2])
+    {'n': 3, 'raised': 0.3333, 'lowered': 0.3333, 'mean_change': 0.1}
+    """
+    n = len(before)
+    assert n == len(after), f"{n} scores before but {len(after)} after"
+    if not n:
+        return {"n": 0, "raised": None, "lowered": None, "mean_change": None}
+    return {"n": n,
+            "raised": round(sum(a > b for b, a in zip(before, after)) / n, 4),
+            "lowered": round(sum(a < b for b, a in zip(before, after)) / n, 4),
+            "mean_change": round(sum(a - b for b, a in zip(before, after)) / n, 4)}

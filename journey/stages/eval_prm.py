@@ -12,6 +12,21 @@ precision, recall and F1 with "the step is right" as the positive class, the sam
 step is wrong" as positive (error detection), accuracy; the share of (right, wrong) sibling
 pairs the PRM ranks right (what a pair-wise PRM learns, and what top-K uses); and — for trees
 built with `--prm rollout` — the Pearson correlation of PRM scores with the rollout values.
+
+An F1 alone cannot say whether a PRM reads the steps: one that scores by question and depth
+alone (which questions the policy fails, how deep slips pile up) can match Math-Shepherd's F1
+(issue 25: the trained PRM's F1 .73 was that). So eval-prm also reports the checks that tell:
+- `counterfactual.sibling_swap`: each (wrong step, right sibling) pair; the wrong step's text
+  swapped for the right sibling's is the sibling's own path, so no new PRM call: the share of
+  pairs where the swap raises the score, and the mean change. A reader raises it; a PRM that
+  ignores the step's text changes nothing.
+- `counterfactual.first_step_wrong`: each right step at depth >= 2, scored again with its first
+  step swapped for a wrong first step of the same tree (one more batched `score` call); its
+  exact label becomes wrong (a step on top of a slip). The share lowered and the mean change.
+- `variance_share`: the share of the score variance that the tree (question), the depth, and
+  both together explain (between-group / total), for the PRM's scores and, as the yardstick,
+  for the exact labels. Near 1 for the scores, well above the labels', means question and
+  depth are all the PRM reads.
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ from pathlib import Path
 from journey.config import EvalPRMConfig
 from journey.models.registry import build_prm
 from journey.runtime.io import check_output, output_lock, write_text_atomic
+from journey.runtime.metrics import score_changes, variance_share
 from journey.runtime.provenance import model_fingerprint, provenance
 from journey.search.tree import Tree
 from journey.stages.build_tree import load_trees
@@ -91,6 +107,54 @@ def sibling_ranking(items: list[tuple[Tree, int]], scores: list[float], gold: li
     return n, (round(won / n, 4) if n else None)
 
 
+def sibling_swaps(items: list[tuple[Tree, int]], gold: list[bool]) -> list[tuple[int, int]]:
+    """Index pairs (wrong step, right sibling) into `items`: same tree, same parent.
+
+    >>> t = Tree({"id": "x", "question": "q", "answer": "a"})
+    >>> a, b = t.add_child(0, text="a", verdict="correct"), t.add_child(0, text="b", verdict="correct")
+    >>> sibling_swaps([(t, a), (t, b)], [True, False])
+    [(1, 0)]
+    """
+    by_parent: dict[tuple[int, int], list[int]] = {}
+    for i, (tree, nid) in enumerate(items):
+        by_parent.setdefault((id(tree), tree.node(nid)["parent"]), []).append(i)
+    return [(w, r) for members in by_parent.values() for w in members for r in members
+            if not gold[w] and gold[r]]
+
+
+def first_step_wrong(items: list[tuple[Tree, int]], gold: list[bool]) -> list[tuple[int, list[str]]]:
+    """(index, path) for each right step at depth >= 2 in a tree with a scored wrong first step:
+    its path with the first step swapped for that tree's first (lowest id) wrong first step."""
+    wrong_first = {}
+    for (tree, nid), ok in zip(items, gold):
+        if tree.node(nid)["depth"] == 1 and not ok:
+            wrong_first.setdefault(id(tree), tree.node(nid)["text"])
+    swapped = []
+    for i, ((tree, nid), ok) in enumerate(zip(items, gold)):
+        if ok and tree.node(nid)["depth"] >= 2 and id(tree) in wrong_first:
+            swapped.append((i, [wrong_first[id(tree)], *tree.steps(nid)[1:]]))
+    return swapped
+
+
+def counterfactual(prm, items: list[tuple[Tree, int]], gold: list[bool], scores: list[float]) -> dict:
+    """The two counterfactual checks of the module docstring for `prm`, whose `scores` of
+    `items` are given: {"sibling_swap": score_changes, "first_step_wrong": score_changes}."""
+    swaps = sibling_swaps(items, gold)
+    corrupt = first_step_wrong(items, gold)
+    again = prm.score([items[i][0].problem["question"] for i, _ in corrupt], [path for _, path in corrupt],
+                      [items[i][0].problem["answer"] for i, _ in corrupt]) if corrupt else []
+    return {"sibling_swap": score_changes([scores[w] for w, _ in swaps], [scores[r] for _, r in swaps]),
+            "first_step_wrong": score_changes([scores[i] for i, _ in corrupt], [s.score for s in again])}
+
+
+def variance_shares(items: list[tuple[Tree, int]], values: list[float]) -> dict:
+    """The share of the variance of `values` (one per item) explained by tree, depth and both."""
+    keys = {"tree": lambda t, n: id(t), "depth": lambda t, n: t.node(n)["depth"],
+            "tree_and_depth": lambda t, n: (id(t), t.node(n)["depth"])}
+    shares = {name: variance_share(values, [key(t, n) for t, n in items]) for name, key in keys.items()}
+    return {name: None if v is None else round(v, 4) for name, v in shares.items()}
+
+
 def exact_labels(task, trees: list[Tree], items: list[tuple[Tree, int]], where: Path) -> list[bool]:
     """The exact label of each (tree, node): the verifier on its path, else the tree's own
     verdict when that tree was built with the verifier; ValueError if neither exists."""
@@ -122,6 +186,9 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     metrics = {"prm": cfg.prm, "prm_model": cfg.prm_model, "trees": len(trees),
                **verdict_metrics([s.ok for s in scores], gold)}
     metrics["sibling_pairs"], metrics["pair_accuracy"] = sibling_ranking(items, [s.score for s in scores], gold)
+    metrics["counterfactual"] = counterfactual(prm, items, gold, [s.score for s in scores])
+    metrics["variance_share"] = {"scores": variance_shares(items, [s.score for s in scores]),
+                                 "exact_labels": variance_shares(items, [float(g) for g in gold])}
     rollout = [(s.score, t.node(n)["score"]) for s, (t, n) in zip(scores, items)
                if t.run.get("config", {}).get("prm") == "rollout" and t.node(n)["score"] is not None]
     r = pearson([a for a, _ in rollout], [b for _, b in rollout])
