@@ -1,4 +1,4 @@
-"""Benchmark MCTS against beam search at an equal budget, and MCTS's lockstep speed-up.
+"""Benchmark MCTS against beam search at an equal bound on steps, and MCTS's lockstep speed-up.
 
     python benchmarks/bench_mcts.py            # 48 held-out problems (a few minutes on 2 cores)
     python benchmarks/bench_mcts.py --quick    # 16 problems
@@ -9,8 +9,9 @@
    and a correct path, its distinct right leaves, and its failed-trial material (wrong steps
    that follow a correct prefix: where a journey's trials can start), each with its standard
    error over problems. Beam's frontier often collapses (merged duplicates, early answers), so
-   it spends less than its bound; a wider beam (K=4) is shown too, to compare at the steps
-   actually spent.
+   it spends less than its bound: an equal bound is not an equal budget. A wider beam (K=4) is
+   shown too; to compare at the steps actually spent, match MCTS's N to beam's spend (issue 25:
+   N=6 spends beam K=2's 20.8 steps; see docs/benchmarks.md).
 2. MCTS lockstep speed-up: nodes/s with all trees in flight (one policy call per round for
    every tree) / nodes/s with one tree at a time (one policy call per leaf), same trees.
 All ratios are measured within this one run.
