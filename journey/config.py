@@ -626,6 +626,9 @@ class GenTestsConfig:
     top_p: float = opt("Nucleus sampling mass.", 0.95)
     max_new_tokens: int = opt("Tokens per proposed input.", 48)
     mutants: int = opt("At most this many mutants of each reference.", 20)
+    equivalence_inputs: int = opt("Random inputs from the task's input generator (the empty list among "
+                                  "them) run on each reference and mutant; a mutant no test kills is "
+                                  "likely equivalent, and scores are also given over the rest. 0: skip.", 200)
     seed: int = opt("Sampling seed.", 0)
     limit: int | None = opt("Only the first N problems.", None)
     workers: int | None = opt("Programs run at once (default: the CPU count).", None)
@@ -634,6 +637,7 @@ class GenTestsConfig:
 
     def __post_init__(self):
         check_at_least(1, n=self.n, max_new_tokens=self.max_new_tokens, mutants=self.mutants)
+        check_at_least(0, equivalence_inputs=self.equivalence_inputs)
         check_fits_memory("n", self.n, self.max_new_tokens * TOKEN_BYTES,
                           f"inputs of {self.max_new_tokens} tokens (--max-new-tokens)")
         check_sampling_flags(self.temperature, self.top_p)

@@ -59,7 +59,7 @@ def test_gen_tests_cli(tmp_path):
     r = runner.invoke(app, ["gen-tests", "--problems", str(src), "--out", str(out), "--n", "4", "--mutants", "5",
                             "--max-new-tokens", "12", "--limit", "2"])
     assert r.exit_code == 0, r.output
-    assert "mutation score: generated tests" in r.output
+    assert "mutation score: generated tests" in r.output and "over killable" in r.output
     for line in out.read_text().splitlines():
         row = json.loads(line)
         assert row["tests"] and json.loads(row["answer"])["tests"] == row["tests"]
@@ -79,3 +79,21 @@ def test_a_malformed_proposal_is_dropped_and_counted():
     p = {"id": "p", "entry_point": "f", "solution": "def f(x):\n    return x", "tests": [{"input": [1], "output": 1}]}
     gen = generated_tests(task, [p], [["[" * 3000 + "]" * 3000, "[2]"]])[0]
     assert (gen["proposed"], gen["parsed"], gen["tests"]) == (2, 1, [{"input": [2], "output": 2}])
+
+
+def test_equivalent_mutants_are_found_by_random_inputs():
+    from journey.stages.tcg import killable_scores, mutant_kills, probe_tests
+
+    task = CodeTask(CodeConfig(workers=2))
+    # inputs are 0..20: of the mutants v > 25, v < 26 and v < 24, only v > 25 ever differs
+    p = {"id": "p", "entry_point": "f", "solution": "def f(x):\n    return [v for v in x if v < 25]",
+         "tests": [{"input": [[1, 5]], "output": [1, 5]}]}
+    probes = probe_tests(task, [p], 30, seed=0)
+    assert probes[0][0] == {"input": [[]], "output": []} and len(probes[0]) > 10
+    kills = mutant_kills(task, [p], {"given": [p["tests"]], "probe": probes}, limit=20)
+    assert sorted(kills["probe"][0]) == [False, False, True]
+    assert killable_scores(kills) == {"likely_equivalent": 2, "killable": 1, "killable_score_given": 1.0,
+                                      "killable_score_probe": 1.0}
+    assert probe_tests(task, [p], 0, seed=0) == [[]]  # skipped
+    two_args = {**p, "tests": [{"input": [[1], 2], "output": [1]}]}
+    assert probe_tests(task, [two_args], 30, seed=0) == [[]]  # random inputs do not fit it

@@ -25,6 +25,17 @@ def run_tests(values: dict) -> None:
     console.print(summary_table(f"run-tests {cfg.solutions} -> {cfg.out}", rows))
 
 
+def killable_rows(s: dict) -> list[tuple[str, str]]:
+    """gen-tests' rows for the equivalent-mutant estimate (none when it was skipped)."""
+    if not s["problems_probed"]:
+        return []
+    mutants = s["killable"] + s["likely_equivalent"]
+    return [("likely equivalent mutants (random inputs)", f"{s['likely_equivalent']:,} of {mutants:,} "
+                                                          f"({s['problems_probed']:,} problems)"),
+            ("over killable: generated / given tests", f"{s['killable_score_generated']:.1%} / "
+                                                       f"{s['killable_score_given']:.1%}")]
+
+
 @command(GenTestsConfig)
 def gen_tests(values: dict) -> None:
     """Generate tests (TCG): the policy proposes inputs, the sandboxed reference gives outputs; mutation scores vs the given tests."""
@@ -38,6 +49,7 @@ def gen_tests(values: dict) -> None:
             ("generated tests the reference passes", f"{s['reference_passes']:.1%}"),
             ("mutation score: generated tests", f"{s['mutation_score_generated']:.1%} of {s['mutants_generated']:,}"),
             ("mutation score: given tests", f"{s['mutation_score_given']:.1%} of {s['mutants_given']:,}"),
+            *killable_rows(s),
             ("references too deep to mutate", f"{s.get('references_without_mutants', 0):,}"),
             ("file", str(cfg.out))]
     console.print(summary_table(f"gen-tests {cfg.problems} -> {cfg.out}", rows))

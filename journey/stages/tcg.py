@@ -14,7 +14,11 @@ standard code) and a mutation score: mutants of the reference (`mutants`: one co
 arithmetic operator flipped, one integer constant shifted by one, one slice's bounds swapped,
 one `reverse=` flipped; made with `ast`) run against the generated tests and against the
 given tests; a mutant is killed when some test fails. Mutants no test set kills may be
-equivalent to the reference (`x[:-1]` vs `x[:len(x)-1]`), so scores are lower bounds.
+equivalent to the reference (`x[:-1]` vs `x[:len(x)-1]`), so scores are lower bounds. To say how
+low: each mutant and the reference also run on `--equivalence-inputs` random inputs from the code
+task's input generator (the empty list among them); a mutant that no set, random inputs included,
+kills is counted likely equivalent, and the scores are also given over the killable rest
+(`likely_equivalent`, `killable_score_generated`, `killable_score_given`; issue 25).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import ast
 import copy
 import json
 import logging
+import random
 from pathlib import Path
 
 from journey.models.base import Prefix
 from journey.runtime.io import DataError, check_output, output_lock, write_jsonl_atomic
 from journey.stages.run_tests import load_code_problems
-from journey.tasks.code import CodeTask, gold_spec, tcg_messages
+from journey.tasks.code import CodeTask, gold_spec, random_input, tcg_messages
 from journey.tasks.sandbox import Program, read_json
 
 log = logging.getLogger(__name__)
@@ -134,6 +139,44 @@ def generated_tests(task: CodeTask, problems: list[dict], proposals: list[list[s
 def mutation_scores(task: CodeTask, problems: list[dict], test_sets: dict[str, list[list[dict]]],
                     limit: int) -> dict[str, list[tuple[int, int]]]:
     """For each named test set, per problem: (mutants killed, mutants), in one sandbox batch."""
+    kills = mutant_kills(task, problems, test_sets, limit)
+    return {name: [(sum(k), len(k)) for k in per] for name, per in kills.items()}
+
+
+def killable_scores(kills: dict[str, list[list[bool]]]) -> dict:
+    """Mutation scores over the mutants some test set kills. A mutant that no set kills
+    (the random-input `probe` set among them) is likely equivalent to the reference: no test
+    from the task's input distribution can kill it, so it only lowers every score alike.
+    `kills`: set name -> per problem -> per mutant, killed? (every set the same mutants).
+
+    >>> killable_scores({"probe": [[True, False, True]], "given": [[True, False, False]]})
+    {'likely_equivalent': 1, 'killable': 2, 'killable_score_probe': 1.0, 'killable_score_given': 0.5}
+    """
+    flat = {name: [k for per_problem in per for k in per_problem] for name, per in kills.items()}
+    per_mutant = [any(flags) for flags in zip(*flat.values())]
+    killable = sum(per_mutant)
+    out = {"likely_equivalent": len(per_mutant) - killable, "killable": killable}
+    for name, killed in flat.items():
+        out[f"killable_score_{name}"] = sum(killed) / killable if killable else 0.0
+    return out
+
+
+def probe_inputs(count: int, seed: int) -> list[str]:
+    """`count` random inputs from the code task's input generator (`random_input`; the empty
+    list first), as proposal texts for `generated_tests`."""
+    rng = random.Random(seed)
+    return [json.dumps([x]) for x in [[], *(random_input(rng) for _ in range(count - 1))]]
+
+
+def probed(problem: dict) -> bool:
+    """Whether random inputs fit `problem`: every given test takes one list argument, as the
+    code task's generated problems do."""
+    return all(len(t["input"]) == 1 and isinstance(t["input"][0], list) for t in problem["tests"])
+
+
+def mutant_kills(task: CodeTask, problems: list[dict], test_sets: dict[str, list[list[dict]]],
+                 limit: int) -> dict[str, list[list[bool]]]:
+    """For each named test set, per problem, per mutant: killed? (no tests: no mutants)."""
     muts = [mutants(p["solution"], limit) for p in problems]
     programs, golds, where = [], [], []
     for name, sets in test_sets.items():
@@ -143,11 +186,10 @@ def mutation_scores(task: CodeTask, problems: list[dict], test_sets: dict[str, l
                 golds.append(gold_spec(p["entry_point"], tests))
                 where.append((name, j))
     verdicts = task.check_answers(programs, golds)
-    killed = {name: [0] * len(problems) for name in test_sets}
+    killed: dict[str, list[list[bool]]] = {name: [[] for _ in problems] for name in test_sets}
     for (name, j), ok in zip(where, verdicts):
-        killed[name][j] += not ok
-    return {name: [(killed[name][j], len(muts[j]) if test_sets[name][j] else 0) for j in range(len(problems))]
-            for name in test_sets}
+        killed[name][j].append(not ok)
+    return killed
 
 
 def gen_tests(cfg) -> dict:
@@ -172,8 +214,11 @@ def gen_tests(cfg) -> dict:
         gen = generated_tests(task, problems, propose_inputs(policy, problems, cfg.n, cfg.seed))
         # mutation scores over the problems that got tests, so both sets face the same mutants
         both = [(p, g) for p, g in zip(problems, gen) if g["tests"]]
-        scores = mutation_scores(task, [p for p, _ in both], {"generated": [g["tests"] for _, g in both],
-                                                              "given": [p["tests"] for p, _ in both]}, cfg.mutants)
+        probes = probe_tests(task, [p for p, _ in both], cfg.equivalence_inputs, cfg.seed)
+        kills = mutant_kills(task, [p for p, _ in both], {"generated": [g["tests"] for _, g in both],
+                                                           "given": [p["tests"] for p, _ in both],
+                                                           "probe": probes}, cfg.mutants)
+        scores = {name: [(sum(k), len(k)) for k in kills[name]] for name in ("generated", "given")}
         rows = []
         for j, (p, g) in enumerate(both):
             record = {"proposed": g["proposed"], "parsed": g["parsed"], "kept": len(g["tests"]),
@@ -182,7 +227,17 @@ def gen_tests(cfg) -> dict:
             rows.append({**p, "tests": g["tests"], "given_tests": p["tests"],
                          "answer": gold_spec(p["entry_point"], g["tests"]), "tcg": record})
         write_jsonl_atomic(cfg.out, rows)
-    return summarize(gen, scores, len(rows))
+    probed_kills = {name: [k for k, t in zip(per, probes) if t] for name, per in kills.items()}
+    return {**summarize(gen, scores, len(rows)), "problems_probed": sum(bool(t) for t in probes),
+            **killable_scores(probed_kills)}
+
+
+def probe_tests(task: CodeTask, problems: list[dict], count: int, seed: int) -> list[list[dict]]:
+    """Per problem, the reference's outputs on `count` random inputs (`probe_inputs`); [] for a
+    problem they do not fit (`probed`) or when `count` is 0."""
+    fits = [p for p in problems if probed(p)] if count else []
+    runs = iter(generated_tests(task, fits, [probe_inputs(count, seed)] * len(fits)))
+    return [next(runs)["tests"] if count and probed(p) else [] for p in problems]
 
 
 def summarize(gen: list[dict], scores: dict, written: int) -> dict:
