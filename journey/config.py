@@ -135,7 +135,7 @@ class BuildTreeConfig(RayOptions, CodeOptions):
     model: str = opt("Policy: 'embedded', a checkpoint folder, or a hub id.", EMBEDDED_NAME)
     backend: BackendName = opt("transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU); does not change trees.", "transformers")
     task: TaskName = opt("Problem domain.", "arith")
-    prm: PRMName = opt("Process reward model: verifier (the task's exact check), rollout, token, qwen, judge, trained (from `journey train --stage prm`) or tests (code).", "verifier")
+    prm: PRMName = opt("Process reward model (the choices above: journey.models.registry.PRMS); verifier is the task's exact check, trained a PRM from `journey train --stage prm`.", "verifier")
     prm_model: str | None = opt("Checkpoint of a token/qwen PRM, or the judge LLM (default: the policy).", None)
     rollouts: int = opt("m: rollouts per step for --prm rollout (and tests).", 4)
     width: int = opt("w: candidate next steps per expanded node.", 4, flags=("--width", "-w"))
@@ -479,7 +479,7 @@ class EvalPRMConfig:
 
     trees: Path = opt("Held-out trees.jsonl (from build-tree) whose steps the PRM judges.")
     prm_model: str | None = opt("The PRM checkpoint (for --prm trained: from `journey train --stage prm`).", None)
-    prm: PRMName = opt("Which PRM: trained, token, qwen, judge, rollout or tests.", "trained")
+    prm: PRMName = opt("Which PRM to judge (the choices above: journey.models.registry.PRMS).", "trained")
     out: Path | None = opt("prm_metrics.json to write (optional).", None)
     task: TaskName | None = opt("Problem domain (default: the one recorded in the trees).", None)
 
@@ -523,7 +523,7 @@ class SelfplayConfig:
     out_dir: Path = opt("Folder for every round's trees, data, models and metrics (resumable).")
     rounds: int = opt("R: rounds of search -> derive -> train.", 2)
     model: str = opt("Policy of round 0: 'embedded', a checkpoint folder, or a hub id.", EMBEDDED_NAME)
-    prm: PRMName = opt("PRM of round 0 (verifier, rollout, trained, ...).", "verifier")
+    prm: PRMName = opt("PRM of round 0 (the choices above).", "verifier")
     prm_model: str | None = opt("Checkpoint of the round-0 PRM, if it needs one.", None)
     prm_loop: PRMLoop = opt("Later rounds search with the PRM trained the round before (trained) or keep --prm (fixed).", "trained")
     task: TaskName = opt("Problem domain.", "arith")
