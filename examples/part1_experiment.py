@@ -111,7 +111,8 @@ def main() -> None:
         disjoint_train(train, test)
     trees = out / "trees.jsonl"
     run("build-tree", "--problems", train, "--out", trees, "--model", args.phase1, "--width", args.width, "--depth", 8,
-        "--top-k", 2, "--temperature", 1.0, "--seed", args.seed)
+        "--top-k", 2, "--temperature", 1.0, "--seed", args.seed,
+        "--expand", "wrong")  # as the documented runs were built (before #25 made `never` the default)
     data = out / "data"
     if not (data / "sft_journey.jsonl").exists():
         run("derive-longthought", "--trees", trees, "--out-dir", data, "--max-trials", args.max_trials,
