@@ -31,7 +31,7 @@ from journey.longthought.paths import TRIAL_COUNTS
 from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
 from journey.models.base import SamplingConfig
-from journey.models.embedded import EMBEDDED_NAME, task_model
+from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, task_model
 from journey.models.registry import BACKENDS, PRMS
 from journey.runtime.importers import FORMATS
 from journey.runtime.provenance import model_fingerprint
@@ -121,7 +121,7 @@ class BuildTreeConfig(RayOptions, CodeOptions):
     model: str = opt("Policy: 'embedded', a checkpoint folder, or a hub id.", EMBEDDED_NAME)
     backend: BackendName = opt("transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU); does not change trees.", "transformers")
     task: TaskName = opt("Problem domain.", "arith")
-    prm: PRMName = opt("Process reward model: verifier (the task's exact check), rollout, token, qwen, judge, trained (from `journey train --stage prm`) or tests (code).", "verifier")
+    prm: PRMName | None = opt("Process reward model: verifier (the task's exact check), rollout, token, qwen, judge, trained (from `journey train --stage prm`) or tests (code). Default: the task's own (arith: verifier, math: rollout, code: tests).", None)
     prm_model: str | None = opt("Checkpoint of a token/qwen PRM, or the judge LLM (default: the policy).", None)
     rollouts: int = opt("m: rollouts per step for --prm rollout (and tests).", 4)
     width: int = opt("w: candidate next steps per expanded node.", 4, flags=("--width", "-w"))
@@ -164,6 +164,9 @@ class BuildTreeConfig(RayOptions, CodeOptions):
         self.search_config = shape(**{f.name: getattr(self, f.name) for f in fields(shape) if f.init})
         self.sampling = SamplingConfig(self.temperature, self.top_p, self.max_step_tokens,
                                        self.batch_size)
+        self.prm_from_task = self.prm is None  # the CLI says which it picked
+        if self.prm is None:
+            self.prm = TASKS[self.task].own_prm
         if self.prm not in PRMS:
             raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
         check_choices(self)
@@ -389,6 +392,22 @@ class CurateConfig:
     overwrite: bool = opt("Replace an existing --out file.", False)
 
 
+# distill's defaults for a real teacher (long thoughts, our prompt), and for a shipped embedded
+# policy: the task it was trained on, the only prompt it knows, and a budget inside its context.
+DISTILL_DEFAULTS = {"task": "math", "prompt": "shipped", "max_new_tokens": 8192}
+EMBEDDED_DISTILL_DEFAULTS = {"prompt": "task", "max_new_tokens": 512}
+
+
+def distill_defaults(teacher: str | None) -> dict:
+    """The values distill's unset --task, --prompt and --max-new-tokens take for `teacher`.
+
+    "Qwen/QwQ-32B" -> math, shipped, 8192; "embedded" -> arith, task, 512.
+    """
+    if teacher not in EMBEDDED_TASKS:
+        return dict(DISTILL_DEFAULTS)
+    return {"task": EMBEDDED_TASKS[teacher], **EMBEDDED_DISTILL_DEFAULTS}
+
+
 @dataclass
 class DistillConfig(RayOptions):
     """Everything `distill` needs (Part 2: teacher samples -> curation -> reformat -> SFT rows)."""
@@ -397,15 +416,15 @@ class DistillConfig(RayOptions):
     out_dir: Path = opt("Folder for sft.jsonl, distill.json, README.md (a dataset card) and samples.jsonl (the journal; rerun to resume).")
     teacher: str = opt("The teacher: a model served at $OPENAI_BASE_URL (--backend openai), a checkpoint folder, a hub id, or 'embedded'.")
     backend: BackendName = opt("transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU); does not change what is kept.", "transformers")
-    task: TaskName = opt("How answers are extracted and checked: math (\\boxed{}, math-verify) or arith ('The answer is N.').", "math")
+    task: TaskName | None = opt("How answers are extracted and checked: math (\\boxed{}, math-verify) or arith ('The answer is N.'). Default: math; for an embedded teacher, its own task (arith).", None)
     samples: int = opt("n: teacher samples per problem.", 4, flags=("--samples", "-n"))
     temperature: float = opt("Sampling temperature of the teacher.", 0.7)
     top_p: float = opt("Nucleus sampling mass.", 0.95)
-    max_new_tokens: int = opt("Longest sample, in tokens; a sample that reaches it is dropped as truncated.", 8192)
+    max_new_tokens: int | None = opt("Longest sample, in tokens; a sample that reaches it is dropped as truncated. Default: 8192; for an embedded teacher, 512 (its context is 4,096).", None)
     min_tokens: int = opt("Drop samples shorter than this, in tokens, as too short (0: off).", 0)
     max_tokens: int | None = opt("Drop finished samples longer than this, in tokens, as too long (default: off).", None)
     reformat: bool = opt("Ask the teacher again (greedy) to rewrite each kept sample step by step; a rewrite that loses the answer is discarded and counted.", False)
-    prompt: str = opt("The teacher's system prompt: 'shipped' (journey/stages/distill_prompt.md), 'task' (the task's own prompt, as eval sends) or a file.", "shipped")
+    prompt: str | None = opt("The teacher's system prompt: 'shipped' (journey/stages/distill_prompt.md), 'task' (the task's own prompt, as eval sends) or a file. Default: shipped; for an embedded teacher, task (it was trained on that prompt only).", None)
     batch_size: int = opt("Sequences (problems x samples) per teacher call (speed only).", 64)
     seed: int = opt("Sampling seed.", 0)
     limit: int | None = opt("Only the first N problems.", None)
@@ -416,6 +435,9 @@ class DistillConfig(RayOptions):
         from journey.models.registry import BACKENDS
         from journey.tasks import TASKS
 
+        for name, value in distill_defaults(self.teacher).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
         check_at_least(0, min_tokens=self.min_tokens)

@@ -14,6 +14,7 @@ from rich.markup import escape
 from journey.cli.app import console, count_lines, ray_summary, summary_table, user_errors
 from journey.cli.options import command, make
 from journey.config import BuildTreeConfig, ShowConfig
+from journey.runtime.progress import console as err_console
 from journey.runtime.progress import progress_bar
 
 
@@ -28,6 +29,8 @@ def build_tree(values: dict) -> None:
 
     cfg = make(BuildTreeConfig, values)
     out = cfg.out
+    if cfg.prm_from_task:
+        err_console.print(f"--prm {cfg.prm} (task {cfg.task}'s own; --prm picks another)", highlight=False)
     kept = lambda: f"{count_lines(out):,} finished trees are kept in {out}; rerun the same command to resume"  # noqa: E731
     with user_errors(kept), progress_bar("build-tree", None, "trees") as advance:
         nodes, started = [0], time.perf_counter()
