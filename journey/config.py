@@ -108,7 +108,7 @@ class CodeOptions:
 
 
 # The config keys that decide a tree's content: a resumed run must match them.
-TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "width", "depth", "temperature", "top_p",
+TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "rollout_tokens", "width", "depth", "temperature", "top_p",
                      "max_step_tokens", "seed", "search")
 
 
@@ -124,6 +124,7 @@ class BuildTreeConfig(RayOptions, CodeOptions):
     prm: PRMName | None = opt("Process reward model: verifier (the task's exact check), rollout, token, qwen, judge, trained (from `journey train --stage prm`) or tests (code). Default: the task's own (arith: verifier, math: rollout, code: tests).", None)
     prm_model: str | None = opt("Checkpoint of a token/qwen PRM, or the judge LLM (default: the policy).", None)
     rollouts: int = opt("m: rollouts per step for --prm rollout (and tests).", 4)
+    rollout_tokens: int | None = opt("Longest rollout of --prm rollout/tests, in tokens (default: the steps left to --depth x --max-step-tokens); one cut off there counts as wrong.", None)
     width: int = opt("w: candidate next steps per expanded node.", 4, flags=("--width", "-w"))
     depth: int = opt("D: maximum steps from the root.", 8, flags=("--depth", "-D"))
     top_k: int = opt("K (beam): children kept for expansion per tree per depth.", 2, flags=("--top-k", "-K"))
@@ -153,6 +154,8 @@ class BuildTreeConfig(RayOptions, CodeOptions):
         check_sampling_flags(self.temperature, self.top_p)
         if self.limit is not None:
             check_at_least(1, limit=self.limit)
+        if self.rollout_tokens is not None:
+            check_at_least(1, rollout_tokens=self.rollout_tokens)
         u = self.gpu_memory_utilization
         if isinstance(u, bool) or not isinstance(u, int | float) or not 0 < u <= 1:
             raise ValueError(f"--gpu-memory-utilization must be in (0, 1], got {u}")

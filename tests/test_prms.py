@@ -235,8 +235,47 @@ def test_build_tree_with_rollout_prm(tmp_path):
     runner.invoke(app, ["problems", "--n", 2, "--seed", 2, "--out", str(problems)])
     out = tmp_path / "t.jsonl"
     result = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(out),
-                                 "--prm", "rollout", "--rollouts", "2", "--depth", "4", "-w", "2", "-K", "1"])
+                                 "--prm", "rollout", "--rollouts", "2", "--depth", "4", "-w", "2", "-K", "1",
+                                 "--rollout-tokens", "12"])  # too short for most: some are cut off
     assert result.exit_code == 0, result.output
-    nodes = [n for line in out.read_text().splitlines() for n in json.loads(line)["nodes"][1:]]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    nodes = [n for row in rows for n in row["nodes"][1:]]
     assert nodes and all(n["verdict"] == "invalid" or "rollouts" in n["reason"] or "final answer" in n["reason"]
                          for n in nodes)
+    n, cut = (sum(r["costs"].get(k, 0) for r in rows) for k in ("rollouts", "rollouts_cut_off"))
+    assert 0 < cut <= n
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert "rollouts cut off at their budget" in flat and f"{cut} of {n} (--rollout-tokens 12)" in flat
+
+
+class BudgetPolicy(Policy):
+    """Records each `complete` call's budget; a rollout ends ('eos') within 10 tokens, else is cut."""
+
+    delimiter = "\n"
+
+    def __init__(self, max_step_tokens: int):
+        self.sampling, self.budgets = SamplingConfig(max_step_tokens=max_step_tokens), []
+
+    def propose(self, prefixes, n):
+        raise NotImplementedError
+
+    def complete(self, prefixes, n, max_new_tokens):
+        self.budgets.append((len(prefixes), max_new_tokens))
+        cut = max_new_tokens < 10
+        return [[Proposal("7", min(10, max_new_tokens), -1.0, "length" if cut else "eos")] * n for _ in prefixes]
+
+
+@pytest.mark.parametrize("depth, fixed, budgets", [
+    (5, None, [(2, 3 * 16), (1, 4 * 16)]),  # the steps left to depth 5, 16 tokens each: one call per budget
+    (2, None, [(3, 16)]),  # at or past the depth: still one step's worth
+    (None, None, [(3, 256)]),  # no depth known: the old fixed budget
+    (5, 8, [(3, 8)]),  # --rollout-tokens 8: every rollout cut off
+])
+def test_rollout_budget_is_the_steps_left_times_the_step_budget(depth, fixed, budgets):
+    policy = BudgetPolicy(max_step_tokens=16)
+    prm = RolloutPRM(get_task("arith"), policy, rollouts=2, max_new_tokens=fixed, depth=depth)
+    paths = [["2 * 3 = 6"], ["23 + 19 = 42", "42 * 3 = 126"], ["3 + 4 = 7", "7 * 2 = 14"]]
+    prm.score(QUESTIONS, paths, ["85", "26", "36"])
+    assert sorted(policy.budgets) == sorted(budgets)
+    assert prm.last_rollouts == [(2, 2 if fixed else 0)] * 3
+

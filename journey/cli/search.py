@@ -55,11 +55,20 @@ def build_tree(values: dict) -> None:
         ("mean steps generated per tree",
          f"{mean(stats.steps_generated)} ({x['budget'][0]}: {x['budget'][1]:,}; exhaustive: {x['exhaustive_steps']:,})"),
         ("tokens generated", f"{stats.tokens:,}"),
+        *([("rollouts cut off at their budget",
+            f"{stats.rollouts_cut_off:,} of {stats.rollouts:,} ({budget_note(cfg)})")] if stats.rollouts else []),
         ("time (this run)", f"{stats.seconds:,.1f} s"),
         *ray_summary(x.get("ray"), "trees"),
     ]))
     console.print("A correct path: a right final answer with every step judged correct "
                   "(what derive-longthought can use).", style="dim")
+
+
+def budget_note(cfg: BuildTreeConfig) -> str:
+    """Where the rollouts' token budget came from, for the summary."""
+    if cfg.rollout_tokens is not None:
+        return f"--rollout-tokens {cfg.rollout_tokens:,}"
+    return f"steps left to --depth {cfg.depth} x --max-step-tokens {cfg.max_step_tokens}"
 
 
 @command(ShowConfig)

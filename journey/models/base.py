@@ -181,6 +181,9 @@ class PRM(ABC):
     """Scores the last step of each path, given its question and the steps above it."""
 
     name: str
+    # PRMs that roll out (rollout, tests) set this in each `score` call: per path, (rollouts run,
+    # rollouts cut off at their token budget), so search can count them in the trees' costs.
+    last_rollouts: list[tuple[int, int]] | None = None
 
     @abstractmethod
     def score(self, questions: list[str], paths: list[list[str]],

@@ -86,12 +86,13 @@ def _verifier(task: Task, policy: Policy | None, model: str | None, rollouts: in
     return VerifierPRM(task)
 
 
-def _rollout(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
+def _rollout(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None,
+             depth: int | None = None, rollout_tokens: int | None = None) -> PRM:
     from journey.models.prm import RolloutPRM
 
     if policy is None:
         raise ValueError("the rollout PRM needs a policy")
-    return RolloutPRM(task, policy, rollouts)
+    return RolloutPRM(task, policy, rollouts, rollout_tokens, depth)
 
 
 def _model_prm(name: str) -> Callable[..., PRM]:
@@ -136,12 +137,13 @@ def _trained(task: Task, policy: Policy | None, model: str | None, rollouts: int
     return TrainedPRM(model, task, device=device)
 
 
-def _tests(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
+def _tests(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None,
+           depth: int | None = None, rollout_tokens: int | None = None) -> PRM:
     from journey.models.tests_prm import TestsPRM  # the code task's: programs by their tests
 
     if policy is None:
         raise ValueError("the tests PRM needs a policy (for rollouts from plan steps)")
-    return TestsPRM(task, policy, rollouts)
+    return TestsPRM(task, policy, rollouts, rollout_tokens, depth)
 
 
 # name -> loader(task, policy, model, rollouts, device)
@@ -170,17 +172,25 @@ PRM_EXPLAINS: dict[str, bool] = {
 assert PRM_EXPLAINS.keys() == PRMS.keys(), "every PRM says whether its reasons explain"
 
 
+# The PRMs that roll the policy out: they also take the search depth and --rollout-tokens.
+ROLLING_PRMS = ("rollout", "tests")
+
+
 def build_prm(name: str, task: Task, policy: Policy | None = None, model: str | None = None,
-              rollouts: int = 4, device: str | None = None) -> PRM:
+              rollouts: int = 4, device: str | None = None, depth: int | None = None,
+              rollout_tokens: int | None = None) -> PRM:
     """The PRM called `name` for `task` (ValueError naming the known PRMs otherwise).
 
-    rollout uses `policy`; token and qwen read the PRM checkpoint `model` (a folder or a hub
-    id); judge asks the LLM `model` (default: the policy itself). A PRM or judge model goes on
-    `device` (default "cuda" when there is one), refused up front if it does not fit there.
+    rollout and tests roll out `policy`, each rollout up to `rollout_tokens` or else the steps
+    left to `depth` at the policy's max_step_tokens; token and qwen read the PRM checkpoint
+    `model` (a folder or a hub id); judge asks the LLM `model` (default: the policy itself). A
+    PRM or judge model goes on `device` (default "cuda" when there is one), refused up front if
+    it does not fit there.
     """
     if name not in PRMS:
         raise ValueError(f"unknown PRM {name!r}; known PRMs: {', '.join(PRMS)}")
-    return PRMS[name](task, policy, model, rollouts, device)
+    budget = {"depth": depth, "rollout_tokens": rollout_tokens} if name in ROLLING_PRMS else {}
+    return PRMS[name](task, policy, model, rollouts, device, **budget)
 
 
 def prm_explains(name: str | None) -> bool:
