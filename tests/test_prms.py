@@ -68,6 +68,33 @@ def test_token_prm_batched_equals_one_by_one(token_prm_dir):
         TokenPRM(str(token_prm_dir))  # the default Math-Shepherd tag is not in a character vocab
 
 
+def test_token_prm_loads_a_sentencepiece_tokenizer(tmp_path):
+    """Math-Shepherd's hub repo ships a sentencepiece `tokenizer.model` and no tokenizer.json;
+    transformers reads it only with sentencepiece and protobuf installed (else it asks for
+    tiktoken). A tiny one, trained here offline, in a tiny Llama with Math-Shepherd's tag."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    model = io.BytesIO()
+    text = ["Let me compute 42 * 3 = 126 step by step. ки", "The answer is 5. ки", "Wait, 23 + 19 - 1 is 41."] * 30
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(text), model_writer=model, vocab_size=100,
+                                   model_type="bpe", user_defined_symbols=["ки", "+", "-"], minloglevel=2,
+                                   unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
+    (tmp_path / "tokenizer.model").write_bytes(model.getvalue())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, bos_token_id=1, eos_token_id=2)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    prm = TokenPRM(str(tmp_path), device="cpu")  # the default tag ки and tokens + and -
+    assert not (tmp_path / "tokenizer.json").exists() and prm.tag_id == 3
+    [score] = prm.score(["2 + 3"], [["The answer is 5."]])
+    assert 0 < score.score < 1
+
+
 @pytest.fixture(scope="module")
 def qwen_prm_dir(tmp_path_factory):
     """A tiny Qwen2.5-Math-PRM-shaped checkpoint: Qwen2 body under model.*, head under score.*."""
