@@ -188,12 +188,13 @@ def test_room_error(need, free, share, expected):
 
 
 def test_a_judge_that_does_not_fit_beside_vllm_is_refused_before_it_moves(vllm, monkeypatch):
-    """On an 80 GiB card with vLLM at 0.9 and 1 GiB free, a judge needing ~2 GiB is refused with
-    the share that leaves it room. (torch's free-memory query is the one thing stood in for.)"""
+    """On an 80 GiB card with vLLM at 0.9 and 1 GiB free, a judge needing ~1.1 GiB (weights, a
+    batch of 16,384 tokens with its KV cache, 1 GiB for CUDA) is refused with the share that
+    leaves it room. (torch's free-memory query is the one thing stood in for.)"""
     policy = load_policy("embedded", "\n", SamplingConfig(), "vllm", gpu_memory_utilization=0.9)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 * GIB, 80 * GIB))
-    with pytest.raises(ValueError, match=r"--prm-model embedded needs about 2\.0 GiB on cuda:0, .*"
-                                         r"set --gpu-memory-utilization 0\.88 or lower"):
+    with pytest.raises(ValueError, match=r"--prm-model embedded needs about 1\.1 GiB on cuda:0, .*"
+                                         r"set --gpu-memory-utilization 0\.89 or lower"):
         build_prm("judge", get_task("arith"), policy, "embedded", device="cuda:0")
     check_room(policy.llm.runner.model, "cpu", "--prm-model x", 0.9)  # the CPU is never checked
 
@@ -201,7 +202,7 @@ def test_a_judge_that_does_not_fit_beside_vllm_is_refused_before_it_moves(vllm, 
 def test_a_model_prm_that_does_not_fit_is_refused_before_it_moves(monkeypatch, tmp_path):
     model, _ = make_bos_model(tmp_path)  # any small causal LM will do
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(0.5 * GIB), 24 * GIB))
-    with pytest.raises(ValueError, match=rf"--prm-model {model} needs about 2\.0 GiB on cuda:1, but only 0\.5 of "
+    with pytest.raises(ValueError, match=rf"--prm-model {model} needs about 1\.0 GiB on cuda:1, but only 0\.5 of "
                                          r"its 24 GiB are free; put it on another GPU with --prm-device"):
         TokenPRM(model, tag="#", device="cuda:1")
 

@@ -58,8 +58,8 @@ def token_prm_dir(tmp_path_factory):
 
 
 def test_token_prm_batched_equals_one_by_one(token_prm_dir):
-    batched = TokenPRM(str(token_prm_dir), tag="#", batch_size=8)
-    single = TokenPRM(str(token_prm_dir), tag="#", batch_size=1)
+    batched = TokenPRM(str(token_prm_dir), tag="#", batch_tokens=10_000)
+    single = TokenPRM(str(token_prm_dir), tag="#", batch_tokens=1)
     a, b = batched.score(QUESTIONS, PATHS), single.score(QUESTIONS, PATHS)
     assert [x.score for x in a] == pytest.approx([x.score for x in b], abs=1e-5)
     assert all(0 < x.score < 1 for x in a)
@@ -161,8 +161,8 @@ def test_qwen_prm_from_a_hub_id_with_a_sharded_checkpoint(qwen_prm_dir, hub_cach
     files = {p.name: p for p in staging.iterdir()}
     files |= {p.name: p for p in qwen_prm_dir.iterdir() if p.name != "model.safetensors"}
     hub_snapshot(hub_cache, "acme/tiny-qwen-prm", files)
-    from_hub = QwenPRM("acme/tiny-qwen-prm", batch_size=8, device="cpu")
-    local = QwenPRM(str(qwen_prm_dir), batch_size=8, device="cpu")
+    from_hub = QwenPRM("acme/tiny-qwen-prm", device="cpu")
+    local = QwenPRM(str(qwen_prm_dir), device="cpu")
     assert [x.score for x in from_hub.score(QUESTIONS, PATHS)] == pytest.approx(
         [x.score for x in local.score(QUESTIONS, PATHS)], abs=1e-6)
 
@@ -187,8 +187,8 @@ def test_the_head_is_read_from_its_shard_only(qwen_prm_dir, tmp_path):
 
 
 def test_qwen_prm_batched_equals_one_by_one(qwen_prm_dir):
-    batched = QwenPRM(str(qwen_prm_dir), batch_size=8)
-    single = QwenPRM(str(qwen_prm_dir), batch_size=1)
+    batched = QwenPRM(str(qwen_prm_dir), batch_tokens=10_000)
+    single = QwenPRM(str(qwen_prm_dir), batch_tokens=1)
     a, b = batched.score(QUESTIONS, PATHS), single.score(QUESTIONS, PATHS)
     assert [x.score for x in a] == pytest.approx([x.score for x in b], abs=1e-5)
     assert all(0 < x.score < 1 for x in a)
@@ -306,3 +306,96 @@ def test_rollout_budget_is_the_steps_left_times_the_step_budget(depth, fixed, bu
     assert sorted(policy.budgets) == sorted(budgets)
     assert prm.last_rollouts == [(2, 2 if fixed else 0)] * 3
 
+
+
+# ---------------------------------------------------------------- issue 24: batches by tokens, dtype, read positions
+
+
+def largest_forward(module, calls: list) -> None:
+    """Record (rows, tokens) of every forward of `module` into `calls`."""
+    def record(mod, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        calls.append(tuple(ids.shape))
+    module.register_forward_pre_hook(record, with_kwargs=True)
+
+
+@pytest.mark.parametrize("kind", ["token", "qwen"])
+def test_model_prms_batch_by_tokens_not_rows(kind, token_prm_dir, qwen_prm_dir):
+    """Every forward holds at most --prm-batch-tokens tokens (rows x the longest, padding
+    included), and batching changes no score."""
+    questions, paths = QUESTIONS * 4, [p[: 1 + i % 3] for i, p in enumerate(PATHS * 4)]
+    make = (lambda b: TokenPRM(str(token_prm_dir), tag="#", batch_tokens=b)) if kind == "token" else (  # noqa: E731
+        lambda b: QwenPRM(str(qwen_prm_dir), batch_tokens=b))
+    prm, calls = make(120), []
+    largest_forward(prm.model.base_model if kind == "token" else prm.body, calls)
+    scores = prm.score(questions, paths)
+    assert len(calls) > 1 and max(rows * tokens for rows, tokens in calls) <= 120
+    assert sum(rows for rows, _ in calls) == len(paths)
+    assert [s.score for s in scores] == pytest.approx([s.score for s in make(10**6).score(questions, paths)], abs=1e-5)
+
+
+def test_the_judge_batches_by_prompt_and_reply_tokens():
+    """The judge's generate holds at most --prm-batch-tokens tokens: rows x (longest prompt +
+    max_new_tokens); verdicts are those of an unbatched judge."""
+    from journey.models.transformers_policy import TransformersPolicy
+
+    judge = TransformersPolicy("embedded", sampling=SamplingConfig(temperature=0.0), batch_tokens=900)
+    generate, calls = judge.model.generate, []
+
+    def counted(**kw):
+        calls.append((kw["input_ids"].shape[0], kw["input_ids"].shape[1] + kw["max_new_tokens"]))
+        return generate(**kw)
+
+    judge.model.generate = counted
+    scores = JudgePRM(get_task("arith"), judge, max_new_tokens=20).score(QUESTIONS * 2, PATHS * 2)
+    assert len(calls) > 1 and max(rows * tokens for rows, tokens in calls) <= 900
+    whole = TransformersPolicy("embedded", sampling=SamplingConfig(temperature=0.0))
+    assert scores == JudgePRM(get_task("arith"), whole, max_new_tokens=20).score(QUESTIONS * 2, PATHS * 2)
+
+
+def test_batch_bytes_by_hand():
+    """Qwen2.5-7B at bf16, 16,384 tokens: (3584*4 + 18944*3 + 2*28*4*128) * 2 * 16384 bytes."""
+    from types import SimpleNamespace
+
+    from journey.models.transformers_policy import batch_bytes
+
+    qwen7b = SimpleNamespace(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                             num_attention_heads=28, num_key_value_heads=4, head_dim=128)
+    assert batch_bytes(qwen7b, 16384, 2, cache=True) == 99840 * 2 * 16384
+    assert batch_bytes(qwen7b, 16384, 2) == (3584 * 4 + 18944 * 3) * 2 * 16384
+
+
+def test_check_room_counts_the_batch(token_prm_dir, monkeypatch):
+    """The same PRM fits with a small batch and is refused with a huge one."""
+    from journey.models.base import GIB
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3 * GIB, 80 * GIB))
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: self)  # nothing moves to a GPU here
+    TokenPRM(str(token_prm_dir), tag="#", batch_tokens=16384, device="cuda:0")
+    with pytest.raises(ValueError, match=r"needs about \d+\.\d GiB on cuda:0, but only 3\.0"):
+        TokenPRM(str(token_prm_dir), tag="#", batch_tokens=10**8, device="cuda:0")
+
+
+def test_prms_load_in_their_trained_dtype(tmp_path):
+    """On a GPU: the checkpoint's 16-bit dtype, else bf16 (never a float32 config's float32);
+    on the CPU float32."""
+    from transformers import LlamaConfig
+
+    from journey.models.transformers_policy import load_dtype
+
+    for name, expected in (("float32", torch.bfloat16), ("float16", torch.float16), ("bfloat16", torch.bfloat16)):
+        folder = tmp_path / name
+        LlamaConfig(hidden_size=8, num_attention_heads=2, num_hidden_layers=1, dtype=name).save_pretrained(folder)
+        assert load_dtype(str(folder), "cuda:0") == expected
+        assert load_dtype(str(folder), "cpu") == torch.float32
+
+
+def test_token_prm_reads_logits_at_the_tag_only(token_prm_dir):
+    """The LM head runs on one row per path (B, h), not (B, T, h); the score is the full model's."""
+    prm, shapes = TokenPRM(str(token_prm_dir), tag="#", batch_tokens=10_000), []
+    prm.model.get_output_embeddings().register_forward_hook(lambda m, args, out: shapes.append(tuple(out.shape)))
+    [score] = prm.score(QUESTIONS[:1], PATHS[:1])
+    assert shapes == [(1, prm.model.config.vocab_size)]
+    batch = prm.tok([prm.render(QUESTIONS[0], PATHS[0])], return_tensors="pt")
+    logits = prm.model(**batch).logits[0, (batch["input_ids"][0] == prm.tag_id).nonzero()[-1].item()]
+    assert score.score == pytest.approx(torch.softmax(logits[prm.good_bad].float(), -1)[0].item(), abs=1e-6)
