@@ -32,7 +32,7 @@ from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
 from journey.models.base import SamplingConfig
 from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, task_model
-from journey.models.registry import BACKENDS, PRMS
+from journey.models.registry import BACKENDS, PRM_BACKENDS, PRMS
 from journey.runtime.importers import FORMATS
 from journey.runtime.provenance import model_fingerprint
 from journey.search.registry import SEARCHES
@@ -50,6 +50,7 @@ def check_task(name) -> None:
 TaskName = Literal[tuple(TASKS)]
 BackendName = Literal[tuple(BACKENDS)]
 PRMName = Literal[tuple(PRMS)]
+PRMBackend = Literal[PRM_BACKENDS]
 SearchName = Literal[tuple(SEARCHES)]
 StyleName = Literal[tuple(STYLES)]
 TrialCount = Literal[TRIAL_COUNTS]
@@ -143,6 +144,9 @@ class BuildTreeConfig(RayOptions, CodeOptions):
     limit: int | None = opt("Only the first N problems.", None)
     gpu_memory_utilization: float = opt("--backend vllm: vLLM's share of its GPU (weights and KV cache); a PRM on that GPU gets the rest.", 0.9)
     prm_device: str | None = opt("Where a token/qwen PRM or a judge model goes: cpu, cuda or cuda:N (default: cuda if there is one).", None)
+    prm_batch_tokens: int = opt("Tokens per forward of a token/qwen PRM or a judge model (rows x the longest prompt + reply in a batch): bounds its memory, which the fit check counts.", 16384)
+    prm_backend: PRMBackend = opt("Where --prm qwen runs: transformers (in this process, beside the policy) or vllm (vLLM's pooling runner, its own share of the GPU).", "transformers")
+    prm_gpu_memory_utilization: float = opt("--prm-backend vllm: the PRM engine's share of its GPU (with --backend vllm on the same GPU, the two shares add up to at most 1).", 0.25)
 
     def __post_init__(self):
         check_task(self.task)
@@ -161,6 +165,8 @@ class BuildTreeConfig(RayOptions, CodeOptions):
             raise ValueError(f"--gpu-memory-utilization must be in (0, 1], got {u}")
         if self.prm_device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.prm_device):
             raise ValueError(f"--prm-device must be cpu, cuda or cuda:N, got {self.prm_device!r}")
+        check_at_least(1, prm_batch_tokens=self.prm_batch_tokens)
+        self.check_prm_backend()
         if self.search not in SEARCHES:
             raise ValueError(f"--search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
         shape = SEARCHES[self.search][1]
@@ -173,6 +179,25 @@ class BuildTreeConfig(RayOptions, CodeOptions):
         if self.prm not in PRMS:
             raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
         check_choices(self)
+
+    def check_prm_backend(self) -> None:
+        """--prm-backend vllm: for --prm qwen only, placed by vLLM (not --prm-device), and with
+        a vLLM policy the two engines' shares of the GPU must fit together."""
+        if self.prm_backend not in PRM_BACKENDS:
+            raise ValueError(f"--prm-backend must be one of {', '.join(PRM_BACKENDS)}, got {self.prm_backend!r}")
+        u = self.prm_gpu_memory_utilization
+        if isinstance(u, bool) or not isinstance(u, int | float) or not 0 < u <= 1:
+            raise ValueError(f"--prm-gpu-memory-utilization must be in (0, 1], got {u}")
+        if self.prm_backend == "transformers":
+            return
+        if self.prm not in (None, "qwen"):
+            raise ValueError(f"--prm-backend vllm serves --prm qwen only, not --prm {self.prm}")
+        if self.prm_device is not None:
+            raise ValueError("--prm-device is for a PRM read with transformers; vLLM places its engine itself "
+                             "(pick the GPU with CUDA_VISIBLE_DEVICES)")
+        if self.backend == "vllm" and self.gpu_memory_utilization + u > 1:
+            raise ValueError(f"--gpu-memory-utilization {self.gpu_memory_utilization} and "
+                             f"--prm-gpu-memory-utilization {u} add up to more than the GPU; lower one")
 
     def content(self) -> dict:
         """What decides a tree (compared on resume), the models' fingerprints included."""

@@ -103,7 +103,7 @@ def load_builder(cfg: BuildTreeConfig, task) -> LockstepBuilder:
     """The policy and PRM of `cfg`, in the lockstep builder of `--search` (beam or mcts)."""
     policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling, cfg.backend, cfg.gpu_memory_utilization)
     prm = build_prm(cfg.prm, task, policy, cfg.prm_model, cfg.rollouts, cfg.prm_device, cfg.depth,
-                    cfg.rollout_tokens)
+                    cfg.rollout_tokens, cfg.prm_batch_tokens, cfg.prm_backend, cfg.prm_gpu_memory_utilization)
     return SEARCHES[cfg.search][0](task, policy, prm, cfg.search_config)
 
 
