@@ -252,12 +252,35 @@ def test_rewrite_seeds_are_hashed_not_consecutive(vllm):
     assert abs(a - b) > 1000 and 0 <= a < 2**31 and rewrite_seed(8, *items[0][:2]) != a
 
 
-def test_gpu_benchmark_runs(vllm, capsys):
+def bench_main():
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     try:
         from bench_gpu_throughput import main
     finally:
         sys.path.pop(0)
+    return main
+
+
+def test_gpu_benchmark_reads_raw_math500_rows_and_refuses_repeats(vllm, tmp_path, capsys):
+    """MATH-500's own rows (problem, solution, answer) with --format math, as `problems --from`
+    reads them; repeated questions (the math task's shipped 20, cycled) are refused."""
+    main = bench_main()
+    raw = tmp_path / "math500.jsonl"
+    raw.write_text("".join(json.dumps({"problem": f"What is ${i} + {i}$?", "solution": f"$\\boxed{{{2 * i}}}$",
+                                       "answer": str(2 * i), "unique_id": f"test/algebra/{i}.json"}) + "\n"
+                           for i in range(1, 4)))
+    flags = ["--backend", "vllm", "--model", "embedded", "--task", "math", "--prm", "verifier", "--width", "2",
+             "--depth", "1", "--max-step-tokens", "8", "--trees-in-flight", "3"]
+    with pytest.raises(SystemExit, match="not journey rows: give --format"):
+        main([*flags, "--problems", str(raw)])
+    with pytest.raises(SystemExit, match="25 problems but only 20 different questions"):
+        main([*flags, "--n", "25"])
+    result = main([*flags, "--prm", "rollout", "--rollouts", "1", "--problems", str(raw), "--format", "math"])
+    assert result["problems"] == 3
+
+
+def test_gpu_benchmark_runs(vllm, capsys):
+    main = bench_main()
     result = main(["--backend", "vllm", "--model", "embedded", "--task", "arith", "--prm", "verifier", "--n", "3",
                    "--width", "2", "--depth", "3", "--max-step-tokens", "32", "--trees-in-flight", "3"])
     assert result["problems"] == 3 and result["build_tree_tokens_per_s"] > 0 and result["generate_tokens_per_s"] > 0
