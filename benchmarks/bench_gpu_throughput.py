@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from journey.models.base import Prefix, SamplingConfig
 from journey.models.prm import PRM, StepScore
 from journey.models.registry import build_prm, load_policy
-from journey.runtime.io import load_problems, take_first
+from journey.runtime.importers import FORMATS, import_problems
+from journey.runtime.io import DataError, load_problems, take_first
 from journey.search.build import SearchConfig, TreeBuilder, build_trees, node_seed
 from journey.tasks import get_task
+from journey.tasks.base import Problem
 
 
 class TimedPRM(PRM):
@@ -53,7 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--model", default="Qwen/Qwen2.5-Math-1.5B-Instruct")
     ap.add_argument("--backend", default="vllm", choices=["vllm", "transformers", "openai"])
     ap.add_argument("--task", default="math")
-    ap.add_argument("--problems", help="problems.jsonl (default: --n problems the task generates)")
+    ap.add_argument("--problems", help="problems.jsonl, or any file `journey problems --from` reads (with --format); "
+                                       "default: --n problems the task generates")
+    ap.add_argument("--format", choices=sorted(FORMATS),
+                    help="--problems is in this format (as `journey problems --from --format`); default: journey rows")
     ap.add_argument("--n", type=int, default=256, help="problems to generate when --problems is not given")
     ap.add_argument("--limit", type=int, help="only the first N problems")
     ap.add_argument("--prm", default="rollout")
@@ -79,14 +85,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def read_problems(args: argparse.Namespace, task) -> list[Problem]:
+    """--problems as journey rows, or in --format (MATH-500, GSM8K, ...) as `problems --from`
+    reads it; else --n problems the task generates."""
+    if not args.problems:
+        return task.generate(args.n, seed=args.seed)
+    if args.format:
+        rows = import_problems(Path(args.problems), args.format)
+        return [Problem(r["id"], r["question"], r["answer"], line=n) for n, r in enumerate(rows, 1)]
+    try:
+        return load_problems(Path(args.problems))
+    except DataError as err:
+        if "missing" not in str(err):
+            raise SystemExit(f"error: {err}") from None
+        raise SystemExit(f"error: {err}; not journey rows: give --format ({', '.join(sorted(FORMATS))})") from None
+
+
+def check_distinct(problems: list[Problem]) -> None:
+    """SystemExit when a question repeats: vLLM's prefix cache would serve the repeats almost for
+    free and inflate tokens/s (the math task's shipped sample has 20 problems and repeats them)."""
+    distinct = len({p.question for p in problems})
+    if distinct < len(problems):
+        raise SystemExit(f"error: {len(problems)} problems but only {distinct} different questions; repeats would "
+                         "be served from the prefix cache and inflate tokens/s. Give --problems with enough "
+                         f"problems, or at most --n {distinct}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     task = get_task(args.task)
-    problems = load_problems(args.problems) if args.problems else task.generate(args.n, seed=args.seed)
-    problems = take_first(problems, args.limit)
+    problems = take_first(read_problems(args, task), args.limit)
+    check_distinct(problems)
     sampling = SamplingConfig(args.temperature, args.top_p, args.max_step_tokens, args.batch_size)
     policy = load_policy(args.model, task.step_delimiter, sampling, args.backend, args.gpu_memory_utilization)
-    prm = TimedPRM(build_prm(args.prm, task, policy, args.prm_model, args.rollouts, args.prm_device))
+    prm = TimedPRM(build_prm(args.prm, task, policy, args.prm_model, args.rollouts, args.prm_device, args.depth))
     search = SearchConfig(args.width, args.depth, args.top_k, args.seed)
 
     t0 = time.perf_counter()

@@ -35,8 +35,8 @@ from journey.longthought.paths import TRIAL_COUNTS
 from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
 from journey.models.base import SamplingConfig
-from journey.models.embedded import EMBEDDED_NAME, task_model
-from journey.models.registry import BACKENDS, PRMS
+from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, task_model
+from journey.models.registry import BACKENDS, PRM_BACKENDS, PRMS
 from journey.runtime.importers import FORMATS
 from journey.runtime.provenance import model_fingerprint
 from journey.search.build import EXPANDS
@@ -55,6 +55,7 @@ def check_task(name) -> None:
 TaskName = Literal[tuple(TASKS)]
 BackendName = Literal[tuple(BACKENDS)]
 PRMName = Literal[tuple(PRMS)]
+PRMBackend = Literal[PRM_BACKENDS]
 SearchName = Literal[tuple(SEARCHES)]
 StyleName = Literal[tuple(STYLES)]
 TrialCount = Literal[TRIAL_COUNTS]
@@ -122,7 +123,7 @@ CONTENT_BEFORE_KEY = {"expand": "wrong"}
 
 # The config keys that decide a tree's content: a resumed run must match them.
 PRMS_WITH_MODEL = ("trained", "token", "qwen")  # refused without --prm-model before anything runs
-TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "width", "depth", "temperature", "top_p",
+TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "rollout_tokens", "width", "depth", "temperature", "top_p",
                      "max_step_tokens", "seed", "search")
 
 
@@ -135,9 +136,10 @@ class BuildTreeConfig(RayOptions, CodeOptions):
     model: str = opt("Policy: 'embedded', a checkpoint folder, or a hub id.", EMBEDDED_NAME)
     backend: BackendName = opt("transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU); does not change trees.", "transformers")
     task: TaskName = opt("Problem domain.", "arith")
-    prm: PRMName = opt("Process reward model (the choices above: journey.models.registry.PRMS); verifier is the task's exact check, trained a PRM from `journey train --stage prm`.", "verifier")
+    prm: PRMName | None = opt("Process reward model (the choices above: journey.models.registry.PRMS); verifier is the task's exact check, trained a PRM from `journey train --stage prm`. Default: the task's own (arith: verifier, math: rollout, code: tests).", None)
     prm_model: str | None = opt("Checkpoint of a token/qwen PRM, or the judge LLM (default: the policy).", None)
     rollouts: int = opt("m: rollouts per step for --prm rollout (and tests).", 4)
+    rollout_tokens: int | None = opt("Longest rollout of --prm rollout/tests, in tokens (default: the steps left to --depth x --max-step-tokens); one cut off there counts as wrong.", None)
     width: int = opt("w: candidate next steps per expanded node.", 4, flags=("--width", "-w"))
     depth: int = opt("D: maximum steps from the root.", 8, flags=("--depth", "-D"))
     top_k: int = opt("K (beam): children kept for expansion per tree per depth (of up to K·w, so K may exceed w).", 2, flags=("--top-k", "-K"))
@@ -157,6 +159,9 @@ class BuildTreeConfig(RayOptions, CodeOptions):
     limit: int | None = opt("Only the first N problems.", None)
     gpu_memory_utilization: float = opt("--backend vllm: vLLM's share of its GPU (weights and KV cache); a PRM on that GPU gets the rest.", 0.9)
     prm_device: str | None = opt("Where a token/qwen PRM or a judge model goes: cpu, cuda or cuda:N (default: cuda if there is one).", None)
+    prm_batch_tokens: int = opt("Tokens per forward of a token/qwen PRM or a judge model (rows x the longest prompt + reply in a batch): bounds its memory, which the fit check counts.", 16384)
+    prm_backend: PRMBackend = opt("Where --prm qwen runs: transformers (in this process, beside the policy) or vllm (vLLM's pooling runner, its own share of the GPU).", "transformers")
+    prm_gpu_memory_utilization: float = opt("--prm-backend vllm: the PRM engine's share of its GPU (with --backend vllm on the same GPU, the two shares add up to at most 1).", 0.25)
 
     def __post_init__(self):
         check_task(self.task)
@@ -168,23 +173,49 @@ class BuildTreeConfig(RayOptions, CodeOptions):
         check_sampling_flags(self.temperature, self.top_p)
         if self.limit is not None:
             check_at_least(1, limit=self.limit)
+        if self.rollout_tokens is not None:
+            check_at_least(1, rollout_tokens=self.rollout_tokens)
         u = self.gpu_memory_utilization
         if isinstance(u, bool) or not isinstance(u, int | float) or not 0 < u <= 1:
             raise ValueError(f"--gpu-memory-utilization must be in (0, 1], got {u}")
         if self.prm_device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.prm_device):
             raise ValueError(f"--prm-device must be cpu, cuda or cuda:N, got {self.prm_device!r}")
+        check_at_least(1, prm_batch_tokens=self.prm_batch_tokens)
+        self.check_prm_backend()
         if self.search not in SEARCHES:
             raise ValueError(f"--search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
         shape = SEARCHES[self.search][1]
         self.search_config = shape(**{f.name: getattr(self, f.name) for f in fields(shape) if f.init})
         self.sampling = SamplingConfig(self.temperature, self.top_p, self.max_step_tokens,
                                        self.batch_size)
+        self.prm_from_task = self.prm is None  # the CLI says which it picked
+        if self.prm is None:
+            self.prm = TASKS[self.task].own_prm
         self.check_memory()
         if self.prm not in PRMS:
             raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
         if self.prm in PRMS_WITH_MODEL and not self.prm_model:
             raise ValueError(f"--prm {self.prm} needs --prm-model (a PRM checkpoint)")
         check_choices(self)
+
+    def check_prm_backend(self) -> None:
+        """--prm-backend vllm: for --prm qwen only, placed by vLLM (not --prm-device), and with
+        a vLLM policy the two engines' shares of the GPU must fit together."""
+        if self.prm_backend not in PRM_BACKENDS:
+            raise ValueError(f"--prm-backend must be one of {', '.join(PRM_BACKENDS)}, got {self.prm_backend!r}")
+        u = self.prm_gpu_memory_utilization
+        if isinstance(u, bool) or not isinstance(u, int | float) or not 0 < u <= 1:
+            raise ValueError(f"--prm-gpu-memory-utilization must be in (0, 1], got {u}")
+        if self.prm_backend == "transformers":
+            return
+        if self.prm not in (None, "qwen"):
+            raise ValueError(f"--prm-backend vllm serves --prm qwen only, not --prm {self.prm}")
+        if self.prm_device is not None:
+            raise ValueError("--prm-device is for a PRM read with transformers; vLLM places its engine itself "
+                             "(pick the GPU with CUDA_VISIBLE_DEVICES)")
+        if self.backend == "vllm" and self.gpu_memory_utilization + u > 1:
+            raise ValueError(f"--gpu-memory-utilization {self.gpu_memory_utilization} and "
+                             f"--prm-gpu-memory-utilization {u} add up to more than the GPU; lower one")
 
     def content(self) -> dict:
         """What decides a tree (compared on resume), the models' fingerprints included."""
@@ -427,6 +458,22 @@ class CurateConfig:
     overwrite: bool = opt("Replace an existing --out file.", False)
 
 
+# distill's defaults for a real teacher (long thoughts, our prompt), and for a shipped embedded
+# policy: the task it was trained on, the only prompt it knows, and a budget inside its context.
+DISTILL_DEFAULTS = {"task": "math", "prompt": "shipped", "max_new_tokens": 8192}
+EMBEDDED_DISTILL_DEFAULTS = {"prompt": "task", "max_new_tokens": 512}
+
+
+def distill_defaults(teacher: str | None) -> dict:
+    """The values distill's unset --task, --prompt and --max-new-tokens take for `teacher`.
+
+    "Qwen/QwQ-32B" -> math, shipped, 8192; "embedded" -> arith, task, 512.
+    """
+    if teacher not in EMBEDDED_TASKS:
+        return dict(DISTILL_DEFAULTS)
+    return {"task": EMBEDDED_TASKS[teacher], **EMBEDDED_DISTILL_DEFAULTS}
+
+
 @dataclass
 class DistillConfig(RayOptions):
     """Everything `distill` needs (Part 2: teacher samples -> curation -> reformat -> SFT rows)."""
@@ -435,15 +482,15 @@ class DistillConfig(RayOptions):
     out_dir: Path = opt("Folder for sft.jsonl, distill.json, README.md (a dataset card) and samples.jsonl (the journal; rerun to resume).")
     teacher: str = opt("The teacher: a model served at $OPENAI_BASE_URL (--backend openai), a checkpoint folder, a hub id, or 'embedded'.")
     backend: BackendName = opt("transformers (here), openai (server at $OPENAI_BASE_URL) or vllm (GPU); does not change what is kept.", "transformers")
-    task: TaskName = opt("How answers are extracted and checked: math (\\boxed{}, math-verify) or arith ('The answer is N.').", "math")
+    task: TaskName | None = opt("How answers are extracted and checked: math (\\boxed{}, math-verify) or arith ('The answer is N.'). Default: math; for an embedded teacher, its own task (arith).", None)
     samples: int = opt("n: teacher samples per problem.", 4, flags=("--samples", "-n"))
     temperature: float = opt("Sampling temperature of the teacher.", 0.7)
     top_p: float = opt("Nucleus sampling mass.", 0.95)
-    max_new_tokens: int = opt("Longest sample, in tokens; a sample that reaches it is dropped as truncated.", 8192)
+    max_new_tokens: int | None = opt("Longest sample, in tokens; a sample that reaches it is dropped as truncated. Default: 8192; for an embedded teacher, 512 (its context is 4,096).", None)
     min_tokens: int = opt("Drop samples shorter than this, in tokens, as too short (0: off).", 0)
     max_tokens: int | None = opt("Drop finished samples longer than this, in tokens, as too long (default: off).", None)
     reformat: bool = opt("Ask the teacher again (greedy) to rewrite each kept sample step by step; a rewrite that loses the answer is discarded and counted.", False)
-    prompt: str = opt("The teacher's system prompt: 'shipped' (journey/stages/distill_prompt.md), 'task' (the task's own prompt, as eval sends) or a file.", "shipped")
+    prompt: str | None = opt("The teacher's system prompt: 'shipped' (journey/stages/distill_prompt.md), 'task' (the task's own prompt, as eval sends) or a file. Default: shipped; for an embedded teacher, task (it was trained on that prompt only).", None)
     batch_size: int = opt("Sequences (problems x samples) per teacher call (speed only).", 64)
     seed: int = opt("Sampling seed.", 0)
     limit: int | None = opt("Only the first N problems.", None)
@@ -454,6 +501,9 @@ class DistillConfig(RayOptions):
         from journey.models.registry import BACKENDS
         from journey.tasks import TASKS
 
+        for name, value in distill_defaults(self.teacher).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
         check_fits_memory("samples", self.samples, self.max_new_tokens * TOKEN_BYTES,

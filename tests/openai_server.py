@@ -21,7 +21,9 @@ Speaks the part of the protocol journey's `openai` backend uses, as each server 
   client that leaves them to the server's defaults fails here.
 
 Sample j of a request with seed s is drawn exactly as the transformers backend draws it, so
-both backends build the same trees. Requests are served one at a time (one model); every
+both backends build the same trees; except on sglang, which (as SGLang 0.5 does with
+--enable-deterministic-inference) gives all n copies of a request one SamplingParams and draws
+each from the seed alone, so n > 1 with one seed is n identical samples. Requests are served one at a time (one model); every
 request is kept in `server.requests` as {"body": ..., "prompt_ids": [...]} for the tests.
 """
 
@@ -92,8 +94,12 @@ def make_server(model: str, port: int = 0, shape: str = "vllm") -> ThreadingHTTP
             stop = (req.get("stop") or [None])[0]
             with lock:
                 policy.sampling = SamplingConfig(self.setting(req, "temperature"), self.setting(req, "top_p"), 1)
-                [props] = policy.generate_texts([tok.decode(ids)], [req.get("seed", 0)], req.get("n", 1),
-                                                req.get("max_tokens", 16), stop)
+                n, seed = req.get("n", 1), req.get("seed", 0)
+                if shape == "sglang":  # every copy drawn from the same seed: n identical samples
+                    props = [p for [p] in policy.generate_texts([tok.decode(ids)] * n, [seed] * n, 1,
+                                                                req.get("max_tokens", 16), stop)]
+                else:
+                    [props] = policy.generate_texts([tok.decode(ids)], [seed], n, req.get("max_tokens", 16), stop)
             self.reply(200, {"object": "text_completion", "model": req.get("model"),
                              "choices": [self.choice(i, p, stop) for i, p in enumerate(props)]})
 

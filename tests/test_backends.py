@@ -76,7 +76,11 @@ def test_openai_backend_builds_the_same_trees_on_every_server(server, transforme
                                  "--backend", "openai", "--depth", "5", "-w", "3"])
     assert result.exit_code == 0, result.output
     got = content(out)
-    assert got == expected
+    if shape == "sglang":  # w requests of one sample, seeded s + j: other draws, as many of them
+        assert {r["body"]["n"] for r in srv.requests} == {1}
+        assert sum(len(nodes) for nodes in got.values()) >= 0.5 * sum(len(nodes) for nodes in expected.values())
+    else:
+        assert got == expected
     # Steps end at the delimiter on every server: trees grow past depth 1.
     assert max(len({n[0] for n in nodes}) for nodes in got.values()) > 2
     if shape == "openai":
@@ -132,8 +136,37 @@ def test_sampling_fields_are_sent_not_left_to_generation_config(generation_confi
     for shape in ("vllm", "sglang"):
         srv, url = serve(generation_config_model, shape)
         client = OpenAIPolicy(generation_config_model, base_url=url, sampling=sampling)
-        assert drawn(client.propose(prefixes, 3)) == plain
+        assert drawn(client.propose(prefixes, 3)) == (plain if shape == "vllm" else sglang_draws(prefixes, 3, sampling))
         srv.shutdown()
+
+
+def sglang_draws(prefixes, n, sampling, max_new_tokens=None):
+    """What journey draws on SGLang: sample j of a prefix seeded s is one sample seeded s + j."""
+    local = TransformersPolicy("embedded", sampling=sampling)
+    one = (lambda x: local.propose([x], 1)) if max_new_tokens is None else (  # noqa: E731
+        lambda x: local.complete([x], 1, max_new_tokens))
+    return [[(p.text, p.tokens, p.finish) for j in range(n)
+             for [p] in one(Prefix(x.messages, x.steps, seed=x.seed + j))] for x in prefixes]
+
+
+def test_sglang_gets_w_requests_of_one_sample_seeded_s_plus_j():
+    """SGLang draws every copy of an n > 1 request from the one seed (the stand-in does too), so
+    w candidates would be one. journey sends w requests with n = 1 and seeds s, s + 1, ...: w
+    different samples, each repeatable, as vLLM draws them inside."""
+    srv, url = serve("embedded", "sglang")
+    sampling = SamplingConfig(temperature=1.0)
+    client = OpenAIPolicy("embedded", base_url=url, sampling=sampling)
+    hard = [{"role": "user", "content": "(87 * 49 - 1234) * 17 + 998"}]  # the model is unsure here
+    prefixes = [Prefix(hard, [], seed=11), Prefix(hard, [], seed=40)]
+    props = client.complete(prefixes, 4, 80)
+    bodies = [r["body"] for r in srv.requests]
+    assert sorted((b["n"], b["seed"]) for b in bodies) == [(1, 11 + j) for j in range(4)] + [(1, 40 + j) for j in range(4)]
+    assert [[(p.text, p.tokens, p.finish) for p in row] for row in props] == sglang_draws(prefixes, 4, sampling, 80)
+    assert all(len({p.text for p in row}) > 1 for row in props)  # not one sample four times
+    # The defect it avoids: one request with n = 4 gets four copies of one sample.
+    naive = client._request("/completions", client.request_body(prefixes[0], 4, 80, None))
+    assert len(naive["choices"]) == 4 and len({c["text"] for c in naive["choices"]}) == 1
+    srv.shutdown()
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -1,6 +1,7 @@
 """The command line as a user meets it: help, problems, build-tree, its bad inputs, and resume."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -8,8 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from journey import __version__
+from journey.cli import app
 from tests.helpers import (
     ENV,
     GOOD_PROBLEM,
@@ -20,6 +23,8 @@ from tests.helpers import (
     write_problems,
     write_rows,
 )
+
+runner = CliRunner()
 
 
 def test_help_lists_built_commands_only():
@@ -218,3 +223,66 @@ def test_error_messages_print_brackets_as_written(tmp_path):
     problems = write_rows(tmp_path / "p.jsonl", [{**GOOD_PROBLEM, "id": ["[bold]x[/]"]}])
     result = run("build-tree", "--problems", problems, "--out", tmp_path / "t.jsonl")
     assert result.exit_code == 1 and '["[bold]x[/]"]' in result.output, result.output
+
+
+# ---------------------------------------------------------------- issue 24: Ctrl-C during start-up
+
+INTERRUPT_AT_IMPORT = """
+import importlib.abc, os, runpy, signal, sys
+
+class Interrupt(importlib.abc.MetaPathFinder):  # Ctrl-C while the commands are being imported
+    def find_spec(self, name, path, target=None):
+        if name == "journey.cli.main":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["journey", "build-tree", "--help"]
+{start}
+"""
+
+
+@pytest.mark.parametrize("start", ['runpy.run_module("journey.cli", run_name="__main__")',  # python -m journey.cli
+                                   "from journey.cli import app; app()"])  # the `journey` script
+def test_ctrl_c_during_start_up_prints_no_traceback(start):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run([sys.executable, "-c", INTERRUPT_AT_IMPORT.format(start=start)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and "interrupted (SIGINT) during start-up" in proc.stderr
+    assert "Usage" not in proc.stdout  # it stopped there
+
+
+def test_ctrl_c_while_a_command_loads_its_stage_prints_no_traceback(tmp_path):
+    """Between the app's start and a command's work (its stage imports torch): the same line."""
+    import signal as signals
+
+    import journey.stages.build_tree as stage
+
+    def interrupt(cfg, progress=None):
+        assert signals.getsignal(signals.SIGINT) is signals.default_int_handler  # inside user_errors
+        raise KeyboardInterrupt
+
+    problems = tmp_path / "p.jsonl"
+    runner.invoke(app, ["problems", "--n", 1, "--out", str(problems)])
+    before = signals.getsignal(signals.SIGINT)
+    original, stage.run_build_tree = stage.run_build_tree, interrupt
+    try:
+        result = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(tmp_path / "t.jsonl")])
+    finally:
+        stage.run_build_tree = original
+    assert result.exit_code == 130 and "interrupted (SIGINT)" in result.output
+    assert signals.getsignal(signals.SIGINT) is before  # put back after the command
+
+
+# ---------------------------------------------------------------- issue 24: build-tree's PRM by default
+
+
+@pytest.mark.parametrize("task, prm", [("arith", "verifier"), ("math", "rollout"), ("code", "tests")])
+def test_build_tree_takes_the_tasks_own_prm_when_none_is_given(task, prm):
+    from journey.config import BuildTreeConfig
+
+    cfg = BuildTreeConfig(problems=Path("p"), out=Path("t"), task=task)
+    assert (cfg.prm, cfg.prm_from_task) == (prm, True)
+    given = BuildTreeConfig(problems=Path("p"), out=Path("t"), task=task, prm="rollout")
+    assert (given.prm, given.prm_from_task) == ("rollout", False)

@@ -273,3 +273,15 @@ def test_a_comparison_that_raises_is_that_tests_error():
     g = grade(outcome, "f", [{"input": [0], "output": [deep]}, {"input": [1], "output": 1}], 0.5)
     assert [v["verdict"] for v in g.verdicts] == ["error", "pass"]
     assert "cannot be compared (RecursionError)" in g.verdicts[0]["error"]
+
+
+@pytest.mark.slow  # ~1 min of CPU: sandboxed rollouts (the PRM choice itself: tests/test_cli.py)
+def test_build_tree_on_code_with_its_defaults_runs_and_says_which_prm(tmp_path):
+    """`journey build-tree --task code --problems P --out T`: no --prm, so the task's own (tests)."""
+    problems, out = tmp_path / "p.jsonl", tmp_path / "t.jsonl"
+    assert runner.invoke(app, ["problems", "--task", "code", "--n", "1", "--out", str(problems)]).exit_code == 0
+    result = runner.invoke(app, ["build-tree", "--task", "code", "--problems", str(problems), "--out", str(out),
+                                 "--depth", "3", "-w", "2", "--rollouts", "1"])  # small: the defaults are the point
+    assert result.exit_code == 0, result.output
+    assert "--prm tests (task code's own" in " ".join(result.output.split())
+    assert json.loads(out.read_text().splitlines()[0])["run"]["config"]["prm"] == "tests"

@@ -3,6 +3,7 @@ the transformers backend and a local OpenAI-compatible server, resume, reformat,
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from journey.cli import app
 from journey.config import DistillConfig
+from journey.models.embedded import EMBEDDED_PATH
 from journey.stages.distill import REASONS, sample_verdict, show_prompts, teacher_messages
 from journey.tasks import get_task
 from journey.tasks.math import checker
@@ -185,11 +187,14 @@ def test_reformat_asks_again_and_counts_what_it_keeps(problems, tmp_path):
         (["--teacher", "embedded", "--problems", "P", "--out-dir", "D", "--prompt", "nope.md"], "--prompt nope.md: no such file"),
         (["--teacher", "embedded", "--problems", "P", "--out-dir", "OTHER"], "--out-dir OTHER: the folder holds other files"),
         (["--teacher", "./nowhere", "--problems", "P", "--out-dir", "D"], "--teacher ./nowhere: no such model directory"),
-        (["--teacher", "embedded", "--problems", "P", "--out-dir", "D", "--task", "arith"], "the model's context is 4,096"),
+        # a real teacher keeps distill's defaults (our prompt, 8,192 new tokens): refused up front
+        (["--teacher", "./teacher", "--problems", "P", "--out-dir", "D", "--task", "arith"], "the model's context is 4,096"),
     ],
 )
 def test_bad_flags_are_one_line_naming_the_flag(tmp_path, monkeypatch, problems, flags, message):
     monkeypatch.chdir(tmp_path)
+    if "./teacher" in flags:
+        shutil.copytree(EMBEDDED_PATH, "teacher")  # the embedded policy, as any checkpoint folder
     Path("P").write_text(problems.read_text())
     Path("OTHER").mkdir()
     Path("OTHER/notes.txt").write_text("mine")
@@ -249,3 +254,17 @@ def test_a_killed_run_keeps_finished_problems_and_resumes(problems, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"problems │ 3 ({kept} already done)" in " ".join(result.output.split())
     assert [r["id"] for r in read_jsonl(journal)] == [r["id"] for r in read_jsonl(problems)]
+
+
+def test_the_embedded_teacher_works_with_the_defaults(problems, tmp_path):
+    """`journey distill --teacher embedded --problems P --out-dir D`: its own task (arith), the
+    task's prompt (the only one it knows) and a budget inside its 4,096-token context."""
+    out = tmp_path / "d"
+    result = runner.invoke(app, ["distill", "--teacher", "embedded", "--problems", str(problems),
+                                 "--out-dir", str(out), "--limit", "1", "--samples", "2"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "distill.json").read_text())["config"]
+    assert (config["task"], config["prompt"], config["max_new_tokens"]) == ("arith", "task", 512)
+    assert read_jsonl(out / "samples.jsonl")[0]["samples"][0]["verdict"] != "truncated"
+    real = DistillConfig(problems=problems, out_dir=out, teacher="Qwen/QwQ-32B")
+    assert (real.task, real.prompt, real.max_new_tokens) == ("math", "shipped", 8192)

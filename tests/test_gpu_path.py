@@ -24,7 +24,7 @@ from journey.cli import app
 from journey.config import BuildTreeConfig
 from journey.longthought.rewrite import rewrite_drafts, rewrite_seed
 from journey.models.base import GIB, Prefix, SamplingConfig, room_error
-from journey.models.model_prms import TokenPRM
+from journey.models.model_prms import QwenPRM, TokenPRM
 from journey.models.prm import RolloutPRM
 from journey.models.registry import build_prm, load_policy
 from journey.models.transformers_policy import TransformersPolicy, check_room
@@ -61,22 +61,51 @@ class SamplingParams:
 class LLM:
     """vLLM's offline engine, as journey drives it, running the weights with transformers."""
 
-    def __init__(self, model: str, *, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
-                 enable_prefix_caching: bool | None = None, logprobs_mode: str = "raw_logprobs",
-                 seed: int | None = None):
+    def __init__(self, model: str, *, runner: str = "auto", tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.9, enable_prefix_caching: bool | None = None,
+                 logprobs_mode: str = "raw_logprobs", seed: int | None = None):
         if not 0 < gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
         if logprobs_mode not in LOGPROBS_MODES:
             raise ValueError(f"logprobs_mode must be one of {LOGPROBS_MODES}")
+        if runner not in ("auto", "generate", "pooling", "draft"):
+            raise ValueError(f"runner must be one of auto, generate, pooling, draft, got {runner!r}")
         self.engine_args = dict(gpu_memory_utilization=gpu_memory_utilization, logprobs_mode=logprobs_mode,
                                 enable_prefix_caching=enable_prefix_caching)
+        self.runner_type = runner
+        if runner == "pooling":  # Qwen2ForProcessRewardModel: the body and 2-way head, read here
+            self.pooler = QwenPRM(model, device="cpu")
+            self.requests = []
+            LLM.last_pooling = self
+            return
         self.runner = TransformersPolicy(model)
         self.model_config = SimpleNamespace(max_model_len=self.runner.context_length)
         self.requests: list[tuple[list[int], SamplingParams]] = []
         LLM.last = self
 
     def get_tokenizer(self):
-        return self.runner.tokenizer
+        return self.pooler.tok if self.runner_type == "pooling" else self.runner.tokenizer
+
+    def encode(self, prompts, pooling_params=None, *, use_tqdm=True, lora_request=None, pooling_task=None,
+               tokenization_kwargs=None):
+        """vLLM 0.33's pooling entry point. For Qwen2ForProcessRewardModel with "token_classify":
+        STEP pooling at the step tag (vLLM's default tag 151651 is Qwen's <extra_0>; here the
+        tokenizer's own <extra_0>), softmax over the head's two logits: a [steps, 2] tensor."""
+        if self.runner_type != "pooling":
+            raise ValueError("LLM.encode() is only supported for pooling models. Try passing `--runner pooling`")
+        if pooling_task != "token_classify":
+            raise ValueError(f"pooling task {pooling_task!r} is not supported by Qwen2ForProcessRewardModel "
+                             "(supported: token_classify)")
+        prm, out = self.pooler, []
+        for p in prompts:
+            ids = p["prompt_token_ids"] if isinstance(p, dict) else prm.tok(p)["input_ids"]
+            self.requests.append(ids)
+            with torch.inference_mode():
+                hidden = prm.body(input_ids=torch.tensor([ids])).last_hidden_state[0]  # (T, h)
+                steps = [i for i, t in enumerate(ids) if t == prm.step_id]
+                data = torch.softmax(prm.head(hidden[steps].float()), -1)  # (steps, 2)
+            out.append(SimpleNamespace(prompt_token_ids=ids, outputs=SimpleNamespace(data=data), finished=True))
+        return out
 
     def generate(self, prompts, sampling_params=None, *, use_tqdm=True, lora_request=None, priority=None,
                  tokenization_kwargs=None):
@@ -188,12 +217,13 @@ def test_room_error(need, free, share, expected):
 
 
 def test_a_judge_that_does_not_fit_beside_vllm_is_refused_before_it_moves(vllm, monkeypatch):
-    """On an 80 GiB card with vLLM at 0.9 and 1 GiB free, a judge needing ~2 GiB is refused with
-    the share that leaves it room. (torch's free-memory query is the one thing stood in for.)"""
+    """On an 80 GiB card with vLLM at 0.9 and 1 GiB free, a judge needing ~1.1 GiB (weights, a
+    batch of 16,384 tokens with its KV cache, 1 GiB for CUDA) is refused with the share that
+    leaves it room. (torch's free-memory query is the one thing stood in for.)"""
     policy = load_policy("embedded", "\n", SamplingConfig(), "vllm", gpu_memory_utilization=0.9)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 * GIB, 80 * GIB))
-    with pytest.raises(ValueError, match=r"--prm-model embedded needs about 2\.0 GiB on cuda:0, .*"
-                                         r"set --gpu-memory-utilization 0\.88 or lower"):
+    with pytest.raises(ValueError, match=r"--prm-model embedded needs about 1\.1 GiB on cuda:0, .*"
+                                         r"set --gpu-memory-utilization 0\.89 or lower"):
         build_prm("judge", get_task("arith"), policy, "embedded", device="cuda:0")
     check_room(policy.llm.runner.model, "cpu", "--prm-model x", 0.9)  # the CPU is never checked
 
@@ -201,7 +231,7 @@ def test_a_judge_that_does_not_fit_beside_vllm_is_refused_before_it_moves(vllm, 
 def test_a_model_prm_that_does_not_fit_is_refused_before_it_moves(monkeypatch, tmp_path):
     model, _ = make_bos_model(tmp_path)  # any small causal LM will do
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(0.5 * GIB), 24 * GIB))
-    with pytest.raises(ValueError, match=rf"--prm-model {model} needs about 2\.0 GiB on cuda:1, but only 0\.5 of "
+    with pytest.raises(ValueError, match=rf"--prm-model {model} needs about 1\.0 GiB on cuda:1, but only 0\.5 of "
                                          r"its 24 GiB are free; put it on another GPU with --prm-device"):
         TokenPRM(model, tag="#", device="cuda:1")
 
@@ -221,13 +251,72 @@ def test_rewrite_seeds_are_hashed_not_consecutive(vllm):
     assert abs(a - b) > 1000 and 0 <= a < 2**31 and rewrite_seed(8, *items[0][:2]) != a
 
 
-def test_gpu_benchmark_runs(vllm, capsys):
+def bench_main():
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     try:
         from bench_gpu_throughput import main
     finally:
         sys.path.pop(0)
+    return main
+
+
+def test_gpu_benchmark_reads_raw_math500_rows_and_refuses_repeats(vllm, tmp_path, capsys):
+    """MATH-500's own rows (problem, solution, answer) with --format math, as `problems --from`
+    reads them; repeated questions (the math task's shipped 20, cycled) are refused."""
+    main = bench_main()
+    raw = tmp_path / "math500.jsonl"
+    raw.write_text("".join(json.dumps({"problem": f"What is ${i} + {i}$?", "solution": f"$\\boxed{{{2 * i}}}$",
+                                       "answer": str(2 * i), "unique_id": f"test/algebra/{i}.json"}) + "\n"
+                           for i in range(1, 4)))
+    flags = ["--backend", "vllm", "--model", "embedded", "--task", "math", "--prm", "verifier", "--width", "2",
+             "--depth", "1", "--max-step-tokens", "8", "--trees-in-flight", "3"]
+    with pytest.raises(SystemExit, match="not journey rows: give --format"):
+        main([*flags, "--problems", str(raw)])
+    with pytest.raises(SystemExit, match="25 problems but only 20 different questions"):
+        main([*flags, "--n", "25"])
+    result = main([*flags, "--prm", "rollout", "--rollouts", "1", "--problems", str(raw), "--format", "math"])
+    assert result["problems"] == 3
+
+
+def test_gpu_benchmark_runs(vllm, capsys):
+    main = bench_main()
     result = main(["--backend", "vllm", "--model", "embedded", "--task", "arith", "--prm", "verifier", "--n", "3",
                    "--width", "2", "--depth", "3", "--max-step-tokens", "32", "--trees-in-flight", "3"])
     assert result["problems"] == 3 and result["build_tree_tokens_per_s"] > 0 and result["generate_tokens_per_s"] > 0
     assert "build-tree / plain generate:" in capsys.readouterr().out
+
+
+def test_qwen_prm_on_vllms_pooling_runner(vllm, qwen_prm_dir):
+    """--prm qwen --prm-backend vllm: vLLM's pooling runner gives what the transformers reader does."""
+    from journey.models.vllm_prm import VLLMQwenPRM
+
+    prm = build_prm("qwen", get_task("arith"), None, str(qwen_prm_dir), backend="vllm", gpu_memory_utilization=0.3)
+    assert isinstance(prm, VLLMQwenPRM) and vllm.LLM.last_pooling.engine_args["gpu_memory_utilization"] == 0.3
+    questions, paths = ["2 + 3 * 4", "(23 + 19) * 3 - 41"], [["3 * 4 = 12"], ["23 + 19 = 42", "42 * 3 = 126"]]
+    got = prm.score(questions, paths)
+    want = QwenPRM(str(qwen_prm_dir), device="cpu").score(questions, paths)
+    assert [s.score for s in got] == pytest.approx([s.score for s in want], abs=1e-5)
+    assert [s.ok for s in got] == [s.ok for s in want]
+    ids = vllm.LLM.last_pooling.requests[0]  # token ids, the template's own specials only
+    assert ids == prm.tok.encode(prm.render(questions[0], paths[0]), add_special_tokens=False)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--prm", "token", "--prm-backend", "vllm"], "--prm-backend vllm serves --prm qwen only"),
+    (["--prm", "qwen", "--prm-backend", "vllm", "--prm-device", "cuda:1"], "vLLM places its engine itself"),
+    (["--prm", "qwen", "--prm-backend", "vllm", "--backend", "vllm", "--gpu-memory-utilization", "0.8",
+      "--prm-gpu-memory-utilization", "0.3"], "add up to more than the GPU"),
+    (["--prm-batch-tokens", "0"], "--prm-batch-tokens must be >= 1"),
+])
+def test_prm_backend_flags_are_checked(flags, message, tmp_path):
+    problems = tmp_path / "p.jsonl"
+    runner.invoke(app, ["problems", "--n", 1, "--out", str(problems)])
+    result = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(tmp_path / "t.jsonl"),
+                                 "--prm-model", "x", *flags])
+    assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+
+
+def test_prm_backend_vllm_without_vllm_is_a_clear_error(qwen_prm_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm fails
+    with pytest.raises(ValueError, match="--prm-backend vllm needs vLLM"):
+        build_prm("qwen", get_task("arith"), None, str(qwen_prm_dir), backend="vllm")

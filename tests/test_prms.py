@@ -58,8 +58,8 @@ def token_prm_dir(tmp_path_factory):
 
 
 def test_token_prm_batched_equals_one_by_one(token_prm_dir):
-    batched = TokenPRM(str(token_prm_dir), tag="#", batch_size=8)
-    single = TokenPRM(str(token_prm_dir), tag="#", batch_size=1)
+    batched = TokenPRM(str(token_prm_dir), tag="#", batch_tokens=10_000)
+    single = TokenPRM(str(token_prm_dir), tag="#", batch_tokens=1)
     a, b = batched.score(QUESTIONS, PATHS), single.score(QUESTIONS, PATHS)
     assert [x.score for x in a] == pytest.approx([x.score for x in b], abs=1e-5)
     assert all(0 < x.score < 1 for x in a)
@@ -68,26 +68,31 @@ def test_token_prm_batched_equals_one_by_one(token_prm_dir):
         TokenPRM(str(token_prm_dir))  # the default Math-Shepherd tag is not in a character vocab
 
 
-@pytest.fixture(scope="module")
-def qwen_prm_dir(tmp_path_factory):
-    """A tiny Qwen2.5-Math-PRM-shaped checkpoint: Qwen2 body under model.*, head under score.*."""
-    from tokenizers import AddedToken
-    from transformers import Qwen2Config, Qwen2Model
+def test_token_prm_loads_a_sentencepiece_tokenizer(tmp_path):
+    """Math-Shepherd's hub repo ships a sentencepiece `tokenizer.model` and no tokenizer.json;
+    transformers reads it only with sentencepiece and protobuf installed (else it asks for
+    tiktoken). A tiny one, trained here offline, in a tiny Llama with Math-Shepherd's tag."""
+    import io
 
-    d = tmp_path_factory.mktemp("qwen-prm")
-    tok = build_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": [AddedToken("<extra_0>", special=True)]})
+    import sentencepiece as spm
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    model = io.BytesIO()
+    text = ["Let me compute 42 * 3 = 126 step by step. ки", "The answer is 5. ки", "Wait, 23 + 19 - 1 is 41."] * 30
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(text), model_writer=model, vocab_size=100,
+                                   model_type="bpe", user_defined_symbols=["ки", "+", "-"], minloglevel=2,
+                                   unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
+    (tmp_path / "tokenizer.model").write_bytes(model.getvalue())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}))
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id)
-    body = Qwen2Model(cfg)
-    head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
-    weights = {f"model.{k}": v.contiguous() for k, v in body.state_dict().items()}
-    weights |= {f"score.{k}": v.contiguous() for k, v in head.state_dict().items()}
-    save_file(weights, str(d / "model.safetensors"))
-    cfg.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+    cfg = LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, bos_token_id=1, eos_token_id=2)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    prm = TokenPRM(str(tmp_path), device="cpu")  # the default tag ки and tokens + and -
+    assert not (tmp_path / "tokenizer.json").exists() and prm.tag_id == 3
+    [score] = prm.score(["2 + 3"], [["The answer is 5."]])
+    assert 0 < score.score < 1
 
 
 def hub_snapshot(cache, repo_id: str, files: dict) -> None:
@@ -134,8 +139,8 @@ def test_qwen_prm_from_a_hub_id_with_a_sharded_checkpoint(qwen_prm_dir, hub_cach
     files = {p.name: p for p in staging.iterdir()}
     files |= {p.name: p for p in qwen_prm_dir.iterdir() if p.name != "model.safetensors"}
     hub_snapshot(hub_cache, "acme/tiny-qwen-prm", files)
-    from_hub = QwenPRM("acme/tiny-qwen-prm", batch_size=8, device="cpu")
-    local = QwenPRM(str(qwen_prm_dir), batch_size=8, device="cpu")
+    from_hub = QwenPRM("acme/tiny-qwen-prm", device="cpu")
+    local = QwenPRM(str(qwen_prm_dir), device="cpu")
     assert [x.score for x in from_hub.score(QUESTIONS, PATHS)] == pytest.approx(
         [x.score for x in local.score(QUESTIONS, PATHS)], abs=1e-6)
 
@@ -160,8 +165,8 @@ def test_the_head_is_read_from_its_shard_only(qwen_prm_dir, tmp_path):
 
 
 def test_qwen_prm_batched_equals_one_by_one(qwen_prm_dir):
-    batched = QwenPRM(str(qwen_prm_dir), batch_size=8)
-    single = QwenPRM(str(qwen_prm_dir), batch_size=1)
+    batched = QwenPRM(str(qwen_prm_dir), batch_tokens=10_000)
+    single = QwenPRM(str(qwen_prm_dir), batch_tokens=1)
     a, b = batched.score(QUESTIONS, PATHS), single.score(QUESTIONS, PATHS)
     assert [x.score for x in a] == pytest.approx([x.score for x in b], abs=1e-5)
     assert all(0 < x.score < 1 for x in a)
@@ -235,8 +240,140 @@ def test_build_tree_with_rollout_prm(tmp_path):
     runner.invoke(app, ["problems", "--n", 2, "--seed", 2, "--out", str(problems)])
     out = tmp_path / "t.jsonl"
     result = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(out),
-                                 "--prm", "rollout", "--rollouts", "2", "--depth", "4", "-w", "2", "-K", "1"])
+                                 "--prm", "rollout", "--rollouts", "2", "--depth", "4", "-w", "2", "-K", "1",
+                                 "--rollout-tokens", "12"])  # too short for most: some are cut off
     assert result.exit_code == 0, result.output
-    nodes = [n for line in out.read_text().splitlines() for n in json.loads(line)["nodes"][1:]]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    nodes = [n for row in rows for n in row["nodes"][1:]]
     assert nodes and all(n["verdict"] == "invalid" or "rollouts" in n["reason"] or "final answer" in n["reason"]
                          for n in nodes)
+    n, cut = (sum(r["costs"].get(k, 0) for r in rows) for k in ("rollouts", "rollouts_cut_off"))
+    assert 0 < cut <= n
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert "rollouts cut off at their budget" in flat and f"{cut} of {n} (--rollout-tokens 12)" in flat
+
+
+class BudgetPolicy(Policy):
+    """Records each `complete` call's budget; a rollout ends ('eos') within 10 tokens, else is cut."""
+
+    delimiter = "\n"
+
+    def __init__(self, max_step_tokens: int):
+        self.sampling, self.budgets = SamplingConfig(max_step_tokens=max_step_tokens), []
+
+    def propose(self, prefixes, n):
+        raise NotImplementedError
+
+    def complete(self, prefixes, n, max_new_tokens):
+        self.budgets.append((len(prefixes), max_new_tokens))
+        cut = max_new_tokens < 10
+        return [[Proposal("7", min(10, max_new_tokens), -1.0, "length" if cut else "eos")] * n for _ in prefixes]
+
+
+@pytest.mark.parametrize("depth, fixed, budgets", [
+    (5, None, [(2, 3 * 16), (1, 4 * 16)]),  # the steps left to depth 5, 16 tokens each: one call per budget
+    (2, None, [(3, 16)]),  # at or past the depth: still one step's worth
+    (None, None, [(3, 256)]),  # no depth known: the old fixed budget
+    (5, 8, [(3, 8)]),  # --rollout-tokens 8: every rollout cut off
+])
+def test_rollout_budget_is_the_steps_left_times_the_step_budget(depth, fixed, budgets):
+    policy = BudgetPolicy(max_step_tokens=16)
+    prm = RolloutPRM(get_task("arith"), policy, rollouts=2, max_new_tokens=fixed, depth=depth)
+    paths = [["2 * 3 = 6"], ["23 + 19 = 42", "42 * 3 = 126"], ["3 + 4 = 7", "7 * 2 = 14"]]
+    prm.score(QUESTIONS, paths, ["85", "26", "36"])
+    assert sorted(policy.budgets) == sorted(budgets)
+    assert prm.last_rollouts == [(2, 2 if fixed else 0)] * 3
+
+
+
+# ---------------------------------------------------------------- issue 24: batches by tokens, dtype, read positions
+
+
+def largest_forward(module, calls: list) -> None:
+    """Record (rows, tokens) of every forward of `module` into `calls`."""
+    def record(mod, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        calls.append(tuple(ids.shape))
+    module.register_forward_pre_hook(record, with_kwargs=True)
+
+
+@pytest.mark.parametrize("kind", ["token", "qwen"])
+def test_model_prms_batch_by_tokens_not_rows(kind, token_prm_dir, qwen_prm_dir):
+    """Every forward holds at most --prm-batch-tokens tokens (rows x the longest, padding
+    included), and batching changes no score."""
+    questions, paths = QUESTIONS * 4, [p[: 1 + i % 3] for i, p in enumerate(PATHS * 4)]
+    make = (lambda b: TokenPRM(str(token_prm_dir), tag="#", batch_tokens=b)) if kind == "token" else (  # noqa: E731
+        lambda b: QwenPRM(str(qwen_prm_dir), batch_tokens=b))
+    prm, calls = make(120), []
+    largest_forward(prm.model.base_model if kind == "token" else prm.body, calls)
+    scores = prm.score(questions, paths)
+    assert len(calls) > 1 and max(rows * tokens for rows, tokens in calls) <= 120
+    assert sum(rows for rows, _ in calls) == len(paths)
+    assert [s.score for s in scores] == pytest.approx([s.score for s in make(10**6).score(questions, paths)], abs=1e-5)
+
+
+def test_the_judge_batches_by_prompt_and_reply_tokens():
+    """The judge's generate holds at most --prm-batch-tokens tokens: rows x (longest prompt +
+    max_new_tokens); verdicts are those of an unbatched judge."""
+    from journey.models.transformers_policy import TransformersPolicy
+
+    judge = TransformersPolicy("embedded", sampling=SamplingConfig(temperature=0.0), batch_tokens=900)
+    generate, calls = judge.model.generate, []
+
+    def counted(**kw):
+        calls.append((kw["input_ids"].shape[0], kw["input_ids"].shape[1] + kw["max_new_tokens"]))
+        return generate(**kw)
+
+    judge.model.generate = counted
+    scores = JudgePRM(get_task("arith"), judge, max_new_tokens=20).score(QUESTIONS * 2, PATHS * 2)
+    assert len(calls) > 1 and max(rows * tokens for rows, tokens in calls) <= 900
+    whole = TransformersPolicy("embedded", sampling=SamplingConfig(temperature=0.0))
+    assert scores == JudgePRM(get_task("arith"), whole, max_new_tokens=20).score(QUESTIONS * 2, PATHS * 2)
+
+
+def test_batch_bytes_by_hand():
+    """Qwen2.5-7B at bf16, 16,384 tokens: (3584*4 + 18944*3 + 2*28*4*128) * 2 * 16384 bytes."""
+    from types import SimpleNamespace
+
+    from journey.models.transformers_policy import batch_bytes
+
+    qwen7b = SimpleNamespace(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                             num_attention_heads=28, num_key_value_heads=4, head_dim=128)
+    assert batch_bytes(qwen7b, 16384, 2, cache=True) == 99840 * 2 * 16384
+    assert batch_bytes(qwen7b, 16384, 2) == (3584 * 4 + 18944 * 3) * 2 * 16384
+
+
+def test_check_room_counts_the_batch(token_prm_dir, monkeypatch):
+    """The same PRM fits with a small batch and is refused with a huge one."""
+    from journey.models.base import GIB
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3 * GIB, 80 * GIB))
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: self)  # nothing moves to a GPU here
+    TokenPRM(str(token_prm_dir), tag="#", batch_tokens=16384, device="cuda:0")
+    with pytest.raises(ValueError, match=r"needs about \d+\.\d GiB on cuda:0, but only 3\.0"):
+        TokenPRM(str(token_prm_dir), tag="#", batch_tokens=10**8, device="cuda:0")
+
+
+def test_prms_load_in_their_trained_dtype(tmp_path):
+    """On a GPU: the checkpoint's 16-bit dtype, else bf16 (never a float32 config's float32);
+    on the CPU float32."""
+    from transformers import LlamaConfig
+
+    from journey.models.transformers_policy import load_dtype
+
+    for name, expected in (("float32", torch.bfloat16), ("float16", torch.float16), ("bfloat16", torch.bfloat16)):
+        folder = tmp_path / name
+        LlamaConfig(hidden_size=8, num_attention_heads=2, num_hidden_layers=1, dtype=name).save_pretrained(folder)
+        assert load_dtype(str(folder), "cuda:0") == expected
+        assert load_dtype(str(folder), "cpu") == torch.float32
+
+
+def test_token_prm_reads_logits_at_the_tag_only(token_prm_dir):
+    """The LM head runs on one row per path (B, h), not (B, T, h); the score is the full model's."""
+    prm, shapes = TokenPRM(str(token_prm_dir), tag="#", batch_tokens=10_000), []
+    prm.model.get_output_embeddings().register_forward_hook(lambda m, args, out: shapes.append(tuple(out.shape)))
+    [score] = prm.score(QUESTIONS[:1], PATHS[:1])
+    assert shapes == [(1, prm.model.config.vocab_size)]
+    batch = prm.tok([prm.render(QUESTIONS[0], PATHS[0])], return_tensors="pt")
+    logits = prm.model(**batch).logits[0, (batch["input_ids"][0] == prm.tag_id).nonzero()[-1].item()]
+    assert score.score == pytest.approx(torch.softmax(logits[prm.good_bad].float(), -1)[0].item(), abs=1e-6)

@@ -1,5 +1,5 @@
 """`python -m journey.cli ...` runs the `journey` command."""
 
-from journey.cli.main import app
+from journey.cli import app
 
 app()

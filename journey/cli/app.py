@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from journey import __version__
+from journey.cli import quiet_interrupts
 from journey.runtime.progress import console as err_console
 
 app = typer.Typer(
@@ -58,7 +60,11 @@ def on_sigterm(signum, frame) -> None:
 @contextmanager
 def user_errors(kept: Callable[[], str] | None = None):
     """Turn bad input (ValueError, our DataError included, or an OSError) into one line, exit 1;
-    turn Ctrl-C or SIGTERM into one line saying what was kept (`kept()`), exit 130 or 143."""
+    turn Ctrl-C or SIGTERM into one line saying what was kept (`kept()`), exit 130 or 143.
+    From here on Ctrl-C is a KeyboardInterrupt again (the start-up handler, `journey.cli`,
+    exits at once; here there may be work to keep)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     except KeyboardInterrupt as err:
@@ -153,11 +159,15 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
                                           help="Print the version and exit.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
 ) -> None:
     """journey: long-thought training data by tree search, and training on it."""
+    previous = quiet_interrupts()  # a command's own imports take seconds too (see journey.cli)
+    if previous is not None:
+        ctx.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
     signal.signal(signal.SIGTERM, on_sigterm)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)])

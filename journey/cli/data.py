@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from journey.cli.app import console, fail, journal_kept, ray_summary, summary_table, user_errors
 from journey.cli.options import Section, command, make
-from journey.config import CurateConfig, DistillConfig, ProblemsConfig
+from journey.config import CurateConfig, DistillConfig, ProblemsConfig, distill_defaults
 
 
 @command(ProblemsConfig)
@@ -59,7 +59,8 @@ def distill(values: dict, show_prompt: bool = False) -> None:
 
     if show_prompt:
         with user_errors():
-            typer.echo(show_prompts(values["prompt"], values["task"]))
+            chosen = {k: values[k] if values[k] is not None else v for k, v in distill_defaults(values["teacher"]).items()}
+            typer.echo(show_prompts(chosen["prompt"], chosen["task"]))
         return
     for name in ("teacher", "problems", "out_dir"):
         if values[name] is None:

@@ -14,6 +14,7 @@ from rich.markup import escape
 from journey.cli.app import console, count_lines, ray_summary, summary_table, user_errors
 from journey.cli.options import command, make
 from journey.config import BuildTreeConfig, ShowConfig
+from journey.runtime.progress import console as err_console
 from journey.runtime.progress import progress_bar
 
 
@@ -28,6 +29,8 @@ def build_tree(values: dict) -> None:
 
     cfg = make(BuildTreeConfig, values)
     out = cfg.out
+    if cfg.prm_from_task:
+        err_console.print(f"--prm {cfg.prm} (task {cfg.task}'s own; --prm picks another)", highlight=False)
     kept = lambda: f"{count_lines(out):,} finished trees are kept in {out}; rerun the same command to resume"  # noqa: E731
     with user_errors(kept), progress_bar("build-tree", None, "trees") as advance:
         nodes, started = [0], time.perf_counter()
@@ -52,11 +55,20 @@ def build_tree(values: dict) -> None:
         ("mean steps generated per tree",
          f"{mean(stats.steps_generated)} ({x['budget'][0]}: {x['budget'][1]:,}; exhaustive: {x['exhaustive_steps']:,})"),
         ("tokens generated", f"{stats.tokens:,}"),
+        *([("rollouts cut off at their budget",
+            f"{stats.rollouts_cut_off:,} of {stats.rollouts:,} ({budget_note(cfg)})")] if stats.rollouts else []),
         ("time (this run)", f"{stats.seconds:,.1f} s"),
         *ray_summary(x.get("ray"), "trees"),
     ]))
     console.print("A correct path: a right final answer with every step judged correct "
                   "(what derive-longthought can use).", style="dim")
+
+
+def budget_note(cfg: BuildTreeConfig) -> str:
+    """Where the rollouts' token budget came from, for the summary."""
+    if cfg.rollout_tokens is not None:
+        return f"--rollout-tokens {cfg.rollout_tokens:,}"
+    return f"steps left to --depth {cfg.depth} x --max-step-tokens {cfg.max_step_tokens}"
 
 
 @command(ShowConfig)

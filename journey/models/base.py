@@ -106,6 +106,23 @@ def room_error(need: int, free: int, total: int, device: str, what: str,
             f"--gpu-memory-utilization {share} or lower, or {elsewhere}")
 
 
+def token_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """Row indices grouped into batches whose padded size, rows x the longest row, stays within
+    `budget` tokens (a row longer than the budget goes alone). Rows are taken longest first, so
+    rows of like length share a batch and little is padding. A model's memory for a forward
+    grows with its tokens, not its rows: this is what bounds it (`check_room` counts `budget`).
+
+    [5, 3, 8, 2], budget 10 -> [[2], [0, 1], [3]]
+    """
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if batches and lengths[batches[-1][0]] * (len(batches[-1]) + 1) <= budget:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def row_seed(seed: int, j: int) -> int:
     """The seed of candidate `j` of a prefix seeded `seed` (a fixed mix, stable across runs)."""
     return (seed * 1_000_003 + j * 7_919 + 12_345) % (2**63 - 1)
@@ -181,6 +198,9 @@ class PRM(ABC):
     """Scores the last step of each path, given its question and the steps above it."""
 
     name: str
+    # PRMs that roll out (rollout, tests) set this in each `score` call: per path, (rollouts run,
+    # rollouts cut off at their token budget), so search can count them in the trees' costs.
+    last_rollouts: list[tuple[int, int]] | None = None
 
     @abstractmethod
     def score(self, questions: list[str], paths: list[list[str]],

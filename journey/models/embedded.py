@@ -24,6 +24,7 @@ HELDOUT_SEED = 424_242  # the problems the embedded policy is measured on; never
 # (examples/train_code_policy.py); `--model embedded --task code` means it (`task_model`).
 EMBEDDED_CODE_PATH = EMBEDDED_PATH.parent / "embedded-code-policy"
 EMBEDDED_BY_NAME = {EMBEDDED_NAME: EMBEDDED_PATH, f"{EMBEDDED_NAME}-code": EMBEDDED_CODE_PATH}
+EMBEDDED_TASKS = {EMBEDDED_NAME: "arith", f"{EMBEDDED_NAME}-code": "code"}  # what each was trained on
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 # Every printable ASCII character plus newline: enough for arithmetic and for the English of

@@ -19,12 +19,16 @@ gives a `[tokens, 2]` tensor per prompt (vLLM 0.33 has no `.reward(...)`). journ
 with transformers instead, so it sits beside a vLLM policy in one process without a second
 engine claiming its own share of the GPU.
 
-Both load on the CPU, check that they fit on `device` (default: "cuda" when there is one),
-and only then move there: next to a vLLM policy, the GPU has only what vLLM's
---gpu-memory-utilization leaves, and a PRM that does not fit is refused with what to change
-(`policy.check_room`) rather than failing with CUDA out-of-memory. Both score only the last
-step of each path (that is what tree search asks) and run all paths of a call in batches.
-Verdict: score >= 0.5.
+Both load on the CPU in the dtype they were trained in (`load_dtype`: on a GPU the checkpoint's
+16-bit dtype, else bfloat16; float32 on the CPU), check that they fit on `device` (default:
+"cuda" when there is one), and only then move there: next to a vLLM policy, the GPU has only
+what vLLM's --gpu-memory-utilization leaves, and a PRM that does not fit is refused with what
+to change (`check_room`, which counts the weights and a batch) rather than failing with CUDA
+out-of-memory. Both score only the last step of each path (that is what tree search asks), in
+batches of at most `batch_tokens` tokens (rows x the longest row, `token_batches`; memory grows
+with tokens, not rows), and read the model only where they must: the token PRM runs the body
+and applies the LM head to one position per row (not the whole vocabulary at every position),
+the qwen PRM its head to one position per row. Verdict: score >= 0.5.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from pathlib import Path
 
 import torch
 
+from journey.models.base import token_batches
 from journey.models.embedded import resolve_model
 from journey.models.prm import PRM, StepScore
-from journey.models.transformers_policy import check_room
+from journey.models.transformers_policy import check_room, load_dtype
 from journey.tasks.base import Task
 
+DEFAULT_BATCH_TOKENS = 16384  # tokens per forward of a model PRM or a judge (--prm-batch-tokens)
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
@@ -72,7 +78,7 @@ class TokenPRM(PRM):
     name = "token"
 
     def __init__(self, model: str, task: Task | None = None, tag: str = "ки", good: str = "+",
-                 bad: str = "-", batch_size: int = 16, device: str | None = None,
+                 bad: str = "-", batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str | None = None,
                  vllm_share: float | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -82,10 +88,11 @@ class TokenPRM(PRM):
         self.tok.padding_side = "right"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path).eval()  # on the CPU
-        check_room(self.model, self.device, f"--prm-model {model}", vllm_share)
+        dtype = load_dtype(path, self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()  # on the CPU
+        check_room(self.model, self.device, f"--prm-model {model}", vllm_share, batch_tokens)
         self.model.to(self.device)
-        self.tag, self.batch_size = tag, batch_size
+        self.tag, self.batch_tokens = tag, batch_tokens
         self.tag_id = self._single_id(tag)
         self.good_bad = [self._single_id(good), self._single_id(bad)]
 
@@ -101,15 +108,34 @@ class TokenPRM(PRM):
     @torch.inference_mode()
     def score(self, questions, paths, answers=None) -> list[StepScore]:
         texts = [self.render(q, s) for q, s in zip(questions, paths)]
-        out: list[StepScore] = []
-        for i in range(0, len(texts), self.batch_size):
-            batch = self.tok(texts[i : i + self.batch_size], return_tensors="pt", padding=True).to(self.device)
-            logits = self.model(**batch).logits  # (B, T, V)
-            for row, ids in enumerate(batch["input_ids"]):
-                at = (ids == self.tag_id).nonzero()[-1].item()  # the last step's tag
-                p_good = torch.softmax(logits[row, at, self.good_bad].float(), -1)[0].item()
-                out.append(StepScore(p_good, p_good >= 0.5, f"The reward model gives this step {p_good:.2f}."))
+        out: list[StepScore | None] = [None] * len(texts)
+        for idx, batch in batches_by_tokens(self.tok, texts, self.batch_tokens, self.device, True):
+            hidden = self.model.base_model(**batch, use_cache=False).last_hidden_state  # (B, T, h)
+            at = last_position(batch["input_ids"], self.tag_id)  # (B,) the last step's tag
+            rows = hidden[torch.arange(len(idx), device=hidden.device), at]  # (B, h)
+            logits = self.model.get_output_embeddings()(rows)[:, self.good_bad].float()  # (B, 2)
+            for i, p_good in zip(idx, torch.softmax(logits, -1)[:, 0].tolist()):
+                out[i] = StepScore(p_good, p_good >= 0.5, f"The reward model gives this step {p_good:.2f}.")
         return out
+
+
+
+def batches_by_tokens(tok, texts: list[str], budget: int, device: str, special: bool):
+    """(indices, tokenized right-padded batch on `device`) for `texts` in batches of at most
+    `budget` tokens (`token_batches`); `special`: the tokenizer adds its special tokens."""
+    lengths = [len(x) for x in tok(texts, add_special_tokens=special)["input_ids"]]
+    for idx in token_batches(lengths, budget):
+        batch = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=special)
+        yield idx, batch.to(device)
+
+
+def last_position(ids: torch.Tensor, token: int) -> torch.Tensor:
+    """(B,) the last position of `token` in each row of `ids` (B, T) (a ValueError without one)."""
+    hits = ids == token
+    if not bool(hits.any(-1).all()):
+        raise ValueError("a PRM input lost its step tag (cut by the tokenizer?)")
+    positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+    return torch.where(hits, positions, -1).max(-1).values
 
 
 class QwenPRMHead(torch.nn.Module):
@@ -159,8 +185,9 @@ class QwenPRM(PRM):
 
     name = "qwen"
 
-    def __init__(self, model: str, task: Task | None = None, step_token: str = "<extra_0>", batch_size: int = 8,
-                 device: str | None = None, vllm_share: float | None = None):
+    def __init__(self, model: str, task: Task | None = None, step_token: str = "<extra_0>",
+                 batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str | None = None,
+                 vllm_share: float | None = None):
         from transformers import AutoModel, AutoTokenizer
 
         path = checkpoint_folder(model)
@@ -168,31 +195,36 @@ class QwenPRM(PRM):
         self.head = QwenPRMHead.from_weights(load_head_weights(path))
         self.tok = AutoTokenizer.from_pretrained(path)
         self.tok.padding_side = "right"
-        self.step_token, self.batch_size = step_token, batch_size
+        self.step_token, self.batch_tokens = step_token, batch_tokens
         self.step_id = self.tok.convert_tokens_to_ids(step_token)
         if self.step_id is None or self.step_id == self.tok.unk_token_id:  # else scores read at <unk>
             raise ValueError(f"--prm-model {model}: the tokenizer has no {step_token!r} token "
                              "(not a Qwen2.5-Math-PRM checkpoint?)")
-        self.body = AutoModel.from_pretrained(path).eval()  # on the CPU
-        check_room(torch.nn.ModuleList([self.body, self.head]), self.device, f"--prm-model {model}", vllm_share)
+        self.body = AutoModel.from_pretrained(path, dtype=load_dtype(str(path), self.device)).eval()  # on the CPU
+        check_room(torch.nn.ModuleList([self.body, self.head]), self.device, f"--prm-model {model}", vllm_share,
+                   batch_tokens, config=self.body.config)
         self.body.to(self.device)
         self.head.to(self.device).eval()
 
     def render(self, question: str, steps: list[str]) -> str:
-        messages = [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": question},
-                    {"role": "assistant", "content": self.step_token.join(steps) + self.step_token}]
-        return self.tok.apply_chat_template(messages, tokenize=False)
+        return qwen_prm_text(self.tok, self.step_token, question, steps)
 
     @torch.inference_mode()
     def score(self, questions, paths, answers=None) -> list[StepScore]:
         texts = [self.render(q, s) for q, s in zip(questions, paths)]
-        out: list[StepScore] = []
-        for i in range(0, len(texts), self.batch_size):
-            batch = self.tok(texts[i : i + self.batch_size], return_tensors="pt", padding=True,
-                             add_special_tokens=False).to(self.device)
-            hidden = self.body(**batch).last_hidden_state  # (B, T, h)
-            for row, ids in enumerate(batch["input_ids"]):
-                at = (ids == self.step_id).nonzero()[-1].item()
-                p = torch.softmax(self.head(hidden[row, at].float()), -1)[1].item()
-                out.append(StepScore(p, p >= 0.5, f"The reward model gives this step {p:.2f}."))
+        out: list[StepScore | None] = [None] * len(texts)
+        for idx, batch in batches_by_tokens(self.tok, texts, self.batch_tokens, self.device, False):
+            hidden = self.body(**batch, use_cache=False).last_hidden_state  # (B, T, h)
+            at = last_position(batch["input_ids"], self.step_id)
+            rows = hidden[torch.arange(len(idx), device=hidden.device), at].float()  # (B, h)
+            for i, p in zip(idx, torch.softmax(self.head(rows), -1)[:, 1].tolist()):
+                out[i] = StepScore(p, p >= 0.5, f"The reward model gives this step {p:.2f}.")
         return out
+
+
+def qwen_prm_text(tok, step_token: str, question: str, steps: list[str]) -> str:
+    """A path as Qwen2.5-Math-PRM reads it: its system prompt, the question, and the steps
+    joined and ended by `step_token`, through the chat template."""
+    messages = [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": question},
+                {"role": "assistant", "content": step_token.join(steps) + step_token}]
+    return tok.apply_chat_template(messages, tokenize=False)

@@ -31,9 +31,14 @@ OpenAI-style API. The three differ where it matters:
   tokens past the delimiter; it is the only answer a server that does not say why it stopped
   allows. Any finish_reason but stop and length is an error, not an ending.
 
-One request per prefix asks for `n` samples with the prefix's seed (vLLM draws sample j from
-seed + j; journey's seeds are hashed, so those streams do not overlap); at temperature 0 one
-sample is asked for and copied (vLLM answers n > 1 there with HTTP 400). Log-probs are raw
+On vLLM (and a hosted API) one request per prefix asks for `n` samples with the prefix's seed
+(vLLM draws sample j from seed + j; journey's seeds are hashed, so those streams do not
+overlap). SGLang gets `n` requests of one sample each, seeded seed + j, i.e. what vLLM does
+inside: SGLang gives all n copies of one request the same SamplingParams, and its seeded
+sampler (with --enable-deterministic-inference; without it the seed is dropped) hashes only
+seed, position and column, so n > 1 with one seed would be n identical samples, a tree of
+width 1. At temperature 0 one sample is asked for and copied (vLLM answers n > 1 there with
+HTTP 400). Log-probs are raw
 (before temperature), as vLLM reports them by default; SGLang reports them after temperature
 unless served with SGLANG_RETURN_ORIGINAL_LOGPROB=1. Plain HTTP through the standard library.
 """
@@ -104,13 +109,24 @@ class OpenAIPolicy(Policy):
 
     def _all(self, prefixes, n, max_tokens, stop: str | None) -> list[list[Proposal]]:
         self.server()  # once, before the threads
+        k = self.draws(n)
+        bodies = [self.request_bodies(p, k, max_tokens, stop) for p in prefixes]  # per prefix
+        flat = [b for per_prefix in bodies for b in per_prefix]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda p: self._one(p, n, max_tokens, stop), prefixes))
+            replies = iter(pool.map(lambda b: self._request("/completions", b), flat))
+        out = []
+        for per_prefix in bodies:
+            choices = [c for _ in per_prefix
+                       for c in sorted(next(replies)["choices"], key=lambda c: c.get("index", 0))]
+            out.append(self.copies([self._to_proposal(c, stop) for c in choices], n))
+        return out
 
-    def _one(self, prefix: Prefix, n: int, max_tokens: int, stop: str | None) -> list[Proposal]:
-        reply = self._request("/completions", self.request_body(prefix, self.draws(n), max_tokens, stop))
-        choices = sorted(reply["choices"], key=lambda c: c.get("index", 0))
-        return self.copies([self._to_proposal(c, stop) for c in choices], n)
+    def request_bodies(self, prefix: Prefix, n: int, max_tokens: int, stop: str | None) -> list[dict]:
+        """The /completions requests that draw `n` samples of `prefix`: one asking for n, or on
+        SGLang n asking for one each, seeded seed + j (see module docstring)."""
+        if self.server() != "sglang" or n == 1:
+            return [self.request_body(prefix, n, max_tokens, stop)]
+        return [self.request_body(prefix, 1, max_tokens, stop) | {"seed": prefix.seed + j} for j in range(n)]
 
     def request_body(self, prefix: Prefix, n: int, max_tokens: int, stop: str | None) -> dict:
         """The JSON body of one /completions request, in the dialect of `self.server()`."""

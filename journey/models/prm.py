@@ -20,6 +20,7 @@ PRM estimates, computed exactly.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from journey.models.base import PRM, Policy, Prefix, StepScore
 from journey.tasks.base import Task
@@ -55,22 +56,30 @@ class RolloutPRM(PRM):
     """Math-Shepherd-style: the fraction of m policy rollouts from the step that reach the right
     answer. Needs only the ground truth, so it works for any task. A final-answer step needs no
     rollout: it scores 1 if its answer is right, else 0. All rollouts of a call go to the
-    policy at once (one `complete` call); each path's rollouts are seeded from its text.
+    policy at once (one `complete` call per budget); each path's rollouts are seeded from its text.
+
+    A rollout may write every step left: its budget is (depth - steps so far) x the policy's
+    max_step_tokens (`rollout_budget`), or `max_new_tokens` when given. A rollout cut off at its
+    budget has no final answer and counts as wrong; `last_rollouts` says how many were.
     """
 
     name = "rollout"
 
-    def __init__(self, task: Task, policy: Policy, rollouts: int = 4, max_new_tokens: int = 256):
+    def __init__(self, task: Task, policy: Policy, rollouts: int = 4, max_new_tokens: int | None = None,
+                 depth: int | None = None):
         if rollouts < 1:
             raise ValueError(f"--rollouts must be >= 1, got {rollouts}")
-        self.task, self.policy, self.m, self.max_new_tokens = task, policy, rollouts, max_new_tokens
+        self.task, self.policy, self.m = task, policy, rollouts
+        self.max_new_tokens, self.depth = max_new_tokens, depth
 
     def score(self, questions: list[str], paths: list[list[str]],
               answers: list[str] | None = None) -> list[StepScore]:
         if answers is None:
             raise ValueError("the rollout PRM needs the ground-truth answers")
         todo = [i for i, steps in enumerate(paths) if not self.task.is_terminal(steps[-1])]
-        rolled = dict(zip(todo, rollouts_from(self.task, self.policy, questions, paths, todo, self.m, self.max_new_tokens)))
+        budget = rollout_budget(self.policy, self.depth, self.max_new_tokens, DEFAULT_ROLLOUT_TOKENS)
+        rolled = dict(zip(todo, rollouts_from(self.task, self.policy, questions, paths, todo, self.m, budget)))
+        self.last_rollouts = [rollout_counts(rolled.get(i, [])) for i in range(len(paths))]
         out = []
         for i, (steps, gold) in enumerate(zip(paths, answers)):
             if i not in rolled:
@@ -85,14 +94,44 @@ class RolloutPRM(PRM):
         return out
 
 
+DEFAULT_ROLLOUT_TOKENS = 256  # a rollout's budget when neither a depth nor a budget is known
+
+
+def rollout_budget(policy: Policy, depth: int | None, fixed: int | None, fallback: int) -> Callable[[list[str]], int]:
+    """A path's rollout budget in tokens: `fixed` when given; else every step left to `depth`
+    at the policy's max_step_tokens (at least one step's worth); else `fallback`.
+
+    depth 8, max_step_tokens 256, a path of 3 steps -> 5 * 256 = 1280
+    """
+    if fixed is not None:
+        return lambda steps: fixed
+    if depth is None:
+        return lambda steps: fallback
+    per_step = policy.sampling.max_step_tokens
+    return lambda steps: max(1, depth - len(steps)) * per_step
+
+
+def rollout_counts(outs: list) -> tuple[int, int]:
+    """(rollouts, those cut off at their budget) of one path's rollouts."""
+    return len(outs), sum(o.finish == "length" for o in outs)
+
+
 def rollouts_from(task: Task, policy: Policy, questions: list[str], paths: list[list[str]], todo: list[int],
-                  m: int, max_new_tokens: int) -> list:
-    """m continuations of each path `todo` names, in one `complete` call, each path's seeded from
-    its text (`text_seed`) so they repeat across runs; [] when `todo` is empty."""
-    if not todo:
-        return []
-    prefixes = [Prefix(task.messages(questions[i]), paths[i], seed=text_seed(questions[i], paths[i])) for i in todo]
-    return policy.complete(prefixes, m, max_new_tokens)
+                  m: int, max_new_tokens: int | Callable[[list[str]], int]) -> list:
+    """m continuations of each path `todo` names, each path's seeded from its text (`text_seed`)
+    so they repeat across runs; [] when `todo` is empty. `max_new_tokens` is a number or a
+    path's budget (`rollout_budget`): one `complete` call per budget, in `todo`'s order."""
+    budget = max_new_tokens if callable(max_new_tokens) else (lambda steps: max_new_tokens)
+    groups: dict[int, list[int]] = {}  # budget -> positions in todo
+    for k, i in enumerate(todo):
+        groups.setdefault(budget(paths[i]), []).append(k)
+    out: list = [None] * len(todo)
+    for tokens, ks in groups.items():
+        prefixes = [Prefix(task.messages(questions[todo[k]]), paths[todo[k]],
+                           seed=text_seed(questions[todo[k]], paths[todo[k]])) for k in ks]
+        for k, outs in zip(ks, policy.complete(prefixes, m, tokens)):
+            out[k] = outs
+    return out
 
 
 def text_seed(question: str, steps: list[str]) -> int:

@@ -28,13 +28,14 @@ if TYPE_CHECKING:  # types only: importing them would load torch
 # ---------------------------------------------------------------- policies
 
 
-def _transformers(model: str, delimiter: str, sampling: SamplingConfig, device: str | None = None) -> Policy:
+def _transformers(model: str, delimiter: str, sampling: SamplingConfig, device: str | None = None,
+                  **options) -> Policy:
     from journey.models.embedded import check_model_path
     from journey.models.transformers_policy import TransformersPolicy
 
     check_model_path(model)
     try:
-        return TransformersPolicy(model, delimiter=delimiter, sampling=sampling, device=device)
+        return TransformersPolicy(model, delimiter=delimiter, sampling=sampling, device=device, **options)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"--model {model}: cannot load ({first})") from None
@@ -86,42 +87,61 @@ def _verifier(task: Task, policy: Policy | None, model: str | None, rollouts: in
     return VerifierPRM(task)
 
 
-def _rollout(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
+def _rollout(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None,
+             depth: int | None = None, rollout_tokens: int | None = None) -> PRM:
     from journey.models.prm import RolloutPRM
 
     if policy is None:
         raise ValueError("the rollout PRM needs a policy")
-    return RolloutPRM(task, policy, rollouts)
+    return RolloutPRM(task, policy, rollouts, rollout_tokens, depth)
 
 
 def _model_prm(name: str) -> Callable[..., PRM]:
-    def load(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
+    def load(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None,
+             batch_tokens: int | None = None, backend: str = "transformers",
+             gpu_memory_utilization: float | None = None) -> PRM:
         if not model:
             raise ValueError(f"--prm {name} needs --prm-model (a PRM checkpoint)")
-        from journey.models.model_prms import QwenPRM, TokenPRM
+        if backend == "vllm":
+            if name != "qwen":
+                raise ValueError(f"--prm-backend vllm serves --prm qwen only, not --prm {name}")
+            from journey.models.vllm_prm import VLLMQwenPRM
+
+            return VLLMQwenPRM(model, task, gpu_memory_utilization=gpu_memory_utilization or 0.25)
+        from journey.models.model_prms import DEFAULT_BATCH_TOKENS, QwenPRM, TokenPRM
 
         # vLLM's share of its GPU, so a refusal can say how much to give back
         share = getattr(policy, "gpu_memory_utilization", None)
-        return (TokenPRM if name == "token" else QwenPRM)(model, task, device=device, vllm_share=share)
+        return (TokenPRM if name == "token" else QwenPRM)(model, task, batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS,
+                                                          device=device, vllm_share=share)
 
     return load
 
 
-def _judge(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
+def _judge(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None,
+           batch_tokens: int | None = None, backend: str = "transformers",
+           gpu_memory_utilization: float | None = None) -> PRM:
     from journey.models.judge import JudgePRM
 
+    if backend != "transformers":
+        raise ValueError(f"--prm-backend {backend} serves --prm qwen only; a judge runs with transformers "
+                         "(or is the policy itself: --prm judge without --prm-model)")
     judge = policy
     if model:
         from journey.models.base import SamplingConfig
-        from journey.models.model_prms import default_device
-        from journey.models.transformers_policy import check_room
+        from journey.models.embedded import resolve_model
+        from journey.models.model_prms import DEFAULT_BATCH_TOKENS, default_device
+        from journey.models.transformers_policy import check_room, load_dtype
 
-        try:  # on the CPU first, moved once it is known to fit
-            judge = _transformers(model, task.step_delimiter, SamplingConfig(temperature=0.0), "cpu")
+        target = device or default_device()
+        budget = batch_tokens or DEFAULT_BATCH_TOKENS
+        try:  # on the CPU first, in the dtype it will run in, moved once it is known to fit
+            judge = _transformers(model, task.step_delimiter, SamplingConfig(temperature=0.0), "cpu",
+                                  dtype=load_dtype(resolve_model(model), target), batch_tokens=budget)
         except ValueError as err:
             raise ValueError(str(err).replace("--model", "--prm-model", 1)) from None
-        target = device or default_device()
-        check_room(judge.model, target, f"--prm-model {model}", getattr(policy, "gpu_memory_utilization", None))
+        check_room(judge.model, target, f"--prm-model {model}", getattr(policy, "gpu_memory_utilization", None),
+                   budget, cache=True)
         judge.to(target)
     if judge is None:
         raise ValueError("--prm judge needs --prm-model or a policy")
@@ -136,12 +156,13 @@ def _trained(task: Task, policy: Policy | None, model: str | None, rollouts: int
     return TrainedPRM(model, task, device=device)
 
 
-def _tests(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None) -> PRM:
+def _tests(task: Task, policy: Policy | None, model: str | None, rollouts: int, device: str | None,
+           depth: int | None = None, rollout_tokens: int | None = None) -> PRM:
     from journey.models.tests_prm import TestsPRM  # the code task's: programs by their tests
 
     if policy is None:
         raise ValueError("the tests PRM needs a policy (for rollouts from plan steps)")
-    return TestsPRM(task, policy, rollouts)
+    return TestsPRM(task, policy, rollouts, rollout_tokens, depth)
 
 
 # name -> loader(task, policy, model, rollouts, device)
@@ -170,17 +191,36 @@ PRM_EXPLAINS: dict[str, bool] = {
 assert PRM_EXPLAINS.keys() == PRMS.keys(), "every PRM says whether its reasons explain"
 
 
+# The PRMs that roll the policy out: they also take the search depth and --rollout-tokens.
+ROLLING_PRMS = ("rollout", "tests")
+# The PRMs that run a model of their own: they take --prm-batch-tokens and --prm-backend.
+MODEL_PRMS = ("token", "qwen", "judge")
+PRM_BACKENDS = ("transformers", "vllm")  # vllm: --prm qwen through vLLM's pooling runner
+
+
 def build_prm(name: str, task: Task, policy: Policy | None = None, model: str | None = None,
-              rollouts: int = 4, device: str | None = None) -> PRM:
+              rollouts: int = 4, device: str | None = None, depth: int | None = None,
+              rollout_tokens: int | None = None, batch_tokens: int | None = None,
+              backend: str = "transformers", gpu_memory_utilization: float | None = None) -> PRM:
     """The PRM called `name` for `task` (ValueError naming the known PRMs otherwise).
 
-    rollout uses `policy`; token and qwen read the PRM checkpoint `model` (a folder or a hub
-    id); judge asks the LLM `model` (default: the policy itself). A PRM or judge model goes on
-    `device` (default "cuda" when there is one), refused up front if it does not fit there.
+    rollout and tests roll out `policy`, each rollout up to `rollout_tokens` or else the steps
+    left to `depth` at the policy's max_step_tokens; token and qwen read the PRM checkpoint
+    `model` (a folder or a hub id); judge asks the LLM `model` (default: the policy itself). A
+    PRM or judge model goes on `device` (default "cuda" when there is one) in forwards of at
+    most `batch_tokens` tokens, refused up front if it does not fit there; with `backend` vllm
+    a qwen PRM runs on vLLM's pooling runner with `gpu_memory_utilization` of its GPU.
     """
     if name not in PRMS:
         raise ValueError(f"unknown PRM {name!r}; known PRMs: {', '.join(PRMS)}")
-    return PRMS[name](task, policy, model, rollouts, device)
+    if backend != "transformers" and name not in MODEL_PRMS:
+        raise ValueError(f"--prm-backend {backend} is for a PRM model (--prm qwen), not --prm {name}")
+    extra = {}
+    if name in ROLLING_PRMS:
+        extra = {"depth": depth, "rollout_tokens": rollout_tokens}
+    elif name in MODEL_PRMS:
+        extra = {"batch_tokens": batch_tokens, "backend": backend, "gpu_memory_utilization": gpu_memory_utilization}
+    return PRMS[name](task, policy, model, rollouts, device, **extra)
 
 
 def prm_explains(name: str | None) -> bool:

@@ -14,7 +14,7 @@ test. Every program runs in the sandbox (`journey.tasks.sandbox`), as `journey r
 from __future__ import annotations
 
 from journey.models.base import PRM, Policy, StepScore
-from journey.models.prm import rollouts_from
+from journey.models.prm import rollout_budget, rollout_counts, rollouts_from
 from journey.tasks.code import CodeTask, Grade
 
 
@@ -24,12 +24,14 @@ class TestsPRM(PRM):
     name = "tests"
     __test__ = False  # not a pytest class, whatever its name
 
-    def __init__(self, task: CodeTask, policy: Policy, rollouts: int = 4, max_new_tokens: int = 320):
+    def __init__(self, task: CodeTask, policy: Policy, rollouts: int = 4, max_new_tokens: int | None = None,
+                 depth: int | None = None):
         if not isinstance(task, CodeTask):
             raise ValueError(f"--prm tests is for --task code, not {task.name!r}")
         if rollouts < 1:
             raise ValueError(f"--rollouts must be >= 1, got {rollouts}")
-        self.task, self.policy, self.m, self.max_new_tokens = task, policy, rollouts, max_new_tokens
+        self.task, self.policy, self.m = task, policy, rollouts
+        self.max_new_tokens, self.depth = max_new_tokens, depth  # the budget, as RolloutPRM's
 
     def score(self, questions: list[str], paths: list[list[str]],
               answers: list[str] | None = None) -> list[StepScore]:
@@ -37,7 +39,10 @@ class TestsPRM(PRM):
             raise ValueError("the tests PRM needs each problem's tests (its answer)")
         final = [i for i, steps in enumerate(paths) if self.task.is_terminal(steps[-1])]
         plans = [i for i in range(len(paths)) if i not in set(final)]
-        rolled = rollouts_from(self.task, self.policy, questions, paths, plans, self.m, self.max_new_tokens)
+        budget = rollout_budget(self.policy, self.depth, self.max_new_tokens, 320)
+        rolled = rollouts_from(self.task, self.policy, questions, paths, plans, self.m, budget)
+        counts = dict(zip(plans, map(rollout_counts, rolled)))
+        self.last_rollouts = [counts.get(i, (0, 0)) for i in range(len(paths))]
         # every program to grade, in one sandbox batch: finals, then m per plan step
         programs = [self.task.extract_answer(paths[i][-1]) for i in final]
         golds = [answers[i] for i in final]

@@ -35,22 +35,64 @@ from journey.models.base import (
     SamplingConfig,
     room_error,
     row_seed,
+    token_batches,
 )
 from journey.models.embedded import resolve_model
 
 log = logging.getLogger(__name__)
 
 
-def check_room(module: torch.nn.Module, device: str, what: str, vllm_share: float | None = None) -> None:
+def check_room(module: torch.nn.Module, device: str, what: str, vllm_share: float | None = None,
+               batch_tokens: int | None = None, cache: bool = False, config=None) -> None:
     """ValueError (see `room_error`) unless `module`, still on the CPU, fits on the CUDA `device`
-    now: its weights and about 2 GiB of activations for a batch (an estimate). No-op off CUDA."""
+    now: its weights, what a forward over `batch_tokens` tokens holds (`batch_bytes`, with the
+    KV cache when `cache`: a judge generating), and 1 GiB for the CUDA context and allocator.
+    No-op off CUDA. `config` is the model's config (default: `module.config`)."""
     if not str(device).startswith("cuda"):
         return
-    weights = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+    tensors = [*module.parameters(), *module.buffers()]
+    weights = sum(t.numel() * t.element_size() for t in tensors)
+    config = config if config is not None else getattr(module, "config", None)
+    width = tensors[0].element_size() if tensors else 2
+    batch = batch_bytes(config, batch_tokens, width, cache) if batch_tokens and config is not None else GIB
     free, total = torch.cuda.mem_get_info(torch.device(device))
-    problem = room_error(int(weights * 1.1) + 2 * GIB, free, total, device, what, vllm_share)
+    problem = room_error(int(weights * 1.1) + batch + GIB, free, total, device, what, vllm_share)
     if problem:
         raise ValueError(problem)
+
+
+def batch_bytes(config, tokens: int, width: int, cache: bool = False) -> int:
+    """About what a transformer holds beside its weights for a forward over `tokens` tokens (all
+    rows, padding included) at `width` bytes a value: one layer's activations at a time (hidden
+    x 4, intermediate x 3 per token) and, when `cache`, every layer's keys and values.
+
+    Qwen2.5-7B (hidden 3584, intermediate 18944, 28 layers, 4 KV heads of 128), bf16, 16,384
+    tokens with the cache: (3584 * 4 + 18944 * 3 + 2 * 28 * 4 * 128) * 2 * 16384 = ~3.0 GiB
+    """
+    config = getattr(config, "text_config", None) or config
+    hidden = config.hidden_size
+    inter = getattr(config, "intermediate_size", None) or 4 * hidden
+    per_token = hidden * 4 + inter * 3
+    if cache:
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or hidden // heads
+        per_token += 2 * config.num_hidden_layers * kv_heads * head_dim
+    return tokens * per_token * width
+
+
+def load_dtype(path: str, device: str) -> torch.dtype:
+    """The dtype to load a PRM or judge checkpoint in: float32 on the CPU; on a GPU the dtype its
+    config.json names when that is 16-bit, else bfloat16 (a float32 config.json would double a
+    7B model to ~29 GB; these models are trained in bf16)."""
+    if not str(device).startswith("cuda"):
+        return torch.float32
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    named = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    named = getattr(torch, named, None) if isinstance(named, str) else named
+    return named if named in (torch.float16, torch.bfloat16) else torch.bfloat16
 
 
 class SeededSampler:
@@ -100,6 +142,8 @@ class TransformersPolicy(Policy):
         delimiter: str = "\n",
         sampling: SamplingConfig | None = None,
         device: str | None = None,
+        dtype: torch.dtype | None = None,
+        batch_tokens: int | None = None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -114,7 +158,11 @@ class TransformersPolicy(Policy):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
+        loaded = {"dtype": dtype} if dtype is not None else {}
+        self.model = AutoModelForCausalLM.from_pretrained(path, **loaded).to(self.device).eval()
+        # None: chunks of `sampling.batch_size` sequences; else batches of at most this many
+        # tokens, prompt and reply (`token_batches`): what a judge uses, so memory is bounded.
+        self.batch_tokens = batch_tokens
         self.context_length = getattr(self.model.config, "max_position_embeddings", None)
 
     def to(self, device: str) -> TransformersPolicy:
@@ -141,11 +189,18 @@ class TransformersPolicy(Policy):
     ) -> list[list[Proposal]]:
         """n continuations of each rendered prompt text (chunked by the sampling batch size)."""
         k = self.draws(n)
-        per_call = max(1, self.sampling.batch_size // k)
-        out: list[list[Proposal]] = []
-        for i in range(0, len(prompts), per_call):
-            out.extend(self._generate_chunk(prompts[i : i + per_call], seeds[i : i + per_call], k,
-                                            max_new_tokens, stop))
+        if self.batch_tokens:  # rows x (longest prompt + reply) within the budget
+            ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+            batches = token_batches([k * (len(x) + max_new_tokens) for x in ids], self.batch_tokens)
+        else:
+            per_call = max(1, self.sampling.batch_size // k)
+            batches = [list(range(i, min(i + per_call, len(prompts)))) for i in range(0, len(prompts), per_call)]
+        out: list = [None] * len(prompts)
+        for batch in batches:
+            drawn = self._generate_chunk([prompts[i] for i in batch], [seeds[i] for i in batch], k,
+                                         max_new_tokens, stop)
+            for i, row in zip(batch, drawn):
+                out[i] = row
         return [self.copies(drawn, n) for drawn in out]
 
     @torch.inference_mode()

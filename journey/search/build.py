@@ -237,11 +237,20 @@ class LockstepBuilder:
         answers = [f.tree.problem["answer"] for f, _ in items]
         scores = self.prm.score(questions, [f.tree.steps(nid) for f, nid in items], answers)
         check_scores(scores, len(items), self.prm)
+        for (f, _), (n, cut) in zip(items, self.prm.last_rollouts or []):
+            count_rollouts(f.tree, n, cut)
         for (f, nid), s in zip(items, scores):
             f.tree.node(nid).update(score=round(s.score, 6), reason=s.reason,
                                     verdict="correct" if s.ok else "incorrect")
             f.tree.costs["steps_scored"] += 1
 
+
+
+def count_rollouts(tree: Tree, n: int, cut: int) -> None:
+    """Add `n` rollouts, `cut` of them cut off at their token budget, to `tree`'s costs."""
+    if n:
+        tree.costs["rollouts"] = tree.costs.get("rollouts", 0) + n
+        tree.costs["rollouts_cut_off"] = tree.costs.get("rollouts_cut_off", 0) + cut
 
 
 class TreeBuilder(LockstepBuilder):

@@ -78,7 +78,7 @@ from typing import ClassVar
 
 from journey.checks import check_at_least
 from journey.models.base import PRM, Policy, Prefix
-from journey.search.build import InFlight, LockstepBuilder, SearchConfig, node_seed
+from journey.search.build import InFlight, LockstepBuilder, SearchConfig, count_rollouts, node_seed
 from journey.search.tree import Tree
 from journey.tasks.base import Problem, Task
 
@@ -278,6 +278,7 @@ class MCTSBuilder(LockstepBuilder):
                 ok = self.task.check_answer(self.task.extract_answer(text), f.tree.problem["answer"])
                 values[(id(f), c)] = 1.0 if ok else 0.0
                 f.tree.costs["rollout_tokens"] = f.tree.costs.get("rollout_tokens", 0) + out.tokens
+                count_rollouts(f.tree, 1, out.finish == "length")
         return values
 
 

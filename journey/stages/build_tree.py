@@ -50,6 +50,8 @@ class TreeStats:
     nodes: int = 0
     steps_generated: int = 0
     tokens: int = 0
+    rollouts: int = 0  # PRM and MCTS rollouts, and those cut off at their token budget
+    rollouts_cut_off: int = 0
     seconds: float = 0.0
     resumed: int = 0
     extra: dict = field(default_factory=dict)
@@ -60,6 +62,8 @@ class TreeStats:
         self.nodes += tree.graph.number_of_nodes() - 1
         self.steps_generated += tree.costs.get("steps_generated", 0)
         self.tokens += tree.costs.get("tokens", 0)
+        self.rollouts += tree.costs.get("rollouts", 0)
+        self.rollouts_cut_off += tree.costs.get("rollouts_cut_off", 0)
 
 
 def run_config(row: dict) -> dict:
@@ -105,7 +109,8 @@ def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
 def load_builder(cfg: BuildTreeConfig, task) -> LockstepBuilder:
     """The policy and PRM of `cfg`, in the lockstep builder of `--search` (beam or mcts)."""
     policy = load_policy(cfg.model, task.step_delimiter, cfg.sampling, cfg.backend, cfg.gpu_memory_utilization)
-    prm = build_prm(cfg.prm, task, policy, cfg.prm_model, cfg.rollouts, cfg.prm_device)
+    prm = build_prm(cfg.prm, task, policy, cfg.prm_model, cfg.rollouts, cfg.prm_device, cfg.depth,
+                    cfg.rollout_tokens, cfg.prm_batch_tokens, cfg.prm_backend, cfg.prm_gpu_memory_utilization)
     return SEARCHES[cfg.search][0](task, policy, prm, cfg.search_config)
 
 

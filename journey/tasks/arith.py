@@ -377,6 +377,7 @@ class ArithTask(Task):
 
     name = "arith"
     step_delimiter = "\n"
+    own_prm = "verifier"  # its exact step check
 
     def __init__(self, config: ArithConfig | None = None):
         self.config = config or ArithConfig()

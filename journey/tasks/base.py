@@ -46,6 +46,9 @@ class Task(ABC):
 
     name: str
     step_delimiter: str = "\n"
+    # The PRM build-tree uses when --prm is not given (a name in `journey.models.registry.PRMS`):
+    # the exact step check where the task has one, else rollouts to the ground truth.
+    own_prm: str = "rollout"
 
     @abstractmethod
     def generate(self, n: int, seed: int) -> list[Problem]:

@@ -321,6 +321,7 @@ class CodeTask(Task):
 
     name = "code"
     step_delimiter = "\n\n"
+    own_prm = "tests"  # programs run against their tests
 
     def __init__(self, config=None):
         self.config = config or CodeConfig()
