@@ -198,7 +198,7 @@ def test_merged_child_keeps_the_most_continuing_finish(finishes, merged):
     assert (p.text, p.finish, p.logprob, count) == ("3 * 4 = 12", merged, 0, len(finishes))
 
 
-class FixedPolicy(Policy):
+class SameProposals(Policy):
     """Proposes the same candidates for every prefix (a stand-in for sampling)."""
 
     delimiter = "\n"
@@ -215,7 +215,7 @@ class FixedPolicy(Policy):
 
 def test_a_step_some_sample_continued_after_is_not_an_ending():
     task = get_task("arith")
-    policy = FixedPolicy([proposal("3 * 4 = 12", "eos"), proposal("3 * 4 = 12", "stop")])
+    policy = SameProposals([proposal("3 * 4 = 12", "eos"), proposal("3 * 4 = 12", "stop")])
     builder = TreeBuilder(task, policy, build_prm("verifier", task), SearchConfig(width=2, depth=2, top_k=1))
     flight = builder.start(Problem("p", "2 + 3 * 4", "14"))
     builder.advance([flight])
@@ -251,7 +251,7 @@ class ScriptedPRM(PRM):
 )
 def test_builder_refuses_bad_prm_output(scores, message):
     task = get_task("arith")
-    policy = FixedPolicy([proposal("3 * 4 = 12"), proposal("2 + 3 = 5")])
+    policy = SameProposals([proposal("3 * 4 = 12"), proposal("2 + 3 = 5")])
     builder = TreeBuilder(task, policy, ScriptedPRM(scores), SearchConfig(width=2, depth=2, top_k=1))
     with pytest.raises(ValueError, match=message):
         list(build_trees([Problem("p", "2 + 3 * 4", "14")], builder))
@@ -259,7 +259,7 @@ def test_builder_refuses_bad_prm_output(scores, message):
 
 def test_builder_refuses_a_policy_that_returns_too_few_candidates():
     task = get_task("arith")
-    builder = TreeBuilder(task, FixedPolicy([proposal("3 * 4 = 12")]), build_prm("verifier", task),
+    builder = TreeBuilder(task, SameProposals([proposal("3 * 4 = 12")]), build_prm("verifier", task),
                           SearchConfig(width=2, depth=2, top_k=1))
     with pytest.raises(ValueError, match="the policy returned \\[1\\] candidates for 1 prefixes, not 2 each"):
         list(build_trees([Problem("p", "2 + 3 * 4", "14")], builder))
