@@ -56,7 +56,7 @@ verdict = f"doubts {det:.0%} of the slips it is shown" if checks else "does not 
 why = "" if checks else ": its reflections copy the trace format, they do not check steps"
 print(f"\nwhat this means: journey SFT {sft['accuracy']:.3f} vs the embedded policy {base['accuracy']:.3f} "
       f"({diff:+.3f} ± {se:.3f}); after an injected wrong step it recovers {rec:.1%} and {verdict} "
-      f"(false alarms {fa:.1%}){why} (README: 'The scale curve').")
+      f"(false alarms {fa:.1%}){why} (docs/experiments.md: 'The scale curve').")
 PY
 
 printf '\nfiles in %s/: train.jsonl test.jsonl trees.jsonl data/ journey-sft/ eval/\n' "$out"
