@@ -121,15 +121,16 @@ class CodeOptions:
 # (and a run with --expand never is refused, naming the key).
 CONTENT_BEFORE_KEY = {"expand": "wrong"}
 
-# The config keys that decide a tree's content: a resumed run must match them.
 PRMS_WITH_MODEL = ("trained", "token", "qwen")  # refused without --prm-model before anything runs
+
+# The config keys that decide a tree's content: a resumed run must match them.
 TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "rollout_tokens", "width", "depth", "temperature", "top_p",
                      "max_step_tokens", "seed", "search")
 
 
 @dataclass
 class BuildTreeConfig(RayOptions, CodeOptions):
-    """Everything `build-tree` needs. Fields mirror the CLI flags."""
+    """Everything `build-tree` needs. Its fields are the command's flags."""
 
     problems: Path = opt("problems.jsonl to build trees for.")
     out: Path = opt("trees.jsonl to append finished trees to (resumable).")
@@ -242,7 +243,7 @@ class BuildTreeConfig(RayOptions, CodeOptions):
 
 @dataclass
 class DeriveConfig:
-    """Everything `derive-longthought` needs. Fields mirror the CLI flags."""
+    """Everything `derive-longthought` needs. Its fields are the command's flags."""
 
     trees: Path = opt("trees.jsonl from build-tree.")
     out_dir: Path = opt("Folder for sft_journey.jsonl, sft_shortcut.jsonl, dpo_pairs.jsonl, prm_steps.jsonl, prm_pairs.jsonl.")
@@ -289,7 +290,7 @@ Objective = Literal[OBJECTIVES]
 
 @dataclass
 class TrainConfig:
-    """Everything `train` needs. Fields mirror the CLI flags."""
+    """Everything `train` needs. Its fields are the command's flags."""
 
     stage: Stage = opt("'sft' (TRL SFTTrainer, loss on the answer only), 'dpo' (TRL DPOTrainer) or 'prm' (a process reward model: see --objective).")
     data: list[Path] = opt("Data file(s), comma-separated: SFT {messages}, DPO {prompt, chosen, rejected}, or PRM rows (prm_steps.jsonl / prm_pairs.jsonl).")
@@ -525,7 +526,7 @@ class DistillConfig(RayOptions):
 
 @dataclass
 class EvalPRMConfig:
-    """Everything `eval-prm` needs. Fields mirror the CLI flags."""
+    """Everything `eval-prm` needs. Its fields are the command's flags."""
 
     trees: Path = opt("Held-out trees.jsonl (from build-tree) whose steps the PRM judges.")
     prm_model: str | None = opt("The PRM checkpoint (for --prm trained: from `journey train --stage prm`).", None)
