@@ -39,10 +39,9 @@ def label_source(tree: Tree, wanted: str = "auto") -> str:
     """Which label a tree's rows use (see module docstring); ValueError if it lacks it."""
     if wanted not in LABEL_SOURCES:
         raise ValueError(f"--prm-labels must be one of {', '.join(LABEL_SOURCES)}, got {wanted!r}")
-    config = (tree.run or {}).get("config") or {}
     has_q = any(n.get("q") is not None for n in tree.nodes()[1:])
     if wanted == "auto":
-        if config.get("prm", "verifier") in EXACT_PRMS:
+        if tree.recorded("prm", "verifier") in EXACT_PRMS:
             return "verdict"
         return "q" if has_q else "score"
     if wanted == "q" and not has_q:

@@ -70,10 +70,10 @@ class Tree:
     def id(self) -> str:
         return self.problem["id"]
 
-    def recorded(self, key: str):
-        """`key` of the config in the tree's run record (e.g. "prm", "task"); None when absent."""
+    def recorded(self, key: str, default=None):
+        """`key` of the config in the tree's run record (e.g. "prm", "task"); `default` when absent."""
         config = (self.run or {}).get("config")
-        return config.get(key) if isinstance(config, dict) else None
+        return config.get(key, default) if isinstance(config, dict) else default
 
     def node(self, nid: int) -> dict:
         return self.graph.nodes[nid]

@@ -182,7 +182,7 @@ def is_derive_output(folder: Path) -> bool:
 def run_derive(cfg: DeriveConfig) -> DeriveStats:
     """Read every tree, derive every row, then write the files as one set (nothing on any error)."""
     trees = load_trees(cfg.trees)
-    task = get_task(cfg.task or trees[0].run.get("config", {}).get("task", "arith"))
+    task = get_task(cfg.task or trees[0].recorded("task", "arith"))
     if cfg.backtrack == "state" and type(task).states is Task.states:
         raise ValueError(f"--backtrack state: task {task.name!r} cannot restate a state; use --backtrack step")
     with output_lock(cfg.out_dir, "--out-dir"), atomic_folder(cfg.out_dir, is_derive_output) as staging:

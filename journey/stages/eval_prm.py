@@ -164,7 +164,7 @@ def exact_labels(task, trees: list[Tree], items: list[tuple[Tree, int]], where: 
         scores = VerifierPRM(task).score([t.problem["question"] for t, _ in items],
                                          [t.steps(n) for t, n in items])
         return [s.ok for s in scores]
-    built = {t.run.get("config", {}).get("prm") for t in trees}
+    built = {t.recorded("prm") for t in trees}
     if built != {"verifier"}:
         raise ValueError(f"--trees {where}: task {task.name!r} has no step verifier and the trees were "
                          "not built with --prm verifier: there are no exact labels to compare with")
@@ -175,7 +175,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     if cfg.out is not None:
         check_output(cfg.out, inputs={"--trees": cfg.trees, "--prm-model": cfg.prm_model})
     trees = load_trees(cfg.trees)
-    task = get_task(cfg.task or trees[0].run.get("config", {}).get("task", "arith"))
+    task = get_task(cfg.task or trees[0].recorded("task", "arith"))
     items = [(t, n["id"]) for t in trees for n in t.nodes()[1:] if n["verdict"] != "invalid"]
     if not items:
         raise ValueError(f"--trees {cfg.trees}: no scored steps in the trees")
@@ -190,7 +190,7 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     metrics["variance_share"] = {"scores": variance_shares(items, [s.score for s in scores]),
                                  "exact_labels": variance_shares(items, [float(g) for g in gold])}
     rollout = [(s.score, t.node(n)["score"]) for s, (t, n) in zip(scores, items)
-               if t.run.get("config", {}).get("prm") == "rollout" and t.node(n)["score"] is not None]
+               if t.recorded("prm") == "rollout" and t.node(n)["score"] is not None]
     r = pearson([a for a, _ in rollout], [b for _, b in rollout])
     metrics["rollout_correlation"] = None if r is None else round(r, 4)
     metrics["rollout_steps"] = len(rollout)

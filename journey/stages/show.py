@@ -57,7 +57,7 @@ def tree_view(tree: Tree, max_trials: int, trial_prob: float, seed: int) -> dict
     path = shortcut(tree) or []
     trial_nodes: list[int] = []
     if path:
-        task = TASKS.get(((tree.run or {}).get("config") or {}).get("task", "arith"), TASKS["arith"])()
+        task = TASKS.get(tree.recorded("task", "arith"), TASKS["arith"])()
         skip = format_errors(tree, task.well_formed)  # as derive-longthought: never a trial
         events, _ = journey(tree, path, max_trials, trial_prob, tree_rng(seed, tree.id), skip=skip)
         on_path = set(path)
