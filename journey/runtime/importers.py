@@ -46,7 +46,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from journey.runtime.io import DataError, check_readable_file, read_jsonl
+from journey.runtime.io import DataError, check_readable_file, json_object_line, read_jsonl
 from journey.tasks.math import last_boxed
 
 COUNTDOWN_QUESTION = ("Using the numbers {nums}, create an equation that equals {target}. You can "
@@ -113,17 +113,9 @@ def _gzip_rows(path: Path) -> Iterator[tuple[str, dict]]:
     except (OSError, EOFError) as err:
         raise DataError(f"--from {path}: not a readable gzip file ({err})") from None
     for lineno, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({err.__class__.__name__})") from None
-        except RecursionError:
-            raise DataError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-        yield f"{path}:{lineno}", row
+        row = json_object_line(raw, path, lineno)
+        if row is not None:
+            yield f"{path}:{lineno}", row
 
 
 # ---------------------------------------------------------------- fields

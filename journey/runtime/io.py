@@ -59,30 +59,37 @@ def check_readable_file(path: Path, flag: str | None = None) -> Path:
     return path
 
 
+def json_object_line(raw: bytes, path, lineno: int) -> dict | None:
+    """The JSON object on line `lineno` of `path` (its raw bytes), None for a blank line;
+    DataError naming file:line on bad UTF-8, bad or too deeply nested JSON, or a non-object."""
+    try:
+        line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a BOM is not data
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {err.start + 1} of the line)") from None
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def read_jsonl(path: Path, skip_cut: bool = False) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for every non-blank line; DataError naming file:line on bad
-    UTF-8, bad JSON or a line that is not a JSON object. `skip_cut`: a last line without its
-    newline (cut by a kill) is skipped, not read."""
+    """Yield (line number, object) for every non-blank line (`json_object_line`'s checks).
+    `skip_cut`: a last line without its newline (cut by a kill) is skipped, not read."""
     path = check_readable_file(path)
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if skip_cut and not raw.endswith(b"\n"):
                 continue
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a BOM is not data
-            except UnicodeDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {err.start + 1} of the line)") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            except RecursionError:
-                raise DataError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+            obj = json_object_line(raw, path, lineno)
+            if obj is not None:
+                yield lineno, obj
 
 
 def _string_field(path: Path, lineno: int, row: dict, key: str) -> str:
