@@ -304,6 +304,20 @@ def rows_on_ray(pool: RayPool, todo: list[Problem], per_call: int) -> Iterator[l
     yield from pool.map(make_batches(todo, pool.workers, per_call, MOST_BATCHES_PER_CHUNK))
 
 
+def append_chunks(out, done: dict, advance, pool: RayPool | None, todo: list[Problem], per_call: int,
+                  make_here: Callable[[list[Problem]], list[dict]]) -> None:
+    """The journal loop of eval, sample-pairs and distill: rows for `todo`, `per_call` problems a
+    chunk, made on the pool's actors (with a pool) or here by `make_here(chunk)`; each row is
+    appended to `out` (a `JsonlAppender`) and kept in `done` by id, and `advance` counts them."""
+    chunks = (rows_on_ray(pool, todo, per_call) if pool else
+              (make_here(todo[i : i + per_call]) for i in range(0, len(todo), per_call)))
+    for rows in chunks:
+        for row in rows:
+            out.write(row)
+            done[row["id"]] = row
+        advance(len(rows))
+
+
 def worker_rows(report: dict, unit: str) -> list[tuple[str, str]]:
     """Summary-table rows: each worker's throughput (per busy second, and the share of that
     time it had a CPU), then the driver's own time.

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from journey.config import DistillConfig
 from journey.runtime.cards import CARD, write_card
-from journey.runtime.distributed import ChunkJob, ray_pool, rows_on_ray
+from journey.runtime.distributed import ChunkJob, append_chunks, ray_pool
 from journey.runtime.io import (
     DataError,
     JsonlAppender,
@@ -348,12 +348,7 @@ def run_distill(cfg: DistillConfig) -> dict:
         with JsonlAppender(journal, kept=None if cfg.overwrite else done) as out, \
                 progress_bar("distill", len(problems), "problems") as advance:
             advance(resumed)
-            for rows in (rows_on_ray(pool, todo, per_call) if pool else
-                         (make_rows(task, policy, todo[i : i + per_call]) for i in range(0, len(todo), per_call))):
-                for row in rows:
-                    out.write(row)
-                    done[row["id"]] = row
-                advance(len(rows))
+            append_chunks(out, done, advance, pool, todo, per_call, partial(make_rows, task, policy))
         records = [done[p.id] for p in problems]
         stats = summarize(records, resumed, time.perf_counter() - started)
         if pool:

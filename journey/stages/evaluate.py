@@ -37,7 +37,7 @@ from journey.config import GenerateConfig, SamplePairsConfig
 from journey.longthought.render import REFLECTION_WORDS, count_reflection_words
 from journey.models.base import Policy, Prefix, Proposal, SamplingConfig
 from journey.models.registry import load_policy
-from journey.runtime.distributed import ChunkJob, ray_pool, rows_on_ray
+from journey.runtime.distributed import ChunkJob, append_chunks, ray_pool
 from journey.runtime.io import (
     JsonlAppender,
     check_output,
@@ -111,12 +111,7 @@ def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
             journal.unlink(missing_ok=True)
         with JsonlAppender(journal, kept=None if cfg.overwrite else done) as out, progress_bar(label, len(problems), "problems") as advance:
             advance(len(problems) - len(todo))
-            for rows in (rows_on_ray(pool, todo, per_call) if pool else
-                         (make_rows(task, policy, todo[i : i + per_call]) for i in range(0, len(todo), per_call))):
-                for row in rows:
-                    out.write(row)
-                    done[row["id"]] = row
-                advance(len(rows))
+            append_chunks(out, done, advance, pool, todo, per_call, partial(make_rows, task, policy))
         if pool and ray_report is not None:
             ray_report.update(pool.report())
     return [done[p.id] for p in problems]
