@@ -547,6 +547,10 @@ PRMLoop = Literal[PRM_LOOPS]
 SFTData = Literal["journey", "shortcut"]
 
 
+# Where selfplay's derive defaults differ from derive-longthought's: a tiny model learns the
+# concise reflections in far fewer steps.
+SELFPLAY_DERIVE_DEFAULTS = {"style": "concise"}
+
 # What selfplay sets itself in each round's stage configs: not options of their own under selfplay.
 # Every other field of BuildTreeConfig, DeriveConfig and TrainConfig is a selfplay option too.
 SELFPLAY_SETS = {
@@ -594,7 +598,7 @@ class SelfplayConfig:
     test_limit: int | None = opt("Only the first N test problems.", None)
     seed: int = opt("Run seed (round r uses seed + r for its trees, data and training).", 0)
     tree: dict = opt("build-tree options for every round's trees (see SELFPLAY_SETS).", factory=dict, cli=False)
-    derive: dict = opt("derive-longthought options.", factory=lambda: {"style": "concise"}, cli=False)
+    derive: dict = opt("derive-longthought options (over SELFPLAY_DERIVE_DEFAULTS).", factory=dict, cli=False)
     train: dict = opt("train options for the SFT, DPO and PRM trainings (those each stage takes).", factory=dict, cli=False)
 
     def __post_init__(self):
@@ -614,7 +618,7 @@ class SelfplayConfig:
             raise ValueError(f"--sft-data must be journey or shortcut, got {self.sft_data!r}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"--max-steps must be > 0, or -1 to train by epochs; got {self.max_steps}")
-        self.derive = {"style": "concise", **self.derive}
+        self.derive = {**SELFPLAY_DERIVE_DEFAULTS, **self.derive}
         for part, options in (("tree", self.tree), ("derive", self.derive), ("train", self.train)):
             taken = set(options) & set(SELFPLAY_SETS[part])
             if taken:

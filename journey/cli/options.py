@@ -100,8 +100,7 @@ def command(*sections: Section | type, extra: list[inspect.Parameter] = ()) -> C
     routed, params = [], []
     for section in sections:
         for param, tp in section_parameters(section, taken):
-            if any(param.name == p.name for p in params):
-                continue  # an earlier section has this name (its meaning wins)
+            assert all(param.name != p.name for p in params), f"two sections give {param.name}: skip one"
             params.append(param)
             routed.append((param.name, section.key, tp))
     params += list(extra)

@@ -13,7 +13,14 @@ from rich.table import Table
 
 from journey.cli.app import console, summary_table, user_errors
 from journey.cli.options import Section, command, make
-from journey.config import SELFPLAY_SETS, BuildTreeConfig, DeriveConfig, SelfplayConfig, TrainConfig
+from journey.config import (
+    SELFPLAY_DERIVE_DEFAULTS,
+    SELFPLAY_SETS,
+    BuildTreeConfig,
+    DeriveConfig,
+    SelfplayConfig,
+    TrainConfig,
+)
 
 
 @command(TrainConfig)
@@ -34,12 +41,9 @@ def train(values: dict) -> None:
     ]))
 
 
-SELFPLAY_DEFAULTS = SelfplayConfig.__dataclass_fields__["derive"].default_factory()
-
-
 @command(SelfplayConfig,
          Section(BuildTreeConfig, "tree", skip=SELFPLAY_SETS["tree"]),
-         Section(DeriveConfig, "derive", skip=SELFPLAY_SETS["derive"], defaults=SELFPLAY_DEFAULTS),
+         Section(DeriveConfig, "derive", skip=SELFPLAY_SETS["derive"], defaults=SELFPLAY_DERIVE_DEFAULTS),
          Section(TrainConfig, "train", skip=SELFPLAY_SETS["train"]))
 def selfplay(values: dict) -> None:
     """Self-play (o1-Coder): each round builds trees with its policy and PRM, derives data, trains the next policy (SFT, DPO) and PRM, and evaluates both.
