@@ -499,9 +499,6 @@ class DistillConfig(RayOptions):
 
     def __post_init__(self):
         self.check_ray()
-        from journey.models.registry import BACKENDS
-        from journey.tasks import TASKS
-
         for name, value in distill_defaults(self.teacher).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -515,13 +512,9 @@ class DistillConfig(RayOptions):
         if self.limit is not None:
             check_at_least(1, limit=self.limit)
         check_sampling_flags(self.temperature, self.top_p)
-        if self.backend not in BACKENDS:
-            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.task not in TASKS:
-            raise ValueError(f"--task must be one of {', '.join(sorted(TASKS))}, got {self.task!r}")
+        check_choices(self)  # --backend, --task
         if not str(self.teacher).strip():
             raise ValueError("--teacher is empty")
-        check_choices(self)
 
 
 @dataclass
