@@ -36,20 +36,13 @@ from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
 from journey.models.base import SamplingConfig
 from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, task_model
-from journey.models.registry import BACKENDS, PRM_BACKENDS, PRMS
+from journey.models.registry import BACKENDS, PRM_BACKENDS, PRMS, check_prm
 from journey.runtime.importers import FORMATS
 from journey.runtime.provenance import model_fingerprint
 from journey.search.build import EXPANDS
 from journey.search.registry import SEARCHES
-from journey.tasks import TASKS
+from journey.tasks import TASKS, check_task
 from journey.tasks.code import CodeConfig
-
-
-def check_task(name) -> None:
-    """ValueError naming the known tasks unless `name` is one (the message `get_task` gives)."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-
 
 # Choice types, from the registries: a new entry there is a new choice here and in the CLI.
 TaskName = Literal[tuple(TASKS)]
@@ -193,8 +186,7 @@ class BuildTreeConfig(RayOptions, CodeOptions):
         if self.prm is None:
             self.prm = TASKS[self.task].own_prm
         self.check_memory()
-        if self.prm not in PRMS:
-            raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
+        check_prm(self.prm)
         if self.prm in PRMS_WITH_MODEL and not self.prm_model:
             raise ValueError(f"--prm {self.prm} needs --prm-model (a PRM checkpoint)")
         check_choices(self)
@@ -429,8 +421,7 @@ class ProblemsConfig:
             if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n <= 0:
                 raise ValueError(f"--n must be > 0, got {self.n}")
             check_fits_memory("n", self.n, ROW_BYTES, "problems")
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; known tasks: {', '.join(sorted(TASKS))}")
+        check_task(self.task)
         keys = (self.question_key, self.answer_key)
         defaults = (ProblemsConfig.question_key, ProblemsConfig.answer_key)
         if self.source is None:
@@ -528,8 +519,7 @@ class EvalPRMConfig:
     task: TaskName | None = opt("Problem domain (default: the one recorded in the trees).", None)
 
     def __post_init__(self):
-        if self.prm not in PRMS:
-            raise ValueError(f"unknown PRM {self.prm!r}; known PRMs: {', '.join(PRMS)}")
+        check_prm(self.prm)
         if self.prm == "verifier":
             raise ValueError("--prm verifier is the reference itself; evaluate another PRM")
         check_choices(self)

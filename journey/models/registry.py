@@ -198,6 +198,12 @@ MODEL_PRMS = ("token", "qwen", "judge")
 PRM_BACKENDS = ("transformers", "vllm")  # vllm: --prm qwen through vLLM's pooling runner
 
 
+def check_prm(name) -> None:
+    """ValueError naming the known PRMs unless `name` is one."""
+    if name not in PRMS:
+        raise ValueError(f"unknown PRM {name!r}; known PRMs: {', '.join(PRMS)}")
+
+
 def build_prm(name: str, task: Task, policy: Policy | None = None, model: str | None = None,
               rollouts: int = 4, device: str | None = None, depth: int | None = None,
               rollout_tokens: int | None = None, batch_tokens: int | None = None,
@@ -211,8 +217,7 @@ def build_prm(name: str, task: Task, policy: Policy | None = None, model: str | 
     most `batch_tokens` tokens, refused up front if it does not fit there; with `backend` vllm
     a qwen PRM runs on vLLM's pooling runner with `gpu_memory_utilization` of its GPU.
     """
-    if name not in PRMS:
-        raise ValueError(f"unknown PRM {name!r}; known PRMs: {', '.join(PRMS)}")
+    check_prm(name)
     if backend != "transformers" and name not in MODEL_PRMS:
         raise ValueError(f"--prm-backend {backend} is for a PRM model (--prm qwen), not --prm {name}")
     extra = {}

@@ -8,11 +8,16 @@ from journey.tasks.math import MathTask
 TASKS: dict[str, type[Task]] = {"arith": ArithTask, "math": MathTask, "code": CodeTask}
 
 
+def check_task(name) -> None:
+    """ValueError naming the known tasks unless `name` is one."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+
+
 def get_task(name: str, code=None) -> Task:
     """The task called `name` (ValueError naming the known ones otherwise). `code`, a
     `journey.config.CodeConfig`, sets up the code task (reward alpha, sandbox); others ignore it."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    check_task(name)
     return CodeTask(code) if name == "code" and code is not None else TASKS[name]()
 
 
@@ -22,4 +27,4 @@ def task_of(cfg) -> Task:
     return get_task(cfg.task, cfg.code_config() if hasattr(cfg, "code_config") else None)
 
 
-__all__ = ["TASKS", "Problem", "StepCheck", "Task", "get_task", "task_of"]
+__all__ = ["TASKS", "Problem", "StepCheck", "Task", "check_task", "get_task", "task_of"]
