@@ -37,6 +37,7 @@ from journey.longthought.render import STYLES
 from journey.models.base import SamplingConfig
 from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, task_model
 from journey.models.registry import BACKENDS, PRM_BACKENDS, PRMS, check_prm
+from journey.models.rewards import ALPHA_SCHEDULES, REWARDS
 from journey.runtime.importers import FORMATS
 from journey.runtime.provenance import model_fingerprint
 from journey.search.build import EXPANDS
@@ -272,32 +273,85 @@ class DeriveConfig:
         check_choices(self)
 
 
-Stage = Literal["sft", "dpo", "prm"]
-STAGES = ("sft", "dpo", "prm")
-# TRL's defaults for SFT and DPO; tiny models want far more (see recipes). PRM: a new head.
-DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6, "prm": 1e-4}
+STAGES = ("sft", "dpo", "prm", "rl")
+Stage = Literal[STAGES]
+# TRL's defaults for SFT, DPO and GRPO; tiny models want far more (see recipes). PRM: a new head.
+DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6, "prm": 1e-4, "rl": 1e-6}
+DEFAULT_BETA = {"dpo": 0.1, "rl": 0.04}  # DPO's TRL default; RL: a KL to the start model, as R1-style runs
 OBJECTIVES = ("pointwise", "pairwise")
 Objective = Literal[OBJECTIVES]
+RewardName = Literal[REWARDS]
+AlphaSchedule = Literal[ALPHA_SCHEDULES]
+
+
+@dataclass(kw_only=True)
+class RLOptions(CodeOptions):
+    """`train --stage rl`: o1-Coder's step 5 on TRL's GRPOTrainer (journey.stages.train_rl). --data
+    is a problems file; each step samples --group-size completions per problem and rewards each with
+    phi(R, r_1..m) = alpha(t) * R + (1 - alpha(t)) * (1/m) * sum_j gamma^j * r_j (journey.models.rewards):
+    R the task's outcome, r_j the PRM's score of step j. Other stages refuse these flags."""
+
+    task: TaskName = opt("RL: problem domain of --data (its answer check, or the code sandbox, gives the outcome reward R).", "arith")
+    prm: PRMName | None = opt("RL: the PRM that gives the process rewards r_j. Default: the task's own (arith: verifier, math: rollout, code: tests).", None)
+    prm_model: str | None = opt("RL: the PRM checkpoint, for --prm trained, token or qwen.", None)
+    rollouts: int = opt("RL: rollouts per step for --prm rollout or tests.", 4)
+    reward: RewardName = opt("RL: phi (o1-Coder's alpha(t) * R + (1 - alpha(t)) * mean_j gamma^j * r_j), outcome (R alone) or process (the mean alone).", "phi")
+    alpha_schedule: AlphaSchedule = opt("RL: how alpha moves from --alpha-start to --alpha-end over training, t = step / steps: constant, linear (start + (end - start) * t) or log (start + (end - start) * ln(1 + (e - 1) * t)).", "linear")
+    alpha_start: float = opt("RL: alpha, the outcome's weight in phi, at the first step.", 1.0)
+    alpha_end: float = opt("RL: alpha at the last step.", 0.5)
+    gamma: float = opt("RL: gamma in (0, 1], the discount of step j's process reward (gamma^j).", 1.0)
+    group_size: int = opt("RL: completions sampled per problem (GRPO's group; --batch-size counts completions and must be a multiple of it).", 4)
+    max_new_tokens: int = opt("RL: longest completion, in tokens.", 256)
+    temperature: float = opt("RL: sampling temperature of the completions.", 1.0)
+    save_steps: int = opt("RL: save a checkpoint to resume from every N steps (in OUT.partial/ until the run ends).", 10)
+
+    def check_rl(self, stage: str) -> None:
+        """The RL options checked; for another stage, refused when given (they would do nothing)."""
+        own = [f for f in fields(RLOptions)]
+        if stage != "rl":
+            given = [f.name for f in own if getattr(self, f.name) != f.default]
+            if given:
+                raise ValueError(f"{flag(given[0])} is for --stage rl")
+            return
+        check_task(self.task)
+        self.code_config()  # checks --code-alpha
+        if self.prm is None:
+            from journey.tasks import TASKS
+
+            self.prm = TASKS[self.task].own_prm
+        check_prm(self.prm)
+        if self.prm in PRMS_WITH_MODEL and not self.prm_model:
+            raise ValueError(f"--prm {self.prm} needs --prm-model (a checkpoint folder)")
+        for name in ("alpha_start", "alpha_end"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{flag(name)} must be in [0, 1], got {getattr(self, name)}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"--gamma must be in (0, 1], got {self.gamma}")
+        check_at_least(1, rollouts=self.rollouts, max_new_tokens=self.max_new_tokens, save_steps=self.save_steps)
+        check_at_least(2, group_size=self.group_size)  # one completion has no group to compare with
+        check_sampling_flags(self.temperature, 1.0)
+        if self.temperature == 0:
+            raise ValueError("--temperature 0 samples one completion per group; RL needs > 0")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RLOptions):
     """Everything `train` needs. Its fields are the command's flags."""
 
-    stage: Stage = opt("'sft' (TRL SFTTrainer, loss on the answer only), 'dpo' (TRL DPOTrainer) or 'prm' (a process reward model: see --objective).")
-    data: list[Path] = opt("Data file(s), comma-separated: SFT {messages}, DPO {prompt, chosen, rejected}, or PRM rows (prm_steps.jsonl / prm_pairs.jsonl).")
+    stage: Stage = opt("'sft' (TRL SFTTrainer, loss on the answer only), 'dpo' (TRL DPOTrainer), 'prm' (a process reward model: see --objective) or 'rl' (TRL GRPOTrainer with o1-Coder's process + outcome reward: see --reward).")
+    data: list[Path] = opt("Data file(s), comma-separated: SFT {messages}, DPO {prompt, chosen, rejected}, PRM rows (prm_steps.jsonl / prm_pairs.jsonl), or RL problems (id, question, answer).")
     out: Path = opt("Folder for the trained checkpoint (HF format).")
     model: str = opt("Starting model: 'embedded', a checkpoint folder, or a hub id.", EMBEDDED_NAME)
     epochs: float = opt("Passes over the data.", 1.0)
     lr: float | None = opt("Learning rate (default: TRL's, 2e-5 for SFT and 1e-6 for DPO; 1e-4 for a PRM).", None)
-    batch_size: int = opt("Rows per device per step.", 8)
+    batch_size: int = opt("Rows per device per step (RL: completions, --group-size per problem).", 8)
     grad_accum: int = opt("Gradient accumulation steps.", 1)
     max_length: int = opt("Longest tokenized row; longer rows are truncated.", 1024)
     max_steps: int = opt("Stop after this many steps (overrides --epochs when > 0).", -1)
     lora: bool = opt("Train LoRA adapters (peft), merged into the saved checkpoint.", False)
     lora_r: int = opt("--lora: the adapters' rank.", 16)
     mask_wrong_steps: bool = opt("SFT: no loss on the wrong steps of journey rows (their mask_spans), only on reflections and corrections.", False)
-    beta: float = opt("DPO: strength of the KL penalty.", 0.1)
+    beta: float | None = opt("DPO: strength of the KL penalty (default 0.1); RL: the KL coefficient to the start model (default 0.04).", None)
     loss_type: str = opt("DPO: TRL loss type (sigmoid, ipo, hinge, ...).", "sigmoid")
     objective: Objective = opt("PRM: pointwise (cross-entropy at every step end, prm_steps.jsonl) or pairwise (Bradley-Terry on sibling steps, prm_pairs.jsonl).", "pointwise")
     seed: int = opt("Training seed.", 0)
@@ -313,8 +367,18 @@ class TrainConfig:
             raise ValueError("--lora is for --stage sft or dpo (a PRM trains its new head and body together)")
         if not self.data:
             raise ValueError("--data: give at least one file")
-        check_positive(epochs=self.epochs, beta=self.beta)
+        self.check_rl(self.stage)
+        if self.beta is None:
+            self.beta = DEFAULT_BETA.get(self.stage, DEFAULT_BETA["dpo"])
+        check_positive(epochs=self.epochs)
+        if self.stage == "rl":
+            check_at_least(0, beta=self.beta)  # 0: no KL term, no reference model (TRL's default)
+        else:
+            check_positive(beta=self.beta)
         check_at_least(1, batch_size=self.batch_size, grad_accum=self.grad_accum, lora_r=self.lora_r)
+        if self.stage == "rl" and self.batch_size % self.group_size:
+            raise ValueError(f"--batch-size {self.batch_size} must be a multiple of --group-size {self.group_size} "
+                             "(RL: the completions of a step are whole groups)")
         check_at_least(8, max_length=self.max_length)
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"--max-steps must be > 0, or -1 to train by --epochs; got {self.max_steps}")
@@ -541,7 +605,9 @@ SELFPLAY_SETS = {
              "batch_size", "ray", "ray_address", "workers", "gpus_per_worker"),
     "derive": ("trees", "out_dir", "seed", "task"),
     "train": ("stage", "data", "out", "model", "epochs", "lr", "batch_size", "max_steps", "seed",
-              "overwrite", "objective", "extra"),
+              "overwrite", "objective", "extra",
+              # RL (--policy-update rl): the round's task, PRM and code options, and the trees' sampling
+              "task", "prm", "prm_model", "rollouts", "code_alpha", "unsafe_no_sandbox", "temperature"),
 }
 
 
@@ -621,8 +687,9 @@ class SelfplayConfig:
     def train_options(self, stage: str) -> dict:
         """The `train` options the trainings of `stage` take (LoRA: SFT and DPO; masking: SFT;
         beta and loss type: DPO; all: batch size, length, accumulation)."""
-        only = {"lora": ("sft", "dpo"), "lora_r": ("sft", "dpo"), "mask_wrong_steps": ("sft",),
-                "beta": ("dpo",), "loss_type": ("dpo",)}
+        only = {"lora": ("sft", "dpo", "rl"), "lora_r": ("sft", "dpo", "rl"), "mask_wrong_steps": ("sft",),
+                "beta": ("dpo", "rl"), "loss_type": ("dpo",),
+                **{f.name: ("rl",) for f in fields(RLOptions)}}
         return {k: v for k, v in self.train.items() if stage in only.get(k, (stage,))}
 
     def record(self) -> dict:

@@ -73,7 +73,9 @@ def parameter(f, tp, default, taken: set[str]) -> inspect.Parameter:
 def section_parameters(section: Section, taken: set[str]) -> list[tuple[inspect.Parameter, type]]:
     hints = get_type_hints(section.cls)
     out = []
-    for f in fields(section.cls):
+    # The stage's own options first, then those of its option groups (RayOptions, CodeOptions,
+    # RLOptions: keyword-only mixins, whose fields a dataclass puts first).
+    for f in sorted(fields(section.cls), key=lambda f: bool(f.kw_only)):
         if not f.metadata.get("cli", False) or f.name in section.skip:
             continue
         default = section.defaults.get(f.name, f.default)

@@ -26,19 +26,24 @@ from journey.config import (
 @command(TrainConfig)
 def train(values: dict) -> None:
     """Fine-tune with TRL (SFT on long thoughts or shortcuts, DPO on preference pairs), or train a PRM."""
-    from journey.stages.train import run_train
+    from journey.stages.train import interrupted_note, run_train
 
     cfg = make(TrainConfig, values)
-    with user_errors(lambda: f"the unfinished checkpoint was removed; {cfg.out} is as it was"):
+    with user_errors(lambda: interrupted_note(cfg)):
         record = run_train(cfg)
     curve = record["loss_curve"]
+    rows = [("rows" if cfg.stage != "rl" else "problems", f"{record['rows']:,}"),
+            ("steps", f"{record['steps']:,}" + (f" (resumed at {record['resumed_from_step']})"
+                                                if record.get("resumed_from_step") else "")),
+            ("loss: first -> last", f"{curve[0]['loss']:.4f} -> {curve[-1]['loss']:.4f}" if curve else "-")]
+    if cfg.stage == "rl":
+        rewards = record["reward_curve"]
+        ends = lambda key: " -> ".join(f"{c[key]:.3f}" for c in (rewards[0], rewards[-1]))  # noqa: E731
+        rows += [("reward (phi): first -> last", ends("reward") if rewards else "-"),
+                 ("outcome R: first -> last", ends("outcome") if rewards else "-")]
+    files = "checkpoint, train.json, loss.png" + (", reward.png" if cfg.stage == "rl" else "")
     console.print(summary_table(f"train --stage {cfg.stage} -> {cfg.out}", [
-        ("rows", f"{record['rows']:,}"),
-        ("steps", f"{record['steps']:,}"),
-        ("loss: first -> last", f"{curve[0]['loss']:.4f} -> {curve[-1]['loss']:.4f}" if curve else "-"),
-        ("time", f"{record['seconds']:,.1f} s"),
-        ("files", f"{cfg.out}/ (checkpoint, train.json, loss.png)"),
-    ]))
+        *rows, ("time", f"{record['seconds']:,.1f} s"), ("files", f"{cfg.out}/ ({files})")]))
 
 
 @command(SelfplayConfig,

@@ -1,7 +1,8 @@
-"""The `train` stage: thin wrappers on TRL's SFTTrainer and DPOTrainer.
+"""The `train` stage: thin wrappers on TRL's SFTTrainer, DPOTrainer and (RL) GRPOTrainer.
 
     journey train --stage sft --data data/sft_journey.jsonl --model embedded --out ckpt/journey
     journey train --stage dpo --data data/dpo_pairs.jsonl --model ckpt/journey --out ckpt/dpo
+    journey train --stage rl --data train.jsonl --model ckpt/journey --out ckpt/rl   # journey.stages.train_rl
 
 SFT rows are `{"messages": [...]}`; they are handed to TRL as conversational prompt-completion
 rows (prompt = every message but the last, completion = the last assistant message), so the
@@ -46,6 +47,14 @@ from journey.runtime.io import (
 from journey.runtime.progress import progress_bar
 from journey.runtime.provenance import provenance
 from journey.stages.train_prm import check_prm_row
+from journey.stages.train_rl import (
+    RUN_RECORD,
+    checkpoints,
+    load_rl_problems,
+    plot_rewards,
+    reward_curve,
+    train_rl,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,18 +187,16 @@ def trl_args(cfg: TrainConfig, output_dir: Path):
     return DPOConfig(**common, beta=cfg.beta, loss_type=[cfg.loss_type], **cfg.extra)
 
 
-def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path):
+def tokenizer_and_peft(cfg: TrainConfig):
+    """The start model's tokenizer (pad = eos when it has no pad token) and the LoRA config
+    (None without --lora)."""
     import datasets
-    from datasets import Dataset
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
-    from trl import DPOTrainer, SFTTrainer
 
     datasets.disable_progress_bars()  # one bar for the run is enough
     hf_logging.disable_progress_bar()
-
-    model_path = resolve_model(cfg.model)
-    tok = AutoTokenizer.from_pretrained(model_path)
+    tok = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     peft_config = None
@@ -198,6 +205,15 @@ def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path):
 
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear",
                                  task_type="CAUSAL_LM")
+    return tok, peft_config
+
+
+def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path):
+    from datasets import Dataset
+    from trl import DPOTrainer, SFTTrainer
+
+    model_path = resolve_model(cfg.model)
+    tok, peft_config = tokenizer_and_peft(cfg)
     if cfg.stage == "sft" and cfg.mask_wrong_steps:
         rows = [tokenize_masked(tok, r, cfg.max_length) for r in rows]  # TRL keeps given labels
     else:
@@ -247,7 +263,7 @@ def run_train(cfg: TrainConfig) -> dict:
     A `OUT.partial/` left by a killed run is removed first, with a message; a failed or
     interrupted run removes its own.
     """
-    rows = load_rows(cfg.stage, cfg.data, cfg.objective)
+    rows = load_rl_problems(cfg.data) if cfg.stage == "rl" else load_rows(cfg.stage, cfg.data, cfg.objective)
     check_model_path(cfg.model)
     out = check_output(Path(cfg.out), folder=True,
                        inputs={"--model": cfg.model, **{f"--data {p}": p for p in cfg.data}})
@@ -259,11 +275,11 @@ def run_train(cfg: TrainConfig) -> dict:
         if data and not (out / "config.json").is_file():
             raise DataError(f"--out {out}: the folder holds data files ({', '.join(data[:3])}), not a checkpoint; "
                             "--overwrite replaces only an earlier checkpoint: pick another folder")
-        partial = out.with_name(out.name + ".partial")
-        if partial.exists():
+        partial = partial_folder(out)
+        if partial.exists() and not (cfg.stage == "rl" and checkpoints(partial)):  # RL resumes from it
             log.warning("removed %s left by an interrupted run", partial)
             shutil.rmtree(partial)
-        partial.mkdir(parents=True)
+        partial.mkdir(parents=True, exist_ok=True)
         try:
             record = train_into(cfg, rows, partial)
             replace_folder(partial, out)
@@ -275,16 +291,41 @@ def run_train(cfg: TrainConfig) -> dict:
             if type(err).__name__ == "SafetensorError":  # safetensors' own error for a failed write
                 raise DataError(f"--out {out}: cannot write the checkpoint ({err})") from None
             raise
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
+        except BaseException:  # interrupted: RL keeps its checkpoints to resume from
+            if not (cfg.stage == "rl" and checkpoints(partial)):
+                shutil.rmtree(partial, ignore_errors=True)
             raise
     return record
+
+
+def partial_folder(out: Path) -> Path:
+    """Where a run on `out` trains: OUT.partial/, renamed to OUT/ once the model is saved."""
+    return out.with_name(out.name + ".partial")
+
+
+def interrupted_note(cfg: TrainConfig) -> str:
+    """What an interrupted `train` kept (for the one line it prints)."""
+    partial = partial_folder(Path(cfg.out))
+    if cfg.stage == "rl" and checkpoints(partial):
+        return (f"{cfg.out} is as it was; the run's checkpoints are in {partial}/ — rerun the same "
+                "command to resume from the last one")
+    return f"the unfinished checkpoint was removed; {cfg.out} is as it was"
 
 
 def train_into(cfg: TrainConfig, rows: list[dict], folder: Path) -> dict:
     """Train and save the checkpoint, train.json and loss.png into `folder`."""
     t0 = time.perf_counter()
-    if cfg.stage == "prm":
+    data = {str(p): sha256(p) for p in cfg.data}
+    extra: dict = {}
+    if cfg.stage == "rl":
+        tok, peft_config = tokenizer_and_peft(cfg)
+        trainer, result, resumed = train_rl(cfg, rows, folder, tok, peft_config, [RichProgress("train rl")], data)
+        save_policy(trainer, folder, cfg)
+        curve = reward_curve(trainer.state.log_history)
+        extra = {"resumed_from_step": resumed, "reward_curve": curve}
+        plot_rewards(curve, folder / "reward.png", f"rl ({cfg.reward}, prm {cfg.prm}) on "
+                     f"{', '.join(p.name for p in cfg.data)}")
+    elif cfg.stage == "prm":
         from journey.stages.train_prm import build_prm_trainer, save_prm
 
         trainer, delimiter = build_prm_trainer(cfg, rows, folder / "trainer", [RichProgress("train prm")])
@@ -294,27 +335,34 @@ def train_into(cfg: TrainConfig, rows: list[dict], folder: Path) -> dict:
     else:
         trainer = build_trainer(cfg, rows, folder / "trainer")
         result = trainer.train()
-        model = trainer.model
-        if cfg.lora:
-            model = model.merge_and_unload()
-        model.save_pretrained(folder)
-        trainer.processing_class.save_pretrained(folder)
+        save_policy(trainer, folder, cfg)
     shutil.rmtree(folder / "trainer", ignore_errors=True)
+    (folder / RUN_RECORD).unlink(missing_ok=True)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     record = provenance(
         f"train --stage {cfg.stage}",
         {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items() if k != "data"},
-        data={str(p): sha256(p) for p in cfg.data},
+        data=data,
         base_model=cfg.model,
         rows=len(rows),
         steps=trainer.state.global_step,
         train_loss=result.training_loss,
         seconds=round(time.perf_counter() - t0, 1),
         loss_curve=losses,
+        **extra,
     )
     write_text_atomic(folder / "train.json", json.dumps(record, indent=2, default=str) + "\n")
     plot_losses(losses, folder / "loss.png", f"{cfg.stage} on {', '.join(p.name for p in cfg.data)}")
     return record
+
+
+def save_policy(trainer, folder: Path, cfg: TrainConfig) -> None:
+    """The trained policy as a plain HF checkpoint in `folder` (LoRA adapters merged in)."""
+    model = trainer.model
+    if cfg.lora:
+        model = model.merge_and_unload()
+    model.save_pretrained(folder)
+    trainer.processing_class.save_pretrained(folder)
 
 
 def plot_losses(losses: list[dict], path: Path, title: str) -> None:
