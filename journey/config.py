@@ -592,6 +592,8 @@ class EvalPRMConfig:
 PRM_LOOPS = ("trained", "fixed")
 PRMLoop = Literal[PRM_LOOPS]
 SFTData = Literal["journey", "shortcut"]
+POLICY_UPDATES = ("sft+dpo", "sft+rl", "rl")
+PolicyUpdate = Literal[POLICY_UPDATES]
 
 
 # Where selfplay's derive defaults differ from derive-longthought's: a tiny model learns the
@@ -632,6 +634,8 @@ class SelfplayConfig:
     prm_loop: PRMLoop = opt("Later rounds search with the PRM trained the round before (trained) or keep --prm (fixed).", "trained")
     task: TaskName = opt("Problem domain.", "arith")
     sft_data: SFTData = opt("SFT on the journey or the shortcut rows.", "journey")
+    policy_update: PolicyUpdate = opt("How a round makes the next policy: sft+dpo (SFT on the round's data, then DPO on on-policy pairs), sft+rl (SFT, then RL rewarded by the round's PRM and the task: o1-Coder's step 5) or rl (RL alone, from the round's policy). RL options: see `journey train --help`.", "sft+dpo")
+    rl_lr: float = opt("RL learning rate (--policy-update sft+rl or rl).", 1e-5)
     epochs: float = opt("SFT epochs.", 3.0)
     lr: float = opt("SFT learning rate.", 5e-5)
     dpo_lr: float = opt("DPO learning rate.", 2e-5)
@@ -641,7 +645,7 @@ class SelfplayConfig:
     max_steps: int = opt("Cap every training at this many steps (-1: by epochs).", -1)
     pair_samples: int = opt("sample-pairs: responses per problem.", 8)
     pairs: int = opt("sample-pairs: P pairs per problem.", 5)
-    dpo_problems: int | None = opt("sample-pairs: only the first N train problems.", 100)
+    dpo_problems: int | None = opt("sample-pairs (or RL, one pass): only the first N train problems.", 100)
     eval_samples: int = opt("eval: k samples per test problem (pass@k).", 4)
     limit: int | None = opt("Only the first N train problems.", None)
     test_limit: int | None = opt("Only the first N test problems.", None)
@@ -657,7 +661,7 @@ class SelfplayConfig:
         for name in ("pair_samples", "eval_samples"):
             check_fits_memory(name, getattr(self, name), tokens * TOKEN_BYTES, f"samples of {tokens} tokens")
         check_positive(epochs=self.epochs, lr=self.lr, dpo_lr=self.dpo_lr, prm_epochs=self.prm_epochs,
-                       prm_lr=self.prm_lr)
+                       prm_lr=self.prm_lr, rl_lr=self.rl_lr)
         for name in ("limit", "test_limit", "dpo_problems"):
             if getattr(self, name) is not None:
                 check_at_least(1, **{name: getattr(self, name)})
@@ -677,12 +681,29 @@ class SelfplayConfig:
         DeriveConfig(trees=self.problems, out_dir=self.out_dir, **self.derive)
         TrainConfig("sft", [self.problems], self.out_dir, **self.train_options("sft"))
         check_choices(self)
+        if self.policy_update != "sft+dpo":
+            self.rl_config(self.problems, self.out_dir, self.model, self.prm, self.prm_model, self.seed)
+        else:
+            rl_only = [f.name for f in fields(RLOptions) if self.train.get(f.name, f.default) != f.default]
+            if rl_only:
+                raise ValueError(f"{flag(rl_only[0])} is for --policy-update sft+rl or rl")
 
     def tree_config(self, problems: Path, out: Path, model: str, prm: str, prm_model: str | None, seed: int,
                     **overrides) -> BuildTreeConfig:
         """A round's build-tree config: the loop's settings, then the `tree` options."""
         return BuildTreeConfig(problems=problems, out=out, model=model, task=self.task, prm=prm,
                                prm_model=prm_model, seed=seed, **{**self.tree, **overrides})
+
+    def rl_config(self, problems: Path, out: Path, model: str, prm: str, prm_model: str | None, seed: int,
+                  **common) -> TrainConfig:
+        """A round's RL config: the round's policy and PRM, the task and the trees' code options
+        and sampling temperature, one pass over `problems`, then the `train` options."""
+        tree = self.tree_config(problems, out, model, prm, prm_model, seed)
+        return TrainConfig("rl", [problems], out, model=model, task=self.task, prm=prm, prm_model=prm_model,
+                           rollouts=tree.rollouts, code_alpha=tree.code_alpha,
+                           unsafe_no_sandbox=tree.unsafe_no_sandbox, temperature=tree.temperature or 1.0,
+                           epochs=1.0, lr=self.rl_lr, batch_size=self.batch_size, max_steps=self.max_steps,
+                           seed=seed, **common, **self.train_options("rl"))
 
     def train_options(self, stage: str) -> dict:
         """The `train` options the trainings of `stage` take (LoRA: SFT and DPO; masking: SFT;

@@ -229,3 +229,56 @@ def test_other_flags_start_over(tmp_path, caplog):
     record = run_train(TrainConfig("rl", [problems], out, max_steps=1, **{**TINY, "gamma": 0.9}))
     assert record["resumed_from_step"] is None and record["steps"] == 1
     assert "made with other flags or data; starting over" in caplog.text
+
+
+# ---------------------------------------------------------------- selfplay --policy-update
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gamma", "0.5"], "--gamma is for --policy-update sft+rl or rl"),
+    (["--policy-update", "sft+rl", "--group-size", "3"], "--batch-size 16 must be a multiple of --group-size 3"),
+    (["--policy-update", "rl", "--rl-lr", "0"], "--rl-lr must be > 0"),
+    (["--policy-update", "ppo"], "--policy-update must be one of sft+dpo, sft+rl, rl"),
+])
+def test_selfplay_rl_flags_refused(tmp_path, args, message):
+    train = write_problems(tmp_path / "train.jsonl", n=2)
+    result = run("selfplay", "--problems", train, "--test", train, "--out-dir", tmp_path / "sp", *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "sp").exists()
+
+
+@pytest.mark.slow
+def test_selfplay_round_with_rl(tmp_path):
+    """--policy-update sft+rl: the round's SFT model is trained by RL with the round's PRM."""
+    train, test = write_problems(tmp_path / "train.jsonl", n=4, seed=3), write_problems(tmp_path / "test.jsonl", n=2, seed=9)
+    out = tmp_path / "sp"
+    result = run("selfplay", "--problems", train, "--test", test, "--out-dir", out, "--rounds", "1",
+                 "--policy-update", "sft+rl", "--max-steps", "1", "--depth", "5", "--pair-samples", "3",
+                 "--eval-samples", "2", "--batch-size", "4", "--group-size", "2", "--max-new-tokens", "64",
+                 "--dpo-problems", "2")
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "round-0" / "round.json").read_text())
+    assert row["policy_update"] == "sft+rl" and row["dpo_pairs"] == 0 and len(row["rl_reward_first_last"]) == 2
+    rl = json.loads((out / "round-0" / "policy" / "train.json").read_text())
+    assert rl["base_model"] == str(out / "round-0" / "sft") and rl["config"]["prm"] == "verifier"
+    assert rl["rows"] == 2 and not (out / "round-0" / "pairs.jsonl").exists()
+
+
+# ---------------------------------------------------------------- every task
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task, model, prm", [("math", "embedded", "rollout"), ("code", "embedded-code", "tests")])
+def test_rl_on_math_and_code_with_a_rolling_prm(tmp_path, task, model, prm):
+    """One step with α = 0.5 from the first step, so the PRM (rollouts; code: programs run in the
+    sandbox) and the task's outcome both give the reward."""
+    problems = tmp_path / "p.jsonl"
+    assert run("problems", "--task", task, "--n", 2, "--seed", 3, "--out", problems).exit_code == 0
+    out = tmp_path / "rl"
+    record = run_train(TrainConfig("rl", [problems], out, task=task, model=model, max_steps=1, batch_size=4,
+                                   group_size=2, max_new_tokens=160 if task == "code" else 48, rollouts=1,
+                                   alpha_schedule="constant", alpha_start=0.5, save_steps=1))
+    assert record["config"]["prm"] == prm
+    (step,) = record["reward_curve"]
+    assert step["alpha"] == 0.5 and "process" in step and 0 <= step["reward"] <= 1
+    assert (out / "model.safetensors").is_file()

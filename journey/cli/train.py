@@ -68,11 +68,19 @@ def selfplay(values: dict) -> None:
 def selfplay_table(rows: list[dict], out_dir: Path) -> Table:
     k = next((key for key in rows[0] if key.startswith("pass@")), "pass@k") if rows else "pass@k"
     table = Table(title=escape(f"selfplay -> {out_dir}"), title_justify="left")
-    for col in ("round", "trees solved", "steps / tree", "SFT rows", "DPO pairs", "accuracy ± s.e.", k,
+    for col in ("round", "trees solved", "steps / tree", "SFT rows", "policy update", "accuracy ± s.e.", k,
                 "PRM F1 (right / wrong)"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(str(r["round"]), f"{r['trees_solved']} / {r['trees']}", f"{r['steps_generated_per_tree']:.1f}",
-                      str(r["sft_rows"]), str(r["dpo_pairs"]), f"{r['accuracy']:.3f} ± {r['accuracy_se']:.3f}",
+                      str(r["sft_rows"]), policy_update(r), f"{r['accuracy']:.3f} ± {r['accuracy_se']:.3f}",
                       "-" if r.get(k) is None else f"{r[k]:.3f}", f"{r['prm_f1_right']:.3f} / {r['prm_f1_wrong']:.3f}")
     return table
+
+
+def policy_update(row: dict) -> str:
+    """What made the round's next policy: its DPO pairs, or RL's mean reward first -> last."""
+    rl = row.get("rl_reward_first_last")
+    if row.get("policy_update", "sft+dpo") == "sft+dpo":
+        return f"DPO, {row['dpo_pairs']} pairs"
+    return f"RL, φ {rl[0]:.2f} -> {rl[1]:.2f}" if rl else "RL"

@@ -12,7 +12,10 @@ Round r (folder `DIR/round-r/`), with policy_r (round 0: `--model`) and PRM_r (r
    ground truth labels the data, so a PRM never trains on its own verdicts;
 3. `sft/`: SFT of policy_r on the journey (or shortcut) rows;
 4. `pairs.jsonl` + `policy/`: on-policy DPO pairs from the SFT model, then DPO: policy_{r+1}
-   (the SFT model itself when no problem gives a pair);
+   (the SFT model itself when no problem gives a pair). With `--policy-update sft+rl` (o1-Coder's
+   step 5) the SFT model is instead trained by RL (`train --stage rl`: GRPO, rewarded by
+   φ(R, r_1..m) with PRM_r's step scores and the task's outcome) on the first `--dpo-problems`
+   train problems (`rl_problems.jsonl`), one pass; `--policy-update rl` skips the SFT;
 5. `prm/`: a point-wise PRM on the round's `prm_steps.jsonl`, from policy_r's body: PRM_{r+1};
 6. `eval.json` (policy_{r+1} on `--test`) and `prm_eval.json` (PRM_{r+1}'s step verdicts on
    `DIR/test_trees.jsonl`, trees built once on the test problems with the starting policy
@@ -49,6 +52,7 @@ from journey.runtime.io import (
     check_output,
     load_problems,
     output_lock,
+    take_first,
     write_jsonl_atomic,
     write_text_atomic,
 )
@@ -109,11 +113,12 @@ def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str
     train_common = dict(batch_size=cfg.batch_size, max_steps=cfg.max_steps, seed=cfg.seed + r, overwrite=True)
     sft_data = data / f"sft_{cfg.sft_data}.jsonl"
     sft_rows = count_rows(sft_data)
-    next_policy, pair_stats = policy, {"pairs": 0}
-    if sft_rows:  # no tree solved: the policy carries over unchanged
+    next_policy, pair_stats, rl_reward = policy, {"pairs": 0}, None
+    if sft_rows and cfg.policy_update != "rl":  # no tree solved: no SFT
         next_policy = sft = d / "sft"
         train_once(TrainConfig("sft", [sft_data], sft, model=policy, epochs=cfg.epochs, lr=cfg.lr, **train_common,
                                **cfg.train_options("sft")))
+    if cfg.policy_update == "sft+dpo" and sft_rows:
         pairs = d / "pairs.jsonl"
         pair_stats = run_sample_pairs(SamplePairsConfig(
             model=str(sft), problems=cfg.problems, out=pairs, task=cfg.task, samples=cfg.pair_samples,
@@ -122,6 +127,15 @@ def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str
         next_policy = d / "policy"
         train_once(TrainConfig("dpo", [pairs], next_policy, model=str(sft), epochs=1, lr=cfg.dpo_lr, **train_common,
                                **cfg.train_options("dpo")))
+    if cfg.policy_update != "sft+dpo":  # o1-Coder's step 5: RL with the round's PRM
+        rl_problems = d / "rl_problems.jsonl"
+        if not rl_problems.is_file():
+            chosen = take_first(load_problems(cfg.problems), cfg.dpo_problems)
+            write_jsonl_atomic(rl_problems, [p.to_row() for p in chosen])
+        start, next_policy = str(next_policy), d / "policy"
+        train_once(cfg.rl_config(rl_problems, next_policy, start, prm, prm_model, cfg.seed + r, overwrite=True))
+        curve = json.loads((next_policy / "train.json").read_text())["reward_curve"]
+        rl_reward = [curve[0]["reward"], curve[-1]["reward"]] if curve else None
     next_prm = d / "prm"
     train_once(TrainConfig("prm", [data / "prm_steps.jsonl"], next_prm, model=policy, epochs=cfg.prm_epochs,
                            lr=cfg.prm_lr, objective="pointwise", **train_common, **cfg.train_options("prm")))
@@ -133,7 +147,8 @@ def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str
     row = {"round": r, "policy": policy, "prm": prm_model or prm,
            "trees_solved": solved, "trees": tree_stats.trees,
            "steps_generated_per_tree": round(tree_stats.steps_generated / max(tree_stats.trees, 1), 1),
-           "sft_rows": sft_rows, "dpo_pairs": pair_stats["pairs"],
+           "sft_rows": sft_rows, "dpo_pairs": pair_stats["pairs"], "policy_update": cfg.policy_update,
+           "rl_reward_first_last": rl_reward,
            "accuracy": m["accuracy"], "accuracy_se": m["accuracy_se"],
            f"pass@{k}": m.get(f"pass@{k}"), "prm_f1_right": p["right_as_positive"]["f1"],
            "prm_f1_wrong": p["wrong_as_positive"]["f1"], "prm_accuracy": p["accuracy"],
