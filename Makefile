@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: setup demo experiment scale-curve test lint bench clean
+.PHONY: setup demo experiment rl-experiment scale-curve test lint bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,9 @@ demo: setup
 experiment: setup
 	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/part1_experiment.py --out experiment-out
 
+rl-experiment: setup
+	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/rl_experiment.py --out rl-out
+
 scale-curve: setup
 	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/scale_curve.py --out scale-out
 
@@ -35,4 +38,4 @@ bench: setup
 	$(PY) benchmarks/bench_build_tree.py
 
 clean:
-	rm -rf $(DEMO_DIR) experiment-out scale-out .pytest_cache
+	rm -rf $(DEMO_DIR) experiment-out rl-out scale-out .pytest_cache

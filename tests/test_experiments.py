@@ -1,5 +1,6 @@
-"""The experiment scripts' pure parts (examples/part1_experiment.py, examples/scale_curve.py):
-differences with their standard errors, and the curve rows built from per-size results."""
+"""The experiment scripts' pure parts (examples/part1_experiment.py, examples/scale_curve.py,
+examples/rl_experiment.py): differences with their standard errors, the curve rows built from
+per-size results, and the per-seed means of the RL experiment."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 from part1_experiment import difference  # noqa: E402
+from rl_experiment import diff, mean_over_seeds, smooth  # noqa: E402
 from scale_curve import curve_rows, markdown  # noqa: E402
 
 
@@ -52,3 +54,10 @@ def test_markdown_has_a_row_per_size_and_per_size_and_model():
     text = markdown(curve_rows(results), results)
     assert "| 0.87M | 10 | 0.740 ± 0.020 | 0.700 ± 0.020 | 0.500 ± 0.020 | 0.550 ± 0.020 | – | -0.200 ± 0.028 | – |" in text
     assert "| 0.87M | journey | 0.200 ± 0.000 | 0.000 | 0.000 | 4 (0.50) |" in text
+
+
+def test_rl_experiment_means_over_seeds_and_gain_differences():
+    # two seeds at .60 ± .03 and .64 ± .04: mean .62, s.e. sqrt(.03² + .04²) / 2 = .025
+    assert mean_over_seeds([(0.60, 0.03), (0.64, 0.04)]) == pytest.approx((0.62, 0.025))
+    assert diff((0.62, 0.025), (0.50, 0.06)) == {"diff": 0.12, "se": 0.065}
+    assert smooth([0.0, 1.0, 0.5], k=2) == [0.0, 0.5, 0.75]
