@@ -33,20 +33,10 @@ import sys
 import time
 from pathlib import Path
 
+from part1_experiment import journey_cli  # examples/ is on the path when a script here runs
+
 STARTS = ("phase1", "shortcut", "journey", "shaped")
 MECHANISM = ("recovery", "detection", "false_alarm")
-
-
-def journey_cli(*args, log: Path) -> None:
-    """Run one `journey` command; its output goes to the screen and to `log`."""
-    cmd = [sys.executable, "-m", "journey.cli", *map(str, args)]
-    print("$ journey " + " ".join(map(str, args)), flush=True)
-    with log.open("a") as fh:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=fh, text=True)
-        fh.write(proc.stdout)
-    print(proc.stdout, flush=True)
-    if proc.returncode != 0:
-        sys.exit(f"stage failed (exit {proc.returncode}); see {log}")
 
 
 def rate(metrics: dict, key: str = "accuracy") -> tuple[float, float]:
