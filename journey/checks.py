@@ -45,14 +45,16 @@ def check_sampling_flags(temperature: float, top_p: float) -> None:
         raise ValueError(f"--top-p must be in (0, 1], got {top_p}")
 
 
-def opt(help: str, default=MISSING, *, flags: tuple[str, ...] = (), factory=MISSING, cli: bool = True):
+def opt(help: str, default=MISSING, *, flags: tuple[str, ...] = (), factory=MISSING, cli: bool = True,
+        argument: bool = False):
     """A config field that is also a CLI option: its help, and its flag names when they are not
     the field's own (`flags=("--width", "-w")`, `flags=("--from",)`). The field's type and
-    default are the option's; `cli=False` keeps a field off the command line.
+    default are the option's; `cli=False` keeps a field off the command line; `argument=True`
+    makes it a positional argument (`journey models pull smollm2-135m`).
 
         width: int = opt("w: candidate next steps per expanded node.", 4, flags=("--width", "-w"))
     """
-    meta = {"help": help, "flags": flags, "cli": cli}
+    meta = {"help": help, "flags": flags, "cli": cli, "argument": argument}
     if factory is not MISSING:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)

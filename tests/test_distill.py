@@ -25,6 +25,7 @@ from tests.openai_server import make_server
 
 runner = CliRunner()
 arith, math = get_task("arith"), get_task("math")
+boxed_only = get_task("math", answers=("boxed",))
 SOLVED = "2 + 3 = 5\n5 * 4 = 20\nThe answer is 20."
 
 
@@ -47,7 +48,9 @@ def cfg(**kw) -> DistillConfig:
         (math, "So the answer is $\\boxed 20$.", 20, "eos", {}, "kept"),
         (math, "Wait, $\\pi$ and $\\theta$ are Greek, so this is fine: \\boxed{20}", 20, "eos", {}, "kept"),
         (math, "So \\boxed{21}.", 20, "eos", {}, "wrong answer"),
-        (math, "So the answer is 20.", 20, "eos", {}, "missing answer"),
+        (math, "So the answer is 20.", 20, "eos", {}, "kept"),  # --answer-formats: boxed, hash, says
+        (math, "5 * 4 = 20\n\n#### 20", 20, "eos", {}, "kept"),
+        (boxed_only, "So the answer is 20.", 20, "eos", {}, "missing answer"),
         (math, "So \\boxed{20}.\n\nI hope this helps!", 20, "eos", {}, "wrong format"),
     ],
 )
@@ -229,7 +232,7 @@ def test_cli_defaults_are_the_config_defaults():
             if param.name in defaults:
                 assert param.default == defaults[param.name], (name, param.name)
                 checked += 1
-    assert checked == 21  # 17 + --ray, --ray-address, --workers, --gpus-per-worker
+    assert checked == 22  # 17 + --ray, --ray-address, --workers, --gpus-per-worker, --answer-formats
 
 
 @pytest.mark.slow  # a subprocess that loads torch and the teacher: ~40 s on 2 busy cores

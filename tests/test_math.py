@@ -4,14 +4,17 @@ numerals, curation with a count per rule, and threads."""
 import random
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from journey.models.registry import build_prm
 from journey.tasks import get_task
+from journey.tasks.base import Problem
 from journey.tasks.math import (
     CURATION_RULES,
     MathChecker,
+    MathTask,
     Verdict,
     check,
     checker,
@@ -272,3 +275,48 @@ def test_cost_of_checking_1000_typical_answers():
           f"{len(hard)} that need math-verify: before {t_old_h:.2f} s, after {t_new_h:.2f} s; "
           f"a round trip to the worker: {1000 * trip:.2f} ms")
     assert old == new and old_h == new_h  # the same verdicts
+
+
+@pytest.mark.parametrize(
+    "text, formats, answer",
+    [
+        ("so \\boxed{\\frac{1}{2}}.", ("boxed", "hash", "says"), "\\frac{1}{2}"),
+        ("48 / 2 = 24\n#### 1,000", ("boxed", "hash", "says"), "1,000"),
+        ("So the answer is 20.", ("boxed", "hash", "says"), "20"),
+        ("The final answer is: $\\frac{1}{2}$.", ("boxed", "hash", "says"), "\\frac{1}{2}"),
+        ("The answer is 3.5 km. Done", ("boxed", "hash", "says"), "3.5 km"),
+        ("#### 90\nThe answer is 4.", ("boxed", "hash", "says"), "90"),  # the first format found wins
+        ("#### 90\nThe answer is 4.", ("says", "hash"), "4"),
+        ("\\boxed{3} #### 4", ("hash",), "4"),
+        ("So the answer is 20.", ("boxed",), None),  # only \boxed{}, as before
+        ("no answer here", ("boxed", "hash", "says"), None),
+    ],
+)
+def test_answer_formats_in_order(text, formats, answer):
+    task = MathTask(formats)
+    assert task.extract_answer(text) == answer
+    assert task.is_terminal(text) == (answer is not None)
+
+
+def test_answer_formats_flag_is_checked():
+    from journey.config import EvalConfig
+
+    cfg = EvalConfig(model="embedded", problems=Path("p.jsonl"), task="math", answer_formats="hash, says")
+    assert cfg.answer_order() == ("hash", "says")
+    for bad in ("boxed,latex", "", "hash,hash"):
+        with pytest.raises(ValueError, match="^--answer-formats takes a comma-separated order of boxed, hash, says"):
+            EvalConfig(model="embedded", problems=Path("p.jsonl"), task="math", answer_formats=bad)
+    assert get_task("math", answers=("says",)).extract_answer("#### 4") is None
+
+
+def test_eval_counts_the_answers_it_could_read():
+    """SmolLM2 writes "#### N": read with the default formats, missed with boxed only (and said so)."""
+    from journey.models.base import Proposal
+    from journey.stages.evaluate import score
+
+    problems = [Problem("a", "1 + 2", "3"), Problem("b", "2 * 3", "6")]
+    greedy = [Proposal("1 + 2 = 3\n\n#### 3", 9, -1.0, "eos"), Proposal("2 * 3 = 5", 5, -1.0, "eos")]
+    m, _ = score(MathTask(), problems, greedy, None)
+    assert (m["accuracy"], m["answers_extracted"]) == (0.5, 0.5)
+    m, _ = score(MathTask(("boxed",)), problems, greedy, None)
+    assert (m["accuracy"], m["answers_extracted"]) == (0.0, 0.0)

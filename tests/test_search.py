@@ -238,7 +238,7 @@ class ScriptedPRM(PRM):
     def __init__(self, scores):
         self.scores = scores
 
-    def score(self, questions, paths, answers=None):
+    def score(self, questions, paths, answers=None, ended=None):
         return self.scores[: len(paths)]
 
 

@@ -72,6 +72,7 @@ def distill(values: dict, show_prompt: bool = False) -> None:
     rows = [("problems", f"{s['problems']:,} ({s['problems_resumed']:,} already done)"),
             ("samples kept", f"{s['kept']:,} / {s['samples']:,} ({s['kept'] / total:.1%})")]
     rows += [(f"dropped: {reason}", f"{n:,} ({n / total:.1%})") for reason, n in s["dropped"].items()]
+    rows.append(("answers extracted", f"{s['answers_extracted']:,} / {s['samples']:,} ({s['answers_extracted'] / total:.1%})"))
     if cfg.reformat:
         r = s["reformat"]
         rows.append(("reformats kept / tried", f"{r['kept']:,} / {r['tried']:,}"))

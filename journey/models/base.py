@@ -123,6 +123,29 @@ def token_batches(lengths: list[int], budget: int) -> list[list[int]]:
     return batches
 
 
+BOUNDARY_PROBE = "A"  # what follows a prompt in running text: the next step's first letter
+
+
+def boundary_ids(tokenizer, text: str) -> list[int]:
+    """The ids of `text` as they occur when text follows it, so a prompt never ends inside a token.
+
+    A BPE tokenizer merges a prompt's trailing step delimiter into a token that running text
+    never has there: SmolLM2 makes "5\n\n" alone [37, 1116] ('\n\n' one token) but
+    "5\n\nStep" [37, 198, 198, 3512], and a model sampled after 1116 continues from a context it
+    never saw (what token healing mends). So `text` is tokenized with a letter after it and the
+    tokens that end within `text` are kept; if one straddles the end (the letter merged into it),
+    `text` is tokenized alone. A character-level tokenizer gives the same ids either way.
+    """
+    try:
+        enc = tokenizer(text + BOUNDARY_PROBE, add_special_tokens=False, return_offsets_mapping=True)
+    except NotImplementedError:  # a slow (Python) tokenizer has no offsets
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    kept = [i for i, (_, end) in zip(enc["input_ids"], enc["offset_mapping"]) if end <= len(text)]
+    if tokenizer.decode(kept) == text:
+        return kept
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def row_seed(seed: int, j: int) -> int:
     """The seed of candidate `j` of a prefix seeded `seed` (a fixed mix, stable across runs)."""
     return (seed * 1_000_003 + j * 7_919 + 12_345) % (2**63 - 1)
@@ -137,7 +160,11 @@ class Policy(ABC):
 
     def prompt_tokens(self, prefix: Prefix) -> int:
         """How many tokens the rendered prompt of `prefix` takes."""
-        return len(self.tokenizer(self.render(prefix), add_special_tokens=False)["input_ids"])
+        return len(self.prompt_ids(self.render(prefix)))
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """`text`'s token ids as they occur in running text (`boundary_ids`)."""
+        return boundary_ids(self.tokenizer, text)
 
     def check_fits(self, prefixes: list[Prefix], new_tokens: int, where: list[str], what: str) -> None:
         """ValueError for the first prompt that leaves fewer than `new_tokens` of the model's
@@ -204,8 +231,10 @@ class PRM(ABC):
 
     @abstractmethod
     def score(self, questions: list[str], paths: list[list[str]],
-              answers: list[str] | None = None) -> list[StepScore]:
+              answers: list[str] | None = None, ended: list[bool] | None = None) -> list[StepScore]:
         """One `StepScore` per (question, path) pair, for the path's last step.
 
         `answers` (the ground truth per question) is for PRMs that need it, like `rollout`.
+        `ended[i]` says the path's last step ended the solution (a final answer, or the model's
+        EOS): the PRMs that roll out (rollout, tests) grade it as final and never continue it.
         """

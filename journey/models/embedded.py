@@ -47,8 +47,14 @@ CHAT_TEMPLATE = (
 
 
 def resolve_model(name_or_path: str | Path) -> str:
-    """`embedded` (or `embedded-code`) -> the shipped checkpoint's path; anything else as given."""
-    return str(EMBEDDED_BY_NAME.get(str(name_or_path), name_or_path))
+    """The folder (or hub id) transformers loads for `--model`: `embedded` (or `embedded-code`) ->
+    the shipped checkpoint's path; a GGUF file (or a folder holding one) -> its converted folder
+    in the cache, converted the first time (`journey.models.gguf`); anything else as given."""
+    if str(name_or_path) in EMBEDDED_BY_NAME:
+        return str(EMBEDDED_BY_NAME[str(name_or_path)])
+    from journey.models.gguf import local_model
+
+    return local_model(name_or_path)
 
 
 def task_model(model: str, task: str) -> str:
@@ -62,9 +68,17 @@ def check_model_path(name_or_path: str) -> None:
     """ValueError if `name_or_path` looks like a local checkpoint folder but holds none.
 
     A hub id ("org/name") is left for transformers to resolve; `embedded` and anything
-    path-like ("./x", "/x", "~/x", "a/b/c") must be a folder with a config.json.
+    path-like ("./x", "/x", "~/x", "a/b/c") must be a folder with a config.json, a GGUF file or
+    a folder holding one (checked here without converting it).
     """
+    from journey.models.gguf import gguf_file
+
     name = str(name_or_path)
+    file = gguf_file(name) if name not in EMBEDDED_BY_NAME else None
+    if file is not None:
+        if not file.is_file():
+            raise ValueError(f"--model {name}: no such GGUF file")
+        return
     looks_local = name in EMBEDDED_BY_NAME or name.startswith((".", "/", "~")) or name.count("/") > 1
     path = Path(resolve_model(name)).expanduser()
     if looks_local and not (path / "config.json").is_file():

@@ -67,7 +67,7 @@ class JudgePRM(PRM):
     def __init__(self, task: Task, judge: Policy, max_new_tokens: int = 128):
         self.task, self.judge, self.max_new_tokens = task, judge, max_new_tokens
 
-    def score(self, questions, paths, answers=None) -> list[StepScore]:
+    def score(self, questions, paths, answers=None, ended=None) -> list[StepScore]:
         prefixes = [Prefix(judge_messages(q, s), [], seed=0) for q, s in zip(questions, paths)]
         with greedy(self.judge) as judge:
             replies = judge.complete(prefixes, 1, self.max_new_tokens)

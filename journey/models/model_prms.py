@@ -106,7 +106,7 @@ class TokenPRM(PRM):
         return f"{question} " + "\n".join(f"{s} {self.tag}" for s in steps)
 
     @torch.inference_mode()
-    def score(self, questions, paths, answers=None) -> list[StepScore]:
+    def score(self, questions, paths, answers=None, ended=None) -> list[StepScore]:
         texts = [self.render(q, s) for q, s in zip(questions, paths)]
         out: list[StepScore | None] = [None] * len(texts)
         for idx, batch in batches_by_tokens(self.tok, texts, self.batch_tokens, self.device, True):
@@ -210,7 +210,7 @@ class QwenPRM(PRM):
         return qwen_prm_text(self.tok, self.step_token, question, steps)
 
     @torch.inference_mode()
-    def score(self, questions, paths, answers=None) -> list[StepScore]:
+    def score(self, questions, paths, answers=None, ended=None) -> list[StepScore]:
         texts = [self.render(q, s) for q, s in zip(questions, paths)]
         out: list[StepScore | None] = [None] * len(texts)
         for idx, batch in batches_by_tokens(self.tok, texts, self.batch_tokens, self.device, False):

@@ -39,7 +39,7 @@ class VerifierPRM(PRM):
         self.task = task
 
     def score(self, questions: list[str], paths: list[list[str]],
-              answers: list[str] | None = None) -> list[StepScore]:
+              answers: list[str] | None = None, ended: list[bool] | None = None) -> list[StepScore]:
         assert len(questions) == len(paths), "one question per path"
         return [self._score_one(q, steps) for q, steps in zip(questions, paths)]
 
@@ -54,8 +54,9 @@ class VerifierPRM(PRM):
 
 class RolloutPRM(PRM):
     """Math-Shepherd-style: the fraction of m policy rollouts from the step that reach the right
-    answer. Needs only the ground truth, so it works for any task. A final-answer step needs no
-    rollout: it scores 1 if its answer is right, else 0. All rollouts of a call go to the
+    answer. Needs only the ground truth, so it works for any task. A final-answer step, or one
+    that ended at the model's EOS (`ended`), is never rolled out: it scores 1 if its answer is
+    right, else 0. All rollouts of a call go to the
     policy at once (one `complete` call per budget); each path's rollouts are seeded from its text.
 
     A rollout may write every step left: its budget is (depth - steps so far) x the policy's
@@ -73,10 +74,11 @@ class RolloutPRM(PRM):
         self.max_new_tokens, self.depth = max_new_tokens, depth
 
     def score(self, questions: list[str], paths: list[list[str]],
-              answers: list[str] | None = None) -> list[StepScore]:
+              answers: list[str] | None = None, ended: list[bool] | None = None) -> list[StepScore]:
         if answers is None:
             raise ValueError("the rollout PRM needs the ground-truth answers")
-        todo = [i for i, steps in enumerate(paths) if not self.task.is_terminal(steps[-1])]
+        ended = ended or [False] * len(paths)
+        todo = [i for i, steps in enumerate(paths) if not (ended[i] or self.task.is_terminal(steps[-1]))]
         budget = rollout_budget(self.policy, self.depth, self.max_new_tokens, DEFAULT_ROLLOUT_TOKENS)
         rolled = dict(zip(todo, rollouts_from(self.task, self.policy, questions, paths, todo, self.m, budget)))
         self.last_rollouts = [rollout_counts(rolled.get(i, [])) for i in range(len(paths))]

@@ -30,15 +30,17 @@ if TYPE_CHECKING:  # types only: importing them would load torch
 
 def _transformers(model: str, delimiter: str, sampling: SamplingConfig, device: str | None = None,
                   **options) -> Policy:
-    from journey.models.embedded import check_model_path
-    from journey.models.transformers_policy import TransformersPolicy
+    from journey.models.embedded import check_model_path, resolve_model
+    from journey.models.transformers_policy import TransformersPolicy, check_chat_template
 
     check_model_path(model)
     try:
-        return TransformersPolicy(model, delimiter=delimiter, sampling=sampling, device=device, **options)
+        policy = TransformersPolicy(model, delimiter=delimiter, sampling=sampling, device=device, **options)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"--model {model}: cannot load ({first})") from None
+    check_chat_template(policy.tokenizer, model, resolve_model(model))
+    return policy
 
 
 def _openai(model: str, delimiter: str, sampling: SamplingConfig) -> Policy:

@@ -34,10 +34,11 @@ class TestsPRM(PRM):
         self.max_new_tokens, self.depth = max_new_tokens, depth  # the budget, as RolloutPRM's
 
     def score(self, questions: list[str], paths: list[list[str]],
-              answers: list[str] | None = None) -> list[StepScore]:
+              answers: list[str] | None = None, ended: list[bool] | None = None) -> list[StepScore]:
         if answers is None:
             raise ValueError("the tests PRM needs each problem's tests (its answer)")
-        final = [i for i, steps in enumerate(paths) if self.task.is_terminal(steps[-1])]
+        ended = ended or [False] * len(paths)
+        final = [i for i, steps in enumerate(paths) if ended[i] or self.task.is_terminal(steps[-1])]
         plans = [i for i in range(len(paths)) if i not in set(final)]
         budget = rollout_budget(self.policy, self.depth, self.max_new_tokens, 320)
         rolled = rollouts_from(self.task, self.policy, questions, paths, plans, self.m, budget)

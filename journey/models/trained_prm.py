@@ -121,7 +121,7 @@ class TrainedPRM(PRM):
             out += [[logits[r, e].item() for e in ends] for r, (_, ends) in enumerate(chunk)]
         return out
 
-    def score(self, questions, paths, answers=None) -> list[StepScore]:
+    def score(self, questions, paths, answers=None, ended=None) -> list[StepScore]:
         scores = []
         for logits in self.step_logits(questions, paths):
             p = torch.sigmoid(torch.tensor(logits[-1])).item() if logits else 0.0

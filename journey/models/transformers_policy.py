@@ -95,6 +95,39 @@ def load_dtype(path: str, device: str) -> torch.dtype:
     return named if named in (torch.float16, torch.bfloat16) else torch.bfloat16
 
 
+def end_ids(tokenizer, generation_config) -> set[int]:
+    """The tokens that end generation: the tokenizer's EOS and every id the model's
+    generation_config lists (Llama-3-Instruct ends a turn with <|eot_id|>, Gemma 3 with
+    <end_of_turn>, neither of them the tokenizer's EOS).
+
+    eos 2, generation_config.eos_token_id [2, 7] -> {2, 7}
+    """
+    listed = getattr(generation_config, "eos_token_id", None)
+    listed = [] if listed is None else [listed] if isinstance(listed, int) else list(listed)
+    return {i for i in [tokenizer.eos_token_id, *listed] if i is not None}
+
+
+def stop_length(tokenizer, ids: list[int], stop: str) -> int | None:
+    """The fewest leading tokens of `ids` whose text holds `stop`, or None when none does
+    (found by bisection: a longer prefix's text holds whatever a shorter one's does)."""
+    if stop not in tokenizer.decode(ids):
+        return None
+    low, high = 1, len(ids)
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if stop in tokenizer.decode(ids[:mid]) else (mid + 1, high)
+    return low
+
+
+def check_chat_template(tokenizer, model: str, path: str, flag: str = "--model") -> None:
+    """ValueError naming the flag when the tokenizer has no chat template (a base model): journey
+    prompts through the template, and guessing one would train and sample a format the model
+    never saw."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"{flag} {model}: its tokenizer has no chat template (a base model?); "
+                         f"add one as {Path(path) / 'chat_template.jinja'} or use an instruct model")
+
+
 class SeededSampler:
     """A logits processor that samples each row from its own generator.
 
@@ -160,6 +193,7 @@ class TransformersPolicy(Policy):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         loaded = {"dtype": dtype} if dtype is not None else {}
         self.model = AutoModelForCausalLM.from_pretrained(path, **loaded).to(self.device).eval()
+        self.eos_ids = end_ids(self.tokenizer, self.model.generation_config)
         # None: chunks of `sampling.batch_size` sequences; else batches of at most this many
         # tokens, prompt and reply (`token_batches`): what a judge uses, so memory is bounded.
         self.batch_tokens = batch_tokens
@@ -190,7 +224,7 @@ class TransformersPolicy(Policy):
         """n continuations of each rendered prompt text (chunked by the sampling batch size)."""
         k = self.draws(n)
         if self.batch_tokens:  # rows x (longest prompt + reply) within the budget
-            ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+            ids = [self.prompt_ids(p) for p in prompts]
             batches = token_batches([k * (len(x) + max_new_tokens) for x in ids], self.batch_tokens)
         else:
             per_call = max(1, self.sampling.batch_size // k)
@@ -208,8 +242,8 @@ class TransformersPolicy(Policy):
         self, prompts: list[str], seeds: list[int], n: int, max_new_tokens: int, stop: str | None
     ) -> list[list[Proposal]]:
         tok = self.tokenizer
-        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, T), left-padded
+        batch = tok.pad({"input_ids": [self.prompt_ids(p) for p in prompts]}, padding=True, return_tensors="pt")
+        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)  # (B, T), left-padded
         cache = self._shared_prefill(ids, mask, n) if n > 1 and ids.shape[1] > 1 else None
         # Each prompt repeated n times, prompt-major (generate refuses n > 1 without sampling).
         ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)  # (B*n, T)
@@ -229,7 +263,7 @@ class TransformersPolicy(Policy):
             repetition_penalty=NEUTRAL_SAMPLING["repetition_penalty"],
             no_repeat_ngram_size=0,
             pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
+            eos_token_id=sorted(self.eos_ids),  # any of them ends a row
         )
         new = seqs[:, ids.shape[1] :].cpu()  # (B*n, new tokens)
         logps = torch.stack(sampler.logprobs, 1) if sampler.logprobs else torch.zeros(len(row_seeds), 0)
@@ -253,20 +287,20 @@ class TransformersPolicy(Policy):
         return cache
 
     def _to_proposal(self, ids: torch.Tensor, logps: torch.Tensor, stop: str | None) -> Proposal:
-        """Cut one generated row at EOS or the stop string; count its tokens and log-probs."""
-        tok = self.tokenizer
+        """Cut one generated row where it really ended: at the stop string, else at an end token
+        (any of `eos_ids`), else at the length limit. The stop string is looked for before the
+        first end token, because `generate` pads a row that stopped early with the pad token,
+        which is the EOS itself in many tokenizers (SmolLM2, Llama 3, Mistral: pad = eos)."""
         ids_list = ids.tolist()
-        if tok.eos_token_id in ids_list:
-            k = ids_list.index(tok.eos_token_id)
-            return self._proposal(tok.decode(ids_list[:k]), logps[: k + 1], "eos")
-        # Rows that stopped early are padded after their last token.
-        k = len(ids_list)
-        while k > 0 and ids_list[k - 1] == tok.pad_token_id:
-            k -= 1
-        text = tok.decode(ids_list[:k])
-        if stop and stop in text:
+        end = next((i for i, t in enumerate(ids_list) if t in self.eos_ids), None)
+        body = ids_list if end is None else ids_list[:end]
+        k = stop_length(self.tokenizer, body, stop) if stop else None
+        if k is not None:
+            text = self.tokenizer.decode(body[:k])
             return self._proposal(text[: text.index(stop)], logps[:k], "stop")
-        return self._proposal(text, logps[:k], "length")
+        if end is not None:
+            return self._proposal(self.tokenizer.decode(body), logps[: end + 1], "eos")
+        return self._proposal(self.tokenizer.decode(body), logps[: len(body)], "length")
 
     @staticmethod
     def _proposal(text: str, logps: torch.Tensor, finish: Finish) -> Proposal:

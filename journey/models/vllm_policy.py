@@ -66,7 +66,7 @@ class VLLMPolicy(Policy):
                                  top_p=self.sampling.top_p, **NEUTRAL_SAMPLING, max_tokens=max_tokens,
                                  stop=stop, include_stop_str_in_output=True, seed=p.seed, logprobs=0)
                   for p in prefixes]
-        prompts = [{"prompt_token_ids": self.tokenizer.encode(self.render(p), add_special_tokens=False)}
+        prompts = [{"prompt_token_ids": self.prompt_ids(self.render(p))}
                    for p in prefixes]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [self.copies([self._to_proposal(o, stop) for o in out.outputs], n) for out in outputs]

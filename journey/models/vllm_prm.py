@@ -53,7 +53,7 @@ class VLLMQwenPRM(PRM):
 
         return qwen_prm_text(self.tok, STEP_TOKEN, question, steps)
 
-    def score(self, questions, paths, answers=None) -> list[StepScore]:
+    def score(self, questions, paths, answers=None, ended=None) -> list[StepScore]:
         ids = [self.tok.encode(self.render(q, s), add_special_tokens=False) for q, s in zip(questions, paths)]
         outputs = self.llm.encode([{"prompt_token_ids": x} for x in ids], pooling_task="token_classify",
                                   use_tqdm=False)

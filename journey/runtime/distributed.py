@@ -86,11 +86,12 @@ class ChunkJob:
     make_rows: Callable[[Any, Any, list[Problem]], list[dict]]
     per_call: int
     code: Any = None  # the code task's CodeConfig (`journey.config.CodeOptions.code_config`)
+    answers: tuple[str, ...] | None = None  # the math task's --answer-formats
 
     def start(self, check: list[Problem]) -> None:
         from journey.tasks import get_task
 
-        self._task = get_task(self.task, self.code)
+        self._task = get_task(self.task, self.code, self.answers)
         self._policy = self.load(self._task, check)
 
     def run(self, problems: list[Problem]) -> list[dict]:

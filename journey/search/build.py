@@ -235,7 +235,8 @@ class LockstepBuilder:
             return
         questions = [f.tree.problem["question"] for f, _ in items]
         answers = [f.tree.problem["answer"] for f, _ in items]
-        scores = self.prm.score(questions, [f.tree.steps(nid) for f, nid in items], answers)
+        scores = self.prm.score(questions, [f.tree.steps(nid) for f, nid in items], answers,
+                                ended=[f.tree.node(nid)["terminal"] for f, nid in items])
         check_scores(scores, len(items), self.prm)
         for (f, _), (n, cut) in zip(items, self.prm.last_rollouts or []):
             count_rollouts(f.tree, n, cut)

@@ -52,6 +52,8 @@ class TreeStats:
     tokens: int = 0
     rollouts: int = 0  # PRM and MCTS rollouts, and those cut off at their token budget
     rollouts_cut_off: int = 0
+    final_steps: int = 0  # terminal steps (an answer, or the model's EOS), and those with an answer read
+    answers_read: int = 0
     seconds: float = 0.0
     resumed: int = 0
     extra: dict = field(default_factory=dict)
@@ -64,6 +66,9 @@ class TreeStats:
         self.tokens += tree.costs.get("tokens", 0)
         self.rollouts += tree.costs.get("rollouts", 0)
         self.rollouts_cut_off += tree.costs.get("rollouts_cut_off", 0)
+        ends = [d for _, d in tree.graph.nodes(data=True) if d.get("terminal")]
+        self.final_steps += len(ends)
+        self.answers_read += sum(d.get("answer") is not None for d in ends)
 
 
 def run_config(row: dict) -> dict:

@@ -212,7 +212,7 @@ def distill_content(cfg: DistillConfig, system: str | None) -> dict:
     samples or their verdicts, the teacher's fingerprint and the system prompt's hash."""
     d = asdict(cfg)
     keys = ("teacher", "task", "samples", "temperature", "top_p", "max_new_tokens", "min_tokens",
-            "max_tokens", "reformat", "seed")
+            "max_tokens", "reformat", "seed") + (("answer_formats",) if cfg.task == "math" else ())
     return {**{k: d[k] for k in keys}, "teacher_fingerprint": model_fingerprint(cfg.teacher),
             "prompt_sha256": hashlib.sha256((system or "").encode()).hexdigest()}
 
@@ -324,7 +324,7 @@ def load_teacher(cfg: DistillConfig, task: Task, system: str | None, todo: list[
 
 def run_distill(cfg: DistillConfig) -> dict:
     """Distil (or finish distilling) every problem, then write the SFT rows, record and card."""
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, answers=cfg.answer_order())
     system = system_prompt(cfg.prompt, cfg.task)
     every = load_problems(cfg.problems)
     problems = take_first(every, cfg.limit)
@@ -342,7 +342,7 @@ def run_distill(cfg: DistillConfig) -> dict:
         make_rows = partial(distill_rows, cfg, system, content)
         if pool:  # --ray: every actor loads its own teacher; the first checks the fits
             pool.start(ChunkJob(cfg.task, lambda t, check: load_teacher(cfg, t, system, check), make_rows,
-                                per_call), todo)
+                                per_call, answers=cfg.answer_order()), todo)
         policy = load_teacher(cfg, task, system, todo) if todo and not pool else None
         clear_outputs(out_dir, cfg.overwrite)  # every check passed: the first change to the folder
         with JsonlAppender(journal, kept=None if cfg.overwrite else done) as out, \
@@ -361,11 +361,12 @@ def summarize(records: list[dict], resumed: int, seconds: float) -> dict:
     """Counts for the summary table, distill.json and the card (pure)."""
     dropped = dict.fromkeys(REASONS, 0)
     kept = samples = sample_tokens = reformat_tokens = tried = reformatted = 0
-    with_rows = 0
+    with_rows = answered = 0
     for rec in records:
         n_kept = 0
         for s in rec["samples"]:
             samples += 1
+            answered += s.get("answer") is not None
             sample_tokens += s["tokens"]
             if s["verdict"] == "kept":
                 n_kept += 1
@@ -379,6 +380,9 @@ def summarize(records: list[dict], resumed: int, seconds: float) -> dict:
         with_rows += n_kept > 0
     return {"problems": len(records), "problems_resumed": resumed, "problems_with_rows": with_rows,
             "samples": samples, "kept": kept, "dropped": dropped,
+            # samples whose final answer the task could read (--answer-formats); the others
+            # are dropped before it ("truncated" ... "missing answer")
+            "answers_extracted": answered,
             "reformat": {"tried": tried, "kept": reformatted, "discarded": tried - reformatted},
             "tokens": {"prompt": sum(r["prompt_tokens"] for r in records), "samples": sample_tokens,
                        "reformat": reformat_tokens},

@@ -103,7 +103,8 @@ def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
         per_call = max(1, cfg.batch_size // cfg.samples)
         policy = None
         if pool:  # --ray: every actor loads its own policy; the first checks the fits
-            pool.start(ChunkJob(cfg.task, partial(load_generator, cfg), make_rows, per_call, cfg.code_config()), todo)
+            pool.start(ChunkJob(cfg.task, partial(load_generator, cfg), make_rows, per_call, cfg.code_config(),
+                                cfg.answer_order()), todo)
         elif todo:
             policy = load_generator(cfg, task, todo)
         cfg.out.unlink(missing_ok=True)  # the final file must never describe other generations
@@ -158,6 +159,9 @@ def metrics_of(task: Task, records: list[dict]) -> dict:
         "problems": n,
         "accuracy": round(acc, 4),
         "accuracy_se": round(se, 4),
+        # answers the task could read at all: 0.0 with accuracy 0.0 means a format problem
+        # (e.g. no \boxed{}, see --answer-formats), not wrong arithmetic
+        "answers_extracted": round(sum(r["answer"] is not None for r in records) / n, 4),
         "mean_tokens": round(sum(r["tokens"] for r in records) / n, 1),
         "reflection_words_per_answer": {w: round(c / n, 3) for w, c in words.items()},
     }
@@ -166,7 +170,8 @@ def metrics_of(task: Task, records: list[dict]) -> dict:
         maj = [task.check_answer(majority_vote(r["sample_answers"]), r["gold"]) for r in records]
         p1 = [pass_at_k(k, sum(r["sample_correct"]), 1) for r in records]
         pk = [pass_at_k(k, sum(r["sample_correct"]), k) for r in records]
-        metrics.update({"samples": k, f"maj@{k}": round(sum(maj) / n, 4),
+        read = sum(a is not None for r in records for a in r["sample_answers"])
+        metrics.update({"samples": k, "sample_answers_extracted": round(read / (n * k), 4), f"maj@{k}": round(sum(maj) / n, 4),
                         "pass@1": round(sum(p1) / n, 4), f"pass@{k}": round(sum(pk) / n, 4)})
     return metrics
 

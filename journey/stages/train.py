@@ -34,6 +34,7 @@ from transformers import PrinterCallback, TrainerCallback
 
 from journey.config import Stage, TrainConfig
 from journey.models.embedded import check_model_path, resolve_model
+from journey.models.transformers_policy import check_chat_template
 from journey.runtime.io import (
     DataError,
     check_output,
@@ -214,6 +215,8 @@ def build_trainer(cfg: TrainConfig, rows: list[dict], output_dir: Path):
 
     model_path = resolve_model(cfg.model)
     tok, peft_config = tokenizer_and_peft(cfg)
+    if cfg.stage == "sft" or any(not isinstance(r["prompt"], str) for r in rows):  # chat rows
+        check_chat_template(tok, cfg.model, model_path)
     if cfg.stage == "sft" and cfg.mask_wrong_steps:
         rows = [tokenize_masked(tok, r, cfg.max_length) for r in rows]  # TRL keeps given labels
     else:
@@ -319,6 +322,7 @@ def train_into(cfg: TrainConfig, rows: list[dict], folder: Path) -> dict:
     extra: dict = {}
     if cfg.stage == "rl":
         tok, peft_config = tokenizer_and_peft(cfg)
+        check_chat_template(tok, cfg.model, resolve_model(cfg.model))  # RL prompts are chat messages
         trainer, result, resumed = train_rl(cfg, rows, folder, tok, peft_config, [RichProgress("train rl")], data)
         save_policy(trainer, folder, cfg)
         curve = reward_curve(trainer.state.log_history)

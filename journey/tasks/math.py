@@ -1,4 +1,5 @@
-"""The `math` task: MATH/GSM8K-style problems, steps split by blank lines, answers in \\boxed{}.
+"""The `math` task: MATH/GSM8K-style problems, steps split by blank lines, answers in \\boxed{}
+(or "#### N", or "The answer is N": `ANSWER_FORMATS`, in the order --answer-formats gives).
 
 A solution is a few paragraphs separated by a blank line ("\\n\\n"); the step that contains
 `\\boxed{...}` (or `\\fbox{...}`, or `\\boxed 5`) is the final one. Answers are compared with
@@ -83,6 +84,42 @@ def last_boxed(text: str) -> str | None:
     token = re.match(r"[^\s$]+", body)
     value = token.group(0).rstrip(".,;") if token else ""
     return value or None
+
+
+HASH_RE = re.compile(r"####[ \t]*([^\n]+)")
+SAYS_RE = re.compile(r"\b(?:the )?(?:final )?answer is[:\s]*([^\n]+)", re.IGNORECASE)
+
+
+def last_hash(text: str) -> str | None:
+    """GSM8K's style: what follows the last `####` on its line. '... #### 1,000' -> '1,000'"""
+    found = HASH_RE.findall(text)
+    return strip_math(found[-1]) or None if found else None
+
+
+def last_says(text: str) -> str | None:
+    """The rest of the line after the last "The answer is", up to its sentence's end.
+
+    'So the answer is 20.' -> '20'    'The final answer is: $\\frac{1}{2}$.' -> '\\frac{1}{2}'
+    """
+    found = SAYS_RE.findall(text)
+    if not found:
+        return None
+    said = re.split(r"\.(?:\s|$)", found[-1].strip() + " ", maxsplit=1)[0]
+    return strip_math(said.strip()) or None
+
+
+# Where a final answer may be written, by name (`--answer-formats` picks and orders them): MATH's
+# \boxed{}, GSM8K's "#### N", and plain "The answer is N" (what small instruct models write).
+ANSWER_FORMATS = {"boxed": last_boxed, "hash": last_hash, "says": last_says}
+DEFAULT_ANSWER_FORMATS = ("boxed", "hash", "says")
+
+
+def check_answer_formats(names: tuple[str, ...] | list[str]) -> None:
+    """ValueError naming --answer-formats unless `names` are known formats, at least one, no repeats."""
+    unknown = [n for n in names if n not in ANSWER_FORMATS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"--answer-formats takes a comma-separated order of {', '.join(ANSWER_FORMATS)} "
+                         f"(each at most once), got {','.join(names)!r}")
 
 
 # ---------------------------------------------------------------- answers that need no math-verify
@@ -436,10 +473,16 @@ def curate(rows: list[dict]) -> tuple[list[dict], dict[str, int]]:
 
 
 class MathTask(Task):
-    """MATH-style problems with \\boxed{} answers checked by math-verify (bounded)."""
+    """MATH-style problems with answers checked by math-verify (bounded). An answer is read in
+    `answer_formats` order (default \\boxed{}, then "#### N", then "The answer is N"): the first
+    format found in a text gives its answer."""
 
     name = "math"
     step_delimiter = "\n\n"
+
+    def __init__(self, answer_formats: tuple[str, ...] = DEFAULT_ANSWER_FORMATS):
+        check_answer_formats(answer_formats)
+        self.answer_formats = tuple(answer_formats)
 
     def generate(self, n: int, seed: int) -> list[Problem]:
         """n problems drawn (seeded, without repeats while they last) from the shipped sample."""
@@ -454,10 +497,14 @@ class MathTask(Task):
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
 
     def is_terminal(self, step: str) -> bool:
-        return BOX_RE.search(step) is not None
+        return self.extract_answer(step) is not None or ("boxed" in self.answer_formats and BOX_RE.search(step) is not None)
 
     def extract_answer(self, text: str) -> str | None:
-        return last_boxed(text)
+        for name in self.answer_formats:
+            answer = ANSWER_FORMATS[name](text)
+            if answer is not None:
+                return answer
+        return None
 
     def check_answer(self, predicted: str | None, gold: str) -> bool:
         return predicted is not None and answers_match(gold, predicted)
