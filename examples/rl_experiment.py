@@ -64,8 +64,8 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=500, help="Part 1 train problems (when it runs here)")
     ap.add_argument("--test", type=int, default=400, help="Part 1 test problems (when it runs here)")
     ap.add_argument("--phase1", default="embedded", help="the phase-1 policy (a checkpoint folder)")
-    ap.add_argument("--rl-steps", type=int, default=40, help="RL steps, the same for every start")
-    ap.add_argument("--rl-batch", type=int, default=16, help="completions per RL step")
+    ap.add_argument("--rl-steps", type=int, default=30, help="RL steps, the same for every start")
+    ap.add_argument("--rl-batch", type=int, default=8, help="completions per RL step")
     ap.add_argument("--group-size", type=int, default=4, help="completions per problem (GRPO's group)")
     ap.add_argument("--rl-lr", type=float, default=2e-5, help="RL learning rate (Part 1's DPO lr)")
     ap.add_argument("--beta", type=float, default=0.04, help="KL coefficient to the start model")
@@ -96,8 +96,8 @@ def main() -> None:
     starts = {name: phase1 if name == "phase1" else str(part1 / name) for name in STARTS}
 
     runs: dict[str, dict] = {}
-    for name, model in starts.items():
-        for seed in seeds:
+    for seed in seeds:  # every start with one seed before the next seed: a cut-short run is balanced
+        for name, model in starts.items():
             tag = f"{name}-s{seed}"
             ck = out / "rl" / tag
             if not (ck / "train.json").exists():
