@@ -13,9 +13,9 @@ as one line and exits 1. Every writer follows four rules:
 - **One writer.** `output_lock(path)` takes an exclusive lock beside an output (`PATH.lock`)
   for the whole run; a second run on the same output is refused at once, naming the pid.
 - **Nothing half-written.** Single files go to a temp file that is renamed over the final path
-  (`write_text_atomic`); a set of files goes to a sibling folder that replaces the output
-  folder in one rename (`atomic_folder`). A failed write (a full disk) removes its temp file
-  and names the path.
+  (`write_text_atomic`); a set of files (a derive folder, a checkpoint) goes to a sibling
+  folder that replaces the output folder in one rename (`atomic_folder`). A failed write (a
+  full disk) removes its temp file or folder and names the path.
 - **Nothing lost, nothing doubled.** Long jobs append one finished item per line
   (`JsonlAppender`, flushed at once); `resume_journal` reads such a file back: it drops a line
   cut by a kill, drops rows whose id repeats (saying so) and rewrites the file without them,
@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -156,6 +157,25 @@ def write_reason(err: OSError) -> str:
 
 def _write_error(path: Path, err: OSError) -> DataError:
     return DataError(f"{path}: cannot write ({write_reason(err)})")
+
+
+# The errors of a write the disk refused (not of a missing input, which has its own message).
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+
+
+def failed_write(err: BaseException) -> OSError | None:
+    """The OSError behind `err` when it is a write the disk refused, else None. Libraries that
+    write for us say it their own way: safetensors raises `SafetensorError('Error while
+    serializing: I/O error: No space left on device (os error 28)')`.
+
+        failed_write(OSError(errno.ENOSPC, "No space left on device")).errno == errno.ENOSPC
+    """
+    if isinstance(err, OSError):
+        return err if err.errno in WRITE_ERRNOS else None
+    code = re.search(r"\(os error (\d+)\)", str(err)) if type(err).__name__ == "SafetensorError" else None
+    if code and int(code.group(1)) in WRITE_ERRNOS:
+        return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+    return None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -318,11 +338,15 @@ class JsonlAppender:
 
     `kept`: the rows `resume_journal` read back; a file that holds anything more (a last line
     cut by a kill, repeated ids) is first rewritten to hold exactly them (atomically).
+    A failed write (a full disk) drops the part of the line that reached the file; a journal
+    this appender created and could not write one row to is removed with the folders made
+    for it, so a run that kept nothing leaves nothing.
     """
 
     def __init__(self, path: Path, kept: dict[str, dict] | None = None):
         self.path = Path(path)
-        make_parents(self.path)
+        self.made = make_parents(self.path)
+        self.created = not self.path.exists()
         if kept is not None and self.path.exists():
             self._mend(list(kept.values()))
         try:
@@ -353,6 +377,9 @@ class JsonlAppender:
             self.fh.close()
         with contextlib.suppress(OSError):
             drop_partial_last_line(self.path)
+            if self.created and self.path.stat().st_size == 0:
+                self.path.unlink()
+                remove_if_empty(self.made)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -484,8 +511,10 @@ def atomic_folder(out_dir: Path, ours: Callable[[Path], bool], flag: str = "--ou
     the old one is removed; a kill between the two renames is mended by the next run
     (`recover_folder`). `out_dir` must be new, empty, or a folder `ours(out_dir)` recognizes as
     this command's earlier output: a folder holding anything else is refused, never replaced.
-    On an error the staging folder is removed and `out_dir` is untouched. Hold `output_lock`
-    on `out_dir` around this.
+    On an error the staging folder is removed and `out_dir` is untouched; a write the disk
+    refused (`failed_write`: a full disk, also from a library such as safetensors) becomes one
+    DataError naming `out_dir`. A staging folder left by a killed run is removed first. Hold
+    `output_lock` on `out_dir` around this.
     """
     out_dir = Path(out_dir)
     recover_folder(out_dir)
@@ -505,8 +534,11 @@ def atomic_folder(out_dir: Path, ours: Callable[[Path], bool], flag: str = "--ou
     try:
         yield staging
         replace_folder(staging, out_dir)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        refused = failed_write(err)
+        if refused is not None:
+            raise DataError(f"{flag} {out_dir}: cannot write ({write_reason(refused)})") from None
         raise
 
 

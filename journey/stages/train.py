@@ -11,8 +11,9 @@ character spans in their `mask_spans` (derive-longthought's wrong steps) get no 
 the model learns the reflection and the correction, not the mistake. DPO rows are `{"prompt", "chosen", "rejected"}` as TRL takes them.
 Both run on a CPU (`use_cpu`, no bf16) or on GPUs unchanged (`accelerate launch` for several).
 
-The run trains into `OUT.partial/` and renames it to `OUT/` only when the checkpoint is saved,
-so an interrupted run never leaves a folder that looks finished; with `--overwrite` the old
+The run trains into `.OUT.partial/` and renames it to `OUT/` only when the checkpoint is saved
+(`journey.runtime.io.atomic_folder`), so an interrupted run or a full disk never leaves a folder
+that looks finished; with `--overwrite` the old
 `OUT/` stays until the new one is in place, and a second run on the same `OUT/` is refused. `OUT/` holds a normal HF
 checkpoint (LoRA adapters are merged in), `train.json` (provenance: data files and hashes,
 config, versions, the loss curve) and `loss.png`.
@@ -35,12 +36,11 @@ from journey.config import Stage, TrainConfig
 from journey.models.embedded import check_model_path, resolve_model
 from journey.runtime.io import (
     DataError,
+    atomic_folder,
     check_output,
     output_lock,
     read_jsonl,
     recover_folder,
-    replace_folder,
-    write_reason,
     write_text_atomic,
 )
 from journey.runtime.progress import progress_bar
@@ -242,10 +242,10 @@ DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")  # a folder holding these is
 def run_train(cfg: TrainConfig) -> dict:
     """Train, save a checkpoint to `cfg.out`, and return the provenance record.
 
-    One run per `--out` at a time (a lock). The run trains into `OUT.partial/`; only a saved
-    checkpoint replaces `OUT/`, and an existing `OUT/` (with `--overwrite`) is kept until then.
-    A `OUT.partial/` left by a killed run is removed first, with a message; a failed or
-    interrupted run removes its own.
+    One run per `--out` at a time (a lock). The run trains into `.OUT.partial/` (`atomic_folder`);
+    only a saved checkpoint replaces `OUT/`, and an existing `OUT/` (with `--overwrite`) is kept
+    until then. A staging folder left by a killed run is removed first; a failed or interrupted
+    run removes its own, and a full disk is one line naming `--out`.
     """
     rows = load_rows(cfg.stage, cfg.data, cfg.objective)
     check_model_path(cfg.model)
@@ -259,25 +259,8 @@ def run_train(cfg: TrainConfig) -> dict:
         if data and not (out / "config.json").is_file():
             raise DataError(f"--out {out}: the folder holds data files ({', '.join(data[:3])}), not a checkpoint; "
                             "--overwrite replaces only an earlier checkpoint: pick another folder")
-        partial = out.with_name(out.name + ".partial")
-        if partial.exists():
-            log.warning("removed %s left by an interrupted run", partial)
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True)
-        try:
-            record = train_into(cfg, rows, partial)
-            replace_folder(partial, out)
-        except OSError as err:  # a full disk while saving: name the folder
-            shutil.rmtree(partial, ignore_errors=True)
-            raise DataError(f"--out {out}: cannot write the checkpoint ({write_reason(err)})") from None
-        except Exception as err:
-            shutil.rmtree(partial, ignore_errors=True)
-            if type(err).__name__ == "SafetensorError":  # safetensors' own error for a failed write
-                raise DataError(f"--out {out}: cannot write the checkpoint ({err})") from None
-            raise
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
+        with atomic_folder(out, lambda d: (d / "config.json").is_file(), "--out") as staging:
+            record = train_into(cfg, rows, staging)
     return record
 
 
