@@ -274,3 +274,26 @@ def test_commands_on_a_real_full_disk(tmp_path, tiny_disk, args, named):
     assert "Traceback" not in result.output and named.format(disk=tiny_disk) in text, result.output
     assert "cannot write" in text and "no space left" in text, result.output
     assert snapshot(tiny_disk) == before and sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
+
+
+def test_stale_temp_files_of_killed_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {f".x.json.{dead.pid}.tmp": False,  # a killed writer's: removed
+                 f".x.json.{live.pid}.tmp": True,  # a writer still at work: kept
+                 ".x.json.notapid.tmp": True,  # not our pattern
+                 f".y.json.{dead.pid}.tmp": True,  # another file's
+                 f"x.json.{dead.pid}.tmp": True}  # not hidden: not ours
+        for name in names:
+            (tmp_path / name).write_text("half")
+        write_text_atomic(tmp_path / "x.json", "{}")
+        assert {n: (tmp_path / n).exists() for n in names} == names
+        assert (tmp_path / "x.json").read_text() == "{}"
+    finally:
+        live.kill()
+        live.wait()

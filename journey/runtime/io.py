@@ -15,7 +15,8 @@ as one line and exits 1. Every writer follows four rules:
 - **Nothing half-written.** Single files go to a temp file that is renamed over the final path
   (`write_text_atomic`); a set of files (a derive folder, a checkpoint) goes to a sibling
   folder that replaces the output folder in one rename (`atomic_folder`). A failed write (a
-  full disk) removes its temp file or folder and names the path.
+  full disk) removes its temp file or folder and names the path; temp files a killed writer
+  left (`.NAME.PID.tmp`, PID gone) are removed by the next write of NAME.
 - **Nothing lost, nothing doubled.** Long jobs append one finished item per line
   (`JsonlAppender`, flushed at once); `resume_journal` reads such a file back: it drops a line
   cut by a kill, drops rows whose id repeats (saying so) and rewrites the file without them,
@@ -178,12 +179,45 @@ def failed_write(err: BaseException) -> OSError | None:
     return None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` runs (one we may not signal runs too: kept on the safe side)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temp files of `path` that killed writers left (`.NAME.PID.tmp` whose PID no
+    longer runs); returns them. Only that exact pattern, only for this name: a live writer's
+    temp file and any other file are left alone.
+
+        .out.jsonl.4242.tmp (4242 dead) -> removed;  .out.jsonl.x.tmp, .other.jsonl.4242.tmp -> kept
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.tmp")
+    stale = []
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.iterdir():
+            found = pattern.fullmatch(tmp.name)
+            if found and tmp.is_file() and not pid_alive(int(found.group(1))):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                    stale.append(tmp)
+    return stale
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` at once: a temp file beside it, flushed to disk and renamed over
-    it. On any failure (a full disk) the temp file is removed and the error names `path`."""
+    """Write `text` to `path` at once: a temp file beside it (`.NAME.PID.tmp`), flushed to disk
+    and renamed over it. On any failure (a full disk) the temp file is removed and the error
+    names `path`; temp files of `path` left by killed writers are removed first."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     make_parents(path)
+    remove_stale_temps(path)
     try:
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write(text)
