@@ -22,7 +22,6 @@ from typing import Literal
 
 from journey.checks import (
     ROW_BYTES,
-    TOKEN_BYTES,
     check_at_least,
     check_choices,
     check_fits_memory,
@@ -30,12 +29,13 @@ from journey.checks import (
     check_sampling_flags,
     flag,
     opt,
+    sequence_bytes,
 )
 from journey.longthought.paths import TRIAL_COUNTS
 from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
 from journey.models.base import SamplingConfig
-from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, task_model
+from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, resolve_model, task_model
 from journey.models.registry import BACKENDS, PRM_BACKENDS, PRMS, check_prm
 from journey.runtime.importers import FORMATS
 from journey.runtime.provenance import model_fingerprint
@@ -120,6 +120,12 @@ PRMS_WITH_MODEL = ("trained", "token", "qwen")  # refused without --prm-model be
 TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "rollout_tokens", "width", "depth", "temperature", "top_p",
                      "max_step_tokens", "seed", "search")
 
+
+
+def model_dir(model: str, task: str = "arith") -> str:
+    """Where `--model` lies for the memory estimate: `embedded` (the task's own) -> the shipped
+    folder; a folder or hub id as given (`journey.checks.sequence_bytes` reads a folder's config)."""
+    return resolve_model(task_model(model, task))
 
 @dataclass
 class BuildTreeConfig(RayOptions, CodeOptions):
@@ -226,10 +232,12 @@ class BuildTreeConfig(RayOptions, CodeOptions):
         trees in flight x K x w new steps."""
         tokens = self.depth * self.max_step_tokens
         long = f"sequences of {tokens} tokens"
-        check_fits_memory("width", self.width, tokens * TOKEN_BYTES, long)
-        check_fits_memory("rollouts", self.rollouts, tokens * TOKEN_BYTES, long)
+        each = sequence_bytes(model_dir(self.model, self.task), tokens)
+        check_fits_memory("width", self.width, each, long)
+        check_fits_memory("rollouts", self.rollouts, each, long)
         kept = self.trees_in_flight * getattr(self.search_config, "top_k", 1)
-        check_fits_memory("width", self.width, kept * self.max_step_tokens * TOKEN_BYTES,
+        step = sequence_bytes(model_dir(self.model, self.task), self.max_step_tokens)
+        check_fits_memory("width", self.width, kept * step,
                           f"steps for each of {kept} nodes (--trees-in-flight x --top-k)")
 
 
@@ -355,7 +363,7 @@ class GenerateConfig(RayOptions, CodeOptions):
         self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
-        check_fits_memory("samples", self.samples, self.max_new_tokens * TOKEN_BYTES,
+        check_fits_memory("samples", self.samples, sequence_bytes(model_dir(self.model), self.max_new_tokens),
                           f"samples of {self.max_new_tokens} tokens (--max-new-tokens)")
         if self.limit is not None:
             check_at_least(1, limit=self.limit)
@@ -495,7 +503,7 @@ class DistillConfig(RayOptions):
                 setattr(self, name, value)
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
-        check_fits_memory("samples", self.samples, self.max_new_tokens * TOKEN_BYTES,
+        check_fits_memory("samples", self.samples, sequence_bytes(model_dir(self.teacher), self.max_new_tokens),
                           f"samples of {self.max_new_tokens} tokens (--max-new-tokens)")
         check_at_least(0, min_tokens=self.min_tokens)
         if self.max_tokens is not None:
@@ -589,7 +597,8 @@ class SelfplayConfig:
                        eval_samples=self.eval_samples, batch_size=self.batch_size)
         tokens = GenerateConfig.max_new_tokens  # eval and sample-pairs sample answers this long
         for name in ("pair_samples", "eval_samples"):
-            check_fits_memory(name, getattr(self, name), tokens * TOKEN_BYTES, f"samples of {tokens} tokens")
+            check_fits_memory(name, getattr(self, name), sequence_bytes(model_dir(self.model, self.task), tokens),
+                              f"samples of {tokens} tokens")
         check_positive(epochs=self.epochs, lr=self.lr, dpo_lr=self.dpo_lr, prm_epochs=self.prm_epochs,
                        prm_lr=self.prm_lr)
         for name in ("limit", "test_limit", "dpo_problems"):
@@ -676,7 +685,7 @@ class GenTestsConfig:
     def __post_init__(self):
         check_at_least(1, n=self.n, max_new_tokens=self.max_new_tokens, mutants=self.mutants)
         check_at_least(0, equivalence_inputs=self.equivalence_inputs)
-        check_fits_memory("n", self.n, self.max_new_tokens * TOKEN_BYTES,
+        check_fits_memory("n", self.n, sequence_bytes(model_dir(self.model, "code"), self.max_new_tokens),
                           f"inputs of {self.max_new_tokens} tokens (--max-new-tokens)")
         check_sampling_flags(self.temperature, self.top_p)
         if self.limit is not None:
