@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from journey.tasks.base import Problem
@@ -579,6 +580,21 @@ def atomic_folder(out_dir: Path, ours: Callable[[Path], bool], flag: str = "--ou
 # ---------------------------------------------------------------- resumable journals
 
 
+@dataclass(frozen=True)
+class Remedy:
+    """How a refused resume names its output and says to start over, in the flags of the
+    command that runs: a stage's own (`--out`, `--overwrite`), or selfplay's, which writes its
+    stages' journals under `--out-dir` and has no `--overwrite`. A refusal names only flags
+    the command has."""
+
+    flag: str = "--out"
+    restart: str = "pick another output, or pass --overwrite to start over"
+
+
+STAGE_REMEDY = Remedy()
+SELFPLAY_REMEDY = Remedy("--out-dir", "rerun with the problems as they were, or pick another --out-dir to start over")
+
+
 def resume_journal(
     path: Path,
     fmt: str,
@@ -587,7 +603,7 @@ def resume_journal(
     config_of: Callable[[dict], dict],
     problem_of: Callable[[dict], dict],
     problems_path: Path | None = None,
-    flag: str = "--out",
+    remedy: Remedy = STAGE_REMEDY,
 ) -> dict[str, dict]:
     """The finished rows of an append-only journal at `path`, by problem id, checked.
 
@@ -598,6 +614,7 @@ def resume_journal(
     - every row's problem (`problem_of(row)`, a problems.jsonl row) must be one of `problems`
       with the same content (its `problem_sha256`), else DataError: a stale row is never reused;
     - a repeated id keeps its first row and a warning says how many others there are.
+    Each refusal names the output and the way to start over in `remedy`'s flags.
 
     Changes nothing: `JsonlAppender(path, kept=rows)` mends the file (a cut last line, repeated
     ids) when the run starts writing, after every check and model load has passed.
@@ -605,7 +622,7 @@ def resume_journal(
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return {}
-    check_ours(path, fmt, flag)
+    check_ours(path, fmt, remedy.flag)
     current = {p.id: p for p in problems}
     source = problems_path or "the problems file"
     done: dict[str, dict] = {}
@@ -613,23 +630,22 @@ def resume_journal(
     for lineno, row in read_jsonl(path, skip_cut=True):  # every row checked before a byte changes
         where = f"{path}:{lineno}"
         if row.get("format") != fmt:
-            raise DataError(f"{where}: not a {fmt} line (format {row.get('format')!r}); "
-                            "pick another output or pass --overwrite")
+            raise DataError(f"{where}: not a {fmt} line (format {row.get('format')!r}); {remedy.restart}")
         before = config_of(row) if isinstance(config_of(row), dict) else {}
         diff = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in config.items() if before.get(k) != v]
         if diff:
             raise DataError(f"{path} was made with a different config ({'; '.join(diff)}); "
-                            "rerun with the same flags, another output, or --overwrite")
+                            f"rerun with the same flags, or {remedy.restart}")
         problem = problem_of(row)
         pid = problem.get("id") if isinstance(problem, dict) else None
         if not isinstance(pid, str):
             raise DataError(f"{where}: the row has no problem id")
         if pid not in current:
             raise DataError(f"{where}: problem {pid!r} is not in {source}; this output was made "
-                            "from other problems: pick another output or pass --overwrite")
+                            f"from other problems: {remedy.restart}")
         if problem_changed(row, problem, current[pid]):
             raise DataError(f"{where}: problem {pid!r} has changed in {source} since this row was "
-                            "made (question, answer or fields differ); pass --overwrite to start over")
+                            f"made (question, answer or fields differ); {remedy.restart}")
         if pid in done:
             dropped += 1
             continue
