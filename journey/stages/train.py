@@ -30,10 +30,10 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from transformers import PrinterCallback, TrainerCallback
+from transformers import AutoConfig, PrinterCallback, TrainerCallback
 
 from journey.config import Stage, TrainConfig
-from journey.models.embedded import check_model_path, resolve_model
+from journey.models.embedded import check_model_path, loading, resolve_model
 from journey.runtime.io import (
     DataError,
     atomic_folder,
@@ -249,6 +249,8 @@ def run_train(cfg: TrainConfig) -> dict:
     """
     rows = load_rows(cfg.stage, cfg.data, cfg.objective)
     check_model_path(cfg.model)
+    with loading("--model", cfg.model):  # reachable (a folder here, or on the hub) before any write
+        AutoConfig.from_pretrained(resolve_model(cfg.model))
     out = check_output(Path(cfg.out), folder=True,
                        inputs={"--model": cfg.model, **{f"--data {p}": p for p in cfg.data}})
     with output_lock(out):
