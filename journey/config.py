@@ -525,11 +525,17 @@ class EvalPRMConfig:
     prm: PRMName = opt("Which PRM to judge (the choices above: journey.models.registry.PRMS).", "trained")
     out: Path | None = opt("prm_metrics.json to write (optional).", None)
     task: TaskName | None = opt("Problem domain (default: the one recorded in the trees).", None)
+    model: str = opt("--prm rollout/tests: the policy rolled out from each step ('embedded', a checkpoint folder, or a hub id), sampled as the trees were.", EMBEDDED_NAME)
+    rollouts: int = opt("--prm rollout/tests: m rollouts per step.", 4)
+    rollout_tokens: int | None = opt("--prm rollout/tests: longest rollout in tokens (default: the steps left to the trees' depth x their max step tokens).", None)
 
     def __post_init__(self):
         check_prm(self.prm)
         if self.prm == "verifier":
             raise ValueError("--prm verifier is the reference itself; evaluate another PRM")
+        check_at_least(1, rollouts=self.rollouts)
+        if self.rollout_tokens is not None:
+            check_at_least(1, rollout_tokens=self.rollout_tokens)
         check_choices(self)
 
 
