@@ -297,3 +297,59 @@ def test_stale_temp_files_of_killed_writers_are_removed(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+def killed_mid_run(cmd: list[str], out, env) -> None:
+    """Start `cmd`, SIGKILL it once it holds the lock on `out` (its work under way), and wait."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = out.with_name(out.name + ".lock")
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not lock.exists():
+        time.sleep(0.01)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def curate_input(d):
+    rows = [{"id": f"m{i}", "question": f"What is ${i}+{i}$?", "solution": f"So $\\boxed{{{2 * i}}}$."}
+            for i in range(20000)]
+    (d / "math.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def run_tests_input(d):
+    from journey.tasks.code import CodeTask
+
+    problems = CodeTask().generate(30, seed=1)
+    (d / "cp.jsonl").write_text("".join(json.dumps(p.to_row()) + "\n" for p in problems))
+    (d / "sol.jsonl").write_text("".join(json.dumps({"id": p.id, "code": p.meta["solution"]}) + "\n"
+                                         for p in problems))
+
+
+# kill -9 mid-run, then the same command again: it runs (no "the file exists"), and its output is
+# the uninterrupted run's, byte for byte.
+@pytest.mark.parametrize("setup, args", [
+    (curate_input, ["curate", "--problems", "{d}/math.jsonl", "--out", "{out}"]),
+    (run_tests_input, ["run-tests", "--problems", "{d}/cp.jsonl", "--solutions", "{d}/sol.jsonl", "--out", "{out}"]),
+])
+def test_killed_then_rerun_gives_the_uninterrupted_result(tmp_path, setup, args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    setup(tmp_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    cmd = lambda out: [sys.executable, "-m", "journey.cli", *[a.format(d=tmp_path, out=out) for a in args]]  # noqa: E731
+    killed, whole = tmp_path / "killed.jsonl", tmp_path / "whole.jsonl"
+    killed_mid_run(cmd(killed), killed, env)
+    assert not killed.exists()  # nothing at the final path
+    again = subprocess.run(cmd(killed), env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert subprocess.run(cmd(whole), env=env, capture_output=True).returncode == 0
+    assert killed.read_bytes() == whole.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".killed", "killed"))) == ["killed.jsonl"]
