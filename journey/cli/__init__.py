@@ -26,8 +26,7 @@ def interrupted_at_start(signum, frame) -> None:
     """SIGINT or SIGTERM while no work is under way (start-up, or between a command's steps):
     one line, exit 130 or 143 at once."""
     name = signal.Signals(signum).name
-    os.write(2, f"interrupted ({name}) during start-up: nothing was written\n".encode())
-    sys.stdout.flush() if sys.stdout else None
+    os.write(2, f"interrupted ({name}) during start-up: nothing was written\n".encode())  # no buffer to flush
     os._exit(EXIT_CODES.get(signum, 128 + signum))
 
 
