@@ -10,9 +10,11 @@ layer (tasks, models, search, stages) use it.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import MISSING, field, fields
+from pathlib import Path
 from types import UnionType
 from typing import Literal, Union, get_args, get_origin, get_type_hints
 
@@ -89,9 +91,53 @@ def check_choices(config) -> None:
 
 # The least memory a sampled token takes: the KV cache of the embedded policy, the smallest model
 # journey runs (2 (K, V) x 4 layers x 128 hidden x 4 bytes, float32). A bigger model takes more, so
-# an estimate with it is a floor: what it refuses could never fit.
+# an estimate with it is a floor: what it refuses could never fit. A checkpoint folder's own
+# config.json gives its real size (`sequence_bytes`).
 TOKEN_BYTES = 2 * 4 * 128 * 4
 ROW_BYTES = 1024  # a generated problem (or test) held as a Python row and its JSON line
+DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1}
+
+
+def model_shape(model: str | os.PathLike | None) -> dict | None:
+    """What sizes a model's memory per token, read from `model`/config.json (a checkpoint folder):
+    layers, KV heads x head size, vocab, bytes per value. None when `model` is no folder with a
+    readable config (a hub id, a served model) or the config lacks a size.
+
+        {"num_hidden_layers": 4, "hidden_size": 128, "num_attention_heads": 4, "vocab_size": 102}
+        -> {"layers": 4, "kv_width": 128, "vocab": 102, "dtype_bytes": 4}
+    """
+    if model is None:
+        return None
+    try:
+        cfg = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
+        cfg = cfg.get("text_config") or cfg  # a multimodal config keeps the LM's sizes there
+        heads = int(cfg["num_attention_heads"])
+        head_size = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
+        shape = {"layers": int(cfg["num_hidden_layers"]),
+                 "kv_width": int(cfg.get("num_key_value_heads") or heads) * head_size,
+                 "vocab": int(cfg["vocab_size"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError):
+        return None
+    dtype = str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32").removeprefix("torch.")
+    shape["dtype_bytes"] = DTYPE_BYTES.get(dtype, 4)
+    return shape if all(v > 0 for v in shape.values()) else None
+
+
+def sequence_bytes(model: str | os.PathLike | None, tokens: int) -> int:
+    """The least memory one sampled sequence of `tokens` tokens holds: its KV cache (2 (K, V) x
+    layers x KV heads x head size x bytes per value, per token) and one step's logits (vocab x 4
+    bytes, float32), from `model`'s config.json (`model_shape`); `tokens` x TOKEN_BYTES (the
+    smallest model's) when there is no config to read. A floor either way: weights, activations
+    and a float32 load of a bf16 checkpoint only add to it.
+
+        Qwen2.5-7B (28 layers, 4 KV heads of 128, bfloat16, vocab 152,064), 1,024 tokens:
+        1,024 x (2 x 28 x 512 x 2) + 152,064 x 4 = 58,720,256 + 608,256 = 59,328,512
+    """
+    shape = model_shape(model)
+    if shape is None:
+        return tokens * TOKEN_BYTES
+    per_token = 2 * shape["layers"] * shape["kv_width"] * shape["dtype_bytes"]
+    return tokens * per_token + shape["vocab"] * 4
 
 
 def memory_bytes() -> int:

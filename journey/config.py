@@ -22,7 +22,6 @@ from typing import Literal
 
 from journey.checks import (
     ROW_BYTES,
-    TOKEN_BYTES,
     check_at_least,
     check_choices,
     check_fits_memory,
@@ -30,12 +29,13 @@ from journey.checks import (
     check_sampling_flags,
     flag,
     opt,
+    sequence_bytes,
 )
 from journey.longthought.paths import TRIAL_COUNTS
 from journey.longthought.prm_data import LABEL_SOURCES
 from journey.longthought.render import STYLES
 from journey.models.base import SamplingConfig
-from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, task_model
+from journey.models.embedded import EMBEDDED_NAME, EMBEDDED_TASKS, resolve_model, task_model
 from journey.models.gguf import PULLABLE
 from journey.models.registry import BACKENDS, PRM_BACKENDS, PRMS, check_prm
 from journey.models.rewards import ALPHA_SCHEDULES, REWARDS
@@ -142,6 +142,12 @@ PRMS_WITH_MODEL = ("trained", "token", "qwen")  # refused without --prm-model be
 TREE_CONTENT_KEYS = ("model", "task", "prm", "prm_model", "rollouts", "rollout_tokens", "width", "depth", "temperature", "top_p",
                      "max_step_tokens", "seed", "search")
 
+
+
+def model_dir(model: str, task: str = "arith") -> str:
+    """Where `--model` lies for the memory estimate: `embedded` (the task's own) -> the shipped
+    folder; a folder or hub id as given (`journey.checks.sequence_bytes` reads a folder's config)."""
+    return resolve_model(task_model(model, task))
 
 @dataclass
 class BuildTreeConfig(RayOptions, CodeOptions, AnswerOptions):
@@ -250,10 +256,12 @@ class BuildTreeConfig(RayOptions, CodeOptions, AnswerOptions):
         trees in flight x K x w new steps."""
         tokens = self.depth * self.max_step_tokens
         long = f"sequences of {tokens} tokens"
-        check_fits_memory("width", self.width, tokens * TOKEN_BYTES, long)
-        check_fits_memory("rollouts", self.rollouts, tokens * TOKEN_BYTES, long)
+        each = sequence_bytes(model_dir(self.model, self.task), tokens)
+        check_fits_memory("width", self.width, each, long)
+        check_fits_memory("rollouts", self.rollouts, each, long)
         kept = self.trees_in_flight * getattr(self.search_config, "top_k", 1)
-        check_fits_memory("width", self.width, kept * self.max_step_tokens * TOKEN_BYTES,
+        step = sequence_bytes(model_dir(self.model, self.task), self.max_step_tokens)
+        check_fits_memory("width", self.width, kept * step,
                           f"steps for each of {kept} nodes (--trees-in-flight x --top-k)")
 
 
@@ -326,7 +334,7 @@ class RLOptions(CodeOptions):
     group_size: int = opt("RL: completions sampled per problem (GRPO's group; --batch-size counts completions and must be a multiple of it).", 4)
     max_new_tokens: int = opt("RL: longest completion, in tokens.", 256)
     temperature: float = opt("RL: sampling temperature of the completions.", 1.0)
-    save_steps: int = opt("RL: save a checkpoint to resume from every N steps (in OUT.partial/ until the run ends).", 10)
+    save_steps: int = opt("RL: save a checkpoint to resume from every N steps (in .OUT.partial/ until the run ends).", 10)
 
     def check_rl(self, stage: str) -> None:
         """The RL options checked; for another stage, refused when given (they would do nothing)."""
@@ -443,7 +451,7 @@ class GenerateConfig(RayOptions, CodeOptions, AnswerOptions):
         self.model = task_model(self.model, self.task)  # `embedded` + code -> the code policy
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
-        check_fits_memory("samples", self.samples, self.max_new_tokens * TOKEN_BYTES,
+        check_fits_memory("samples", self.samples, sequence_bytes(model_dir(self.model), self.max_new_tokens),
                           f"samples of {self.max_new_tokens} tokens (--max-new-tokens)")
         if self.limit is not None:
             check_at_least(1, limit=self.limit)
@@ -585,7 +593,7 @@ class DistillConfig(RayOptions, AnswerOptions):
                 setattr(self, name, value)
         check_at_least(1, samples=self.samples, max_new_tokens=self.max_new_tokens,
                        batch_size=self.batch_size)
-        check_fits_memory("samples", self.samples, self.max_new_tokens * TOKEN_BYTES,
+        check_fits_memory("samples", self.samples, sequence_bytes(model_dir(self.teacher), self.max_new_tokens),
                           f"samples of {self.max_new_tokens} tokens (--max-new-tokens)")
         check_at_least(0, min_tokens=self.min_tokens)
         if self.max_tokens is not None:
@@ -607,11 +615,17 @@ class EvalPRMConfig:
     prm: PRMName = opt("Which PRM to judge (the choices above: journey.models.registry.PRMS).", "trained")
     out: Path | None = opt("prm_metrics.json to write (optional).", None)
     task: TaskName | None = opt("Problem domain (default: the one recorded in the trees).", None)
+    model: str = opt("--prm rollout/tests: the policy rolled out from each step ('embedded', a checkpoint folder, or a hub id), sampled as the trees were.", EMBEDDED_NAME)
+    rollouts: int = opt("--prm rollout/tests: m rollouts per step.", 4)
+    rollout_tokens: int | None = opt("--prm rollout/tests: longest rollout in tokens (default: the steps left to the trees' depth x their max step tokens).", None)
 
     def __post_init__(self):
         check_prm(self.prm)
         if self.prm == "verifier":
             raise ValueError("--prm verifier is the reference itself; evaluate another PRM")
+        check_at_least(1, rollouts=self.rollouts)
+        if self.rollout_tokens is not None:
+            check_at_least(1, rollout_tokens=self.rollout_tokens)
         check_choices(self)
 
 
@@ -685,7 +699,8 @@ class SelfplayConfig:
                        eval_samples=self.eval_samples, batch_size=self.batch_size)
         tokens = GenerateConfig.max_new_tokens  # eval and sample-pairs sample answers this long
         for name in ("pair_samples", "eval_samples"):
-            check_fits_memory(name, getattr(self, name), tokens * TOKEN_BYTES, f"samples of {tokens} tokens")
+            check_fits_memory(name, getattr(self, name), sequence_bytes(model_dir(self.model, self.task), tokens),
+                              f"samples of {tokens} tokens")
         check_positive(epochs=self.epochs, lr=self.lr, dpo_lr=self.dpo_lr, prm_epochs=self.prm_epochs,
                        prm_lr=self.prm_lr, rl_lr=self.rl_lr)
         for name in ("limit", "test_limit", "dpo_problems"):
@@ -790,7 +805,7 @@ class GenTestsConfig:
     def __post_init__(self):
         check_at_least(1, n=self.n, max_new_tokens=self.max_new_tokens, mutants=self.mutants)
         check_at_least(0, equivalence_inputs=self.equivalence_inputs)
-        check_fits_memory("n", self.n, self.max_new_tokens * TOKEN_BYTES,
+        check_fits_memory("n", self.n, sequence_bytes(model_dir(self.model, "code"), self.max_new_tokens),
                           f"inputs of {self.max_new_tokens} tokens (--max-new-tokens)")
         check_sampling_flags(self.temperature, self.top_p)
         if self.limit is not None:

@@ -66,7 +66,7 @@ def test_build_tree_on_a_full_disk_names_the_file_and_resumes(tmp_path, tiny_dis
     result = run("build-tree", "--problems", problems, "--out", out, "--depth", 3)
     assert result.exit_code == 1, result.output
     assert f"{out}: cannot write (no space left on the device)" in result.output
-    kept = out.read_text()
+    kept = out.read_text() if out.exists() else ""  # a journal that kept no tree is removed
     assert kept == "" or kept.endswith("\n")  # no half line
     (tiny_disk / "filler").unlink()
     assert run("build-tree", "--problems", problems, "--out", out, "--depth", 3).exit_code == 0

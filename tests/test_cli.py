@@ -258,9 +258,10 @@ def test_ctrl_c_while_a_command_loads_its_stage_prints_no_traceback(tmp_path):
     import signal as signals
 
     import journey.stages.build_tree as stage
+    from journey.cli.app import on_sigint
 
     def interrupt(cfg, progress=None):
-        assert signals.getsignal(signals.SIGINT) is signals.default_int_handler  # inside user_errors
+        assert signals.getsignal(signals.SIGINT) is on_sigint  # inside user_errors
         raise KeyboardInterrupt
 
     problems = tmp_path / "p.jsonl"
@@ -273,6 +274,32 @@ def test_ctrl_c_while_a_command_loads_its_stage_prints_no_traceback(tmp_path):
         stage.run_build_tree = original
     assert result.exit_code == 130 and "interrupted (SIGINT)" in result.output
     assert signals.getsignal(signals.SIGINT) is before  # put back after the command
+
+
+# A real signal at any moment of the first seconds (the interpreter's own first ~50 ms aside):
+# one line, exit 130 (SIGINT) or 143 (SIGTERM), never a traceback, never a silent exit.
+LAUNCHERS = {"python -m journey.cli": [sys.executable, "-m", "journey.cli"],
+             "journey script": [str(Path(sys.executable).parent / "journey")]}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("delay", [0.3, 1.0, 1.8, 2.6])
+def test_a_signal_in_the_first_seconds_is_one_line(tmp_path, launcher, signame, code, delay):
+    if not Path(LAUNCHERS[launcher][0]).exists():
+        pytest.skip("no journey script beside this python")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    problems = tmp_path / "p.jsonl"
+    runner.invoke(app, ["problems", "--n", 2, "--out", str(problems)])
+    proc = subprocess.Popen([*LAUNCHERS[launcher], "build-tree", "--problems", str(problems), "--out",
+                             str(tmp_path / "t.jsonl")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip() and "━" not in line]
+    assert proc.returncode == code, err
+    assert lines and lines[-1].startswith(f"interrupted ({signame})"), err
+    assert not any(bad in err for bad in ("Traceback", "Exception ignored", "│"))
 
 
 # ---------------------------------------------------------------- issue 24: build-tree's PRM by default

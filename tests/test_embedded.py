@@ -1,5 +1,7 @@
 """The shipped policy: a standard checkpoint, a lossless character tokenizer, a parseable first step."""
 
+import json
+
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
@@ -54,3 +56,37 @@ def test_greedy_first_step_is_a_parseable_reduction():
     assert step.finish == "stop" and STEP_RE.match(step.text), step
     assert step.tokens == len(step.text) + 1 and step.logprob < 0
     assert check_steps(question, [step.text])[0].ok
+
+
+# A model that is not there: one line naming the flag, nothing written. A name with no folder
+# here is still looked up on the hub for real (offline in the tests: HF_HUB_OFFLINE=1).
+@pytest.mark.parametrize("args, line", [
+    (["train", "--stage", "sft", "--data", "{d}/sft.jsonl", "--out", "{d}/ck", "--model", "nope_ck"],
+     "error: --model nope_ck: no folder nope_ck here, and not on the hub"),
+    (["train", "--stage", "sft", "--data", "{d}/sft.jsonl", "--out", "{d}/ck", "--model", "org/nope"],
+     "error: --model org/nope: no folder org/nope here, and not on the hub"),
+    (["train", "--stage", "prm", "--data", "{d}/prm.jsonl", "--out", "{d}/ck", "--model", "nope_ck"],
+     "error: --model nope_ck: no folder nope_ck here"),
+    (["build-tree", "--problems", "{d}/p.jsonl", "--out", "{d}/t.jsonl", "--model", "nope_ck"],
+     "error: --model nope_ck: no folder nope_ck here"),
+    (["build-tree", "--problems", "{d}/p.jsonl", "--out", "{d}/t.jsonl", "--prm", "token", "--prm-model", "nope_ck"],
+     "error: --prm-model nope_ck: no folder nope_ck here"),
+    (["build-tree", "--problems", "{d}/p.jsonl", "--out", "{d}/t.jsonl", "--prm", "qwen", "--prm-model", "./nope"],
+     "error: --prm-model ./nope: no such model directory"),
+    (["eval", "--problems", "{d}/p.jsonl", "--out", "{d}/m.json", "--model", "org/nope"],
+     "error: --model org/nope: no folder org/nope here"),
+    (["distill", "--teacher", "nope_ck", "--problems", "{d}/p.jsonl", "--out-dir", "{d}/dd"],
+     "error: --teacher nope_ck: no folder nope_ck here"),
+])
+def test_a_model_that_is_not_there_names_its_flag(tmp_path, args, line):
+    from tests.helpers import run, write_sft_rows
+
+    write_sft_rows(tmp_path / "sft.jsonl")
+    row = {"prompt": [{"role": "user", "content": "1 + 2"}], "steps": ["1 + 2 = 3"], "labels": [1]}
+    (tmp_path / "prm.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "p.jsonl").write_text(json.dumps({"id": "a", "question": "1 + 2", "answer": "3"}) + "\n")
+    before = sorted(tmp_path.iterdir())
+    result = run(*[a.format(d=tmp_path) for a in args])
+    errors = [x for x in result.output.splitlines() if x.startswith("error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and errors[0].startswith(line), result.output
+    assert "Traceback" not in result.output and sorted(tmp_path.iterdir()) == before

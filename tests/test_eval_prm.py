@@ -119,3 +119,29 @@ def test_the_summary_table_shows_the_checks(tmp_path, monkeypatch):
     assert "its right sibling │ raised 1.000 of 2, mean +1.0000" in text
     assert "first step made wrong │ lowered 1.000 of 1, mean -1.0000" in text
     assert "tree / depth / both │ 0.000 / 0.000 / 0.000" in text
+
+
+# --prm rollout (and tests) roll out --model from each step: eval-prm loads it (it was refused).
+@pytest.mark.parametrize("args, rolled", [
+    (["--prm", "rollout", "--rollouts", "2"], {"model": "embedded", "rollouts": 2, "rollout_tokens": None}),
+    (["--prm", "rollout", "--rollouts", "1", "--rollout-tokens", "24"],
+     {"model": "embedded", "rollouts": 1, "rollout_tokens": 24}),
+])
+def test_eval_prm_rolls_out_the_policy(tmp_path, args, rolled):
+    from tests.helpers import hand_tree, run
+
+    trees, out = tmp_path / "t.jsonl", tmp_path / "m.json"
+    trees.write_text(json.dumps(hand_tree().to_json()) + "\n")
+    result = run("eval-prm", "--trees", trees, "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    m = json.loads(out.read_text())
+    # hand_tree: 9 steps, one invalid -> 8 scored; 4 of them right by the exact check
+    assert m["prm"] == "rollout" and m["steps"] == 8 and m["right_steps"] == 4
+    assert {k: m["provenance"]["config"][k] for k in rolled} == rolled
+
+
+def test_eval_prm_rollout_flags_are_checked(tmp_path):
+    from tests.helpers import run
+
+    result = run("eval-prm", "--trees", tmp_path / "t.jsonl", "--prm", "rollout", "--rollouts", "0")
+    assert result.exit_code == 1 and "--rollouts must be >= 1, got 0" in result.output

@@ -197,3 +197,58 @@ def test_ray_flags_are_checked_with_one_line_naming_the_flag(problems, tmp_path,
     r = runner.invoke(app, ["build-tree", "--problems", str(problems), "--out", str(out), *args])
     assert r.exit_code == 1 and message in " ".join(r.output.split()), r.output
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- a killed driver takes its Ray with it
+
+
+def test_descendants_walks_the_process_tree():
+    from journey.runtime.reaper import alive, descendants
+
+    table = {2: (1, 10), 3: (2, 11), 4: (3, 12), 5: (1, 13), 6: (4, 14)}
+    assert descendants({2}, table) == {3: 11, 4: 12, 6: 14}
+    assert descendants({5}, table) == {}
+    assert alive({3: 11, 4: 99, 7: 1}, table) == {3: 11}  # 4 is another process now, 7 is gone
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_no_ray_behind(tmp_path):
+    """kill -9 of a `build-tree --ray` driver: ~20 s later no process it started (gcs_server,
+    raylet, workers, and the agents that waited on a dead GCS for minutes) still runs."""
+    import subprocess
+    import sys
+    import time
+
+    from journey.runtime.reaper import alive, descendants, process_table
+
+    problems = tmp_path / "p.jsonl"
+    assert runner.invoke(app, ["problems", "--n", 200, "--out", str(problems)]).exit_code == 0
+    out = tmp_path / "t.jsonl"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    driver = subprocess.Popen([sys.executable, "-m", "journey.cli", "build-tree", "--problems", str(problems),
+                               "--out", str(out), "--ray", "--workers", "1"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, started = time.time() + 180, {}
+    while time.time() < deadline and driver.poll() is None and not (out.exists() and out.read_text()):
+        started.update(descendants({driver.pid}, process_table()))  # the Ray it started, as it grows
+        time.sleep(0.5)
+    assert driver.poll() is None and out.read_text(), "the driver ended before its Ray worked"
+    started.update(descendants({driver.pid}, process_table()))
+    names = {proc_name(pid) for pid in started}
+    assert any("raylet" in n for n in names) and any("ray::" in n for n in names), names
+    driver.kill()
+    driver.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and alive(started, process_table()):
+        time.sleep(0.5)
+    left = alive(started, process_table())
+    for pid in left:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, [proc_name(pid) for pid in left]
+
+
+def proc_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:80]
+    except OSError:
+        return "?"

@@ -18,7 +18,8 @@ from journey.config import TrainConfig
 from journey.models.embedded import EMBEDDED_PATH
 from journey.models.prm import VerifierPRM
 from journey.models.rewards import RLReward, alpha_at, phi, process_term, split_steps
-from journey.stages.train import partial_folder, run_train
+from journey.runtime.io import staging_folder
+from journey.stages.train import run_train
 from journey.tasks import get_task
 from tests.helpers import run, write_problems
 
@@ -157,7 +158,7 @@ def test_cli_refuses_a_bad_problems_file_naming_its_line(tmp_path):
     result = run("train", "--stage", "rl", "--data", bad, "--out", tmp_path / "rl")
     assert result.exit_code == 1
     assert f"{bad}:2: duplicate id 'a'" in result.output
-    assert not (tmp_path / "rl").exists() and not partial_folder(tmp_path / "rl").exists()
+    assert not (tmp_path / "rl").exists() and not staging_folder(tmp_path / "rl").exists()
 
 
 # ---------------------------------------------------------------- real GRPO steps
@@ -184,7 +185,7 @@ def test_a_few_steps_change_the_weights_and_record_the_reward_curve(tmp_path):
     assert curve[0]["alpha"] == 1.0 and curve[1]["alpha"] == pytest.approx(0.75)  # linear 1 -> 0.5 over 2 steps
     assert "process" in curve[1] and "process" not in curve[0]  # α = 1 needs no PRM call
     assert (out / "reward.png").stat().st_size > 0 and (out / "config.json").is_file()
-    assert not partial_folder(out).exists() and not (out / "rl-run.json").exists()
+    assert not staging_folder(out).exists() and not (out / "rl-run.json").exists()
     assert record["reward_curve"] == curve
 
 
@@ -205,12 +206,12 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     problems = write_problems(tmp_path / "p.jsonl", n=4)
     out = tmp_path / "rl"
     cfg = dict(max_steps=3, **TINY)
-    watcher = interrupt_after_checkpoint(partial_folder(out), 1)
+    watcher = interrupt_after_checkpoint(staging_folder(out), 1)
     with pytest.raises(KeyboardInterrupt):
         run_train(TrainConfig("rl", [problems], out, **cfg))
         time.sleep(10)  # the run ended first: the interrupt lands here (the test then fails below)
     watcher.join()
-    assert not out.exists() and (partial_folder(out) / "trainer" / "checkpoint-1").is_dir()
+    assert not out.exists() and (staging_folder(out) / "trainer" / "checkpoint-1").is_dir()
     record = run_train(TrainConfig("rl", [problems], out, **cfg))
     assert record["resumed_from_step"] in (1, 2) and record["steps"] == 3
     assert [c["step"] for c in record["reward_curve"]] == [1, 2, 3]  # the log of the steps before, kept
@@ -221,7 +222,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
 def test_other_flags_start_over(tmp_path, caplog):
     problems = write_problems(tmp_path / "p.jsonl", n=4)
     out = tmp_path / "rl"
-    watcher = interrupt_after_checkpoint(partial_folder(out), 1)
+    watcher = interrupt_after_checkpoint(staging_folder(out), 1)
     with pytest.raises(KeyboardInterrupt):
         run_train(TrainConfig("rl", [problems], out, max_steps=3, **TINY))
         time.sleep(10)

@@ -15,6 +15,7 @@ from journey.runtime.io import (
     JsonlAppender,
     check_ours,
     check_output,
+    failed_write,
     output_lock,
     resume_journal,
     write_text_atomic,
@@ -148,6 +149,23 @@ def test_a_full_disk_names_the_path_and_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+class SafetensorError(Exception):
+    """Named as safetensors' own error is (its Rust extension cannot be raised on demand)."""
+
+
+@pytest.mark.parametrize("err, code", [
+    (OSError(errno.ENOSPC, "No space left on device"), errno.ENOSPC),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), errno.EDQUOT),
+    (OSError(errno.ENOENT, "No such file or directory"), None),  # a missing input: its own message
+    (SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"), errno.ENOSPC),
+    (SafetensorError("Error while deserializing header: HeaderTooLarge"), None),
+    (RuntimeError("out of memory (os error 28)"), None),
+])
+def test_failed_write_tells_a_refused_write_from_other_errors(err, code):
+    found = failed_write(err)
+    assert (found.errno if found is not None else None) == code
+
+
 def trees_file(path):
     t = Tree({"id": "x", "question": "1+1", "answer": "2"})
     t.add_child(0, text="The answer is 2.", verdict="correct", terminal=True, answer="2", correct=True)
@@ -211,3 +229,127 @@ def test_show_takes_the_lock(tmp_path):
         result = runner.invoke(app, ["show", "--trees", str(tmp_path / "t.jsonl"), "--out", str(tmp_path / "t.html")])
     assert result.exit_code == 1 and "another journey run" in result.output
     assert not (tmp_path / "t.html").exists()
+
+
+def code_problems(path):
+    from journey.tasks.code import CodeTask
+
+    path.write_text("".join(json.dumps(p.to_row()) + "\n" for p in CodeTask().generate(2, seed=2)))
+    return path
+
+
+def prm_rows(path):
+    rows = [{"prompt": [{"role": "user", "content": "1 + 2 * 3"}], "steps": ["2 * 3 = 6", "1 + 6 = 7"],
+             "labels": [1, 1], "step_delimiter": "\n"}] * 2
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# A real full disk (a 256 KiB tmpfs, filled): every command that writes there exits 1 with one
+# line naming its output, and leaves the disk as it found it (no short file, no half folder).
+@pytest.mark.parametrize("args, named", [
+    (["train", "--stage", "sft", "--data", "{d}/sft.jsonl", "--out", "{disk}/ck", "--max-steps", "1"], "{disk}/ck"),
+    (["train", "--stage", "prm", "--data", "{d}/prm.jsonl", "--out", "{disk}/ck", "--max-steps", "1"], "{disk}/ck"),
+    (["eval-prm", "--trees", "{d}/t.jsonl", "--prm", "judge", "--prm-model", "embedded", "--out", "{disk}/m.json"],
+     "{disk}/m.json"),
+    (["gen-tests", "--problems", "{d}/c.jsonl", "--out", "{disk}/c.jsonl", "--n", "4", "--mutants", "2",
+      "--max-new-tokens", "24", "--equivalence-inputs", "2"], "{disk}/c.jsonl"),
+    (["selfplay", "--problems", "{d}/p.jsonl", "--test", "{d}/p.jsonl", "--out-dir", "{disk}/sp", "--depth", "2",
+      "--max-steps", "1"], "{disk}/sp"),
+])
+def test_commands_on_a_real_full_disk(tmp_path, tiny_disk, args, named):
+    from tests.helpers import fill, write_problems, write_sft_rows
+
+    write_sft_rows(tmp_path / "sft.jsonl")
+    prm_rows(tmp_path / "prm.jsonl")
+    trees_file(tmp_path / "t.jsonl")
+    code_problems(tmp_path / "c.jsonl")
+    write_problems(tmp_path / "p.jsonl", n=2)
+    fill(tiny_disk)
+    before = snapshot(tiny_disk)
+    result = runner.invoke(app, [a.format(d=tmp_path, disk=tiny_disk) for a in args])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output and named.format(disk=tiny_disk) in text, result.output
+    assert "cannot write" in text and "no space left" in text, result.output
+    assert snapshot(tiny_disk) == before and sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
+
+
+def test_stale_temp_files_of_killed_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {f".x.json.{dead.pid}.tmp": False,  # a killed writer's: removed
+                 f".x.json.{live.pid}.tmp": True,  # a writer still at work: kept
+                 ".x.json.notapid.tmp": True,  # not our pattern
+                 f".y.json.{dead.pid}.tmp": True,  # another file's
+                 f"x.json.{dead.pid}.tmp": True}  # not hidden: not ours
+        for name in names:
+            (tmp_path / name).write_text("half")
+        write_text_atomic(tmp_path / "x.json", "{}")
+        assert {n: (tmp_path / n).exists() for n in names} == names
+        assert (tmp_path / "x.json").read_text() == "{}"
+    finally:
+        live.kill()
+        live.wait()
+
+
+def killed_mid_run(cmd: list[str], out, env) -> None:
+    """Start `cmd`, SIGKILL it once it holds the lock on `out` (its work under way), and wait."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = out.with_name(out.name + ".lock")
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not lock.exists():
+        time.sleep(0.01)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def curate_input(d):
+    rows = [{"id": f"m{i}", "question": f"What is ${i}+{i}$?", "solution": f"So $\\boxed{{{2 * i}}}$."}
+            for i in range(20000)]
+    (d / "math.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def run_tests_input(d):
+    from journey.tasks.code import CodeTask
+
+    problems = CodeTask().generate(30, seed=1)
+    (d / "cp.jsonl").write_text("".join(json.dumps(p.to_row()) + "\n" for p in problems))
+    (d / "sol.jsonl").write_text("".join(json.dumps({"id": p.id, "code": p.meta["solution"]}) + "\n"
+                                         for p in problems))
+
+
+# kill -9 mid-run, then the same command again: it runs (no "the file exists"), and its output is
+# the uninterrupted run's, byte for byte.
+@pytest.mark.parametrize("setup, args", [
+    (curate_input, ["curate", "--problems", "{d}/math.jsonl", "--out", "{out}"]),
+    (run_tests_input, ["run-tests", "--problems", "{d}/cp.jsonl", "--solutions", "{d}/sol.jsonl", "--out", "{out}"]),
+])
+def test_killed_then_rerun_gives_the_uninterrupted_result(tmp_path, setup, args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    setup(tmp_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    cmd = lambda out: [sys.executable, "-m", "journey.cli", *[a.format(d=tmp_path, out=out) for a in args]]  # noqa: E731
+    killed, whole = tmp_path / "killed.jsonl", tmp_path / "whole.jsonl"
+    killed_mid_run(cmd(killed), killed, env)
+    assert not killed.exists()  # nothing at the final path
+    again = subprocess.run(cmd(killed), env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert subprocess.run(cmd(whole), env=env, capture_output=True).returncode == 0
+    assert killed.read_bytes() == whole.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".killed", "killed"))) == ["killed.jsonl"]

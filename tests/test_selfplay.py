@@ -57,3 +57,54 @@ def test_selfplay_bad_flags(tmp_path, args, message):
     result = run("selfplay", "--problems", train, "--test", train, "--out-dir", tmp_path / "sp", *args)
     assert result.exit_code == 1 and message in result.output, result.output
     assert not (tmp_path / "sp").exists()
+
+
+def command_flags(name: str) -> set[str]:
+    """Every flag the command `name` takes."""
+    import typer
+
+    from journey.cli import app
+
+    return {o for p in typer.main.get_command(app).commands[name].params for o in p.opts if o.startswith("--")}
+
+
+def flags_named(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"--[a-z][a-z0-9-]*", text))
+
+
+def change_first_problem(path):
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0]["question"] = "9 + 9"
+    rows[0]["answer"] = "18"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+# A run killed mid-round, then rerun after a problem changed: refused, and the message names only
+# selfplay's own flags (it has --out-dir, no --out or --overwrite).
+@pytest.mark.parametrize("journal, changed", [
+    ("test_trees.jsonl", "test.jsonl"),  # the held-out trees, built first
+    ("round-0/trees.jsonl", "train.jsonl"),  # round 0's trees
+])
+def test_a_changed_problem_mid_round_names_selfplay_flags(tmp_path, journal, changed):
+    from journey.config import SelfplayConfig
+    from journey.runtime.io import SELFPLAY_REMEDY
+    from journey.stages.build_tree import run_build_tree
+    from journey.stages.selfplay import held_out_trees
+
+    train = write_problems(tmp_path / "train.jsonl", n=2, seed=3)
+    test = write_problems(tmp_path / "test.jsonl", n=2, seed=4)
+    args = ["--depth", "2", "--width", "2"]
+    cfg = SelfplayConfig(problems=train, test=test, out_dir=tmp_path / "sp", tree={"depth": 2, "width": 2})
+    held_out_trees(cfg)  # what a run killed after it left
+    if journal.startswith("round-0"):
+        run_build_tree(cfg.tree_config(train, tmp_path / "sp" / journal, cfg.model, cfg.prm, cfg.prm_model, cfg.seed),
+                       remedy=SELFPLAY_REMEDY)
+    change_first_problem(tmp_path / changed)
+    before = (tmp_path / "sp" / journal).read_bytes()
+    result = run("selfplay", "--problems", train, "--test", test, "--out-dir", tmp_path / "sp", *args)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "has changed" in text and "pick another --out-dir" in text, result.output
+    assert flags_named(text) <= command_flags("selfplay"), flags_named(text) - command_flags("selfplay")
+    assert (tmp_path / "sp" / journal).read_bytes() == before

@@ -53,7 +53,7 @@ def test_sft_changes_weights_and_reloads(sft_ckpt):
     assert weights_changed(sft_ckpt)
     record = json.loads((sft_ckpt / "train.json").read_text())
     assert record["steps"] == 3 and len(record["loss_curve"]) == 3 and (sft_ckpt / "loss.png").stat().st_size > 0
-    assert not sft_ckpt.with_name("ckpt.partial").exists()
+    assert not sft_ckpt.with_name(".ckpt.partial").exists()
     policy = TransformersPolicy(sft_ckpt, sampling=SamplingConfig(temperature=0))
     [[out]] = policy.complete([Prefix(MSG)], n=1, max_new_tokens=40)
     assert out.tokens > 0
@@ -135,7 +135,7 @@ def test_interrupted_training_leaves_no_finished_folder(tmp_path):
            "--out", str(out), "--max-steps", "100000", "--batch-size", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    partial = tmp_path / "ckpt.partial"
+    partial = tmp_path / ".ckpt.partial"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not (partial / "trainer").exists():
         time.sleep(0.1)
@@ -158,8 +158,8 @@ def test_failed_train_keeps_the_old_checkpoint_and_no_partial(tmp_path, monkeypa
     out = tmp_path / "ck"
     out.mkdir()
     (out / "config.json").write_text("{}")  # the old checkpoint
-    (tmp_path / "ck.partial").mkdir()  # left by a killed run
-    (tmp_path / "ck.partial" / "junk").write_text("x")
+    (tmp_path / ".ck.partial").mkdir()  # left by a killed run
+    (tmp_path / ".ck.partial" / "junk").write_text("x")
 
     def broken(cfg, rows, folder):
         assert not (folder / "junk").exists()  # the stale partial was removed first
@@ -181,6 +181,9 @@ def test_train_overwrite_replaces_only_when_the_new_one_is_saved(tmp_path):
     args = ["train", "--stage", "sft", "--data", data, "--out", out, "--max-steps", 1, "--batch-size", 2]
     refused = run(*args)
     assert refused.exit_code == 1 and "already exists" in refused.output
+    refused = run(*args, "--overwrite")  # a folder of other files is never replaced
+    assert refused.exit_code == 1 and "the folder holds other files" in refused.output
+    (out / "config.json").write_text("{}")  # an earlier checkpoint is
     result = run(*args, "--overwrite")
     assert result.exit_code == 0, result.output
     assert (out / "config.json").is_file() and not (out / "marker").exists()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 import yaml
 from rich.console import Console
@@ -23,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from journey import __version__
-from journey.cli import quiet_interrupts
+from journey.cli import quiet_interrupts, restore_handlers
 from journey.runtime.progress import console as err_console
 
 app = typer.Typer(
@@ -53,30 +55,73 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so every `finally` and cleanup runs as for Ctrl-C."""
 
 
+# The signals that arrived during the current block of work (`user_errors`). Libraries turn an
+# interrupt raised inside their imports into other errors (transformers: ModuleNotFoundError,
+# "cannot load module more than once"); what arrived says what it really was.
+RECEIVED: list[int] = []
+
+
+def on_sigint(signum, frame) -> None:
+    RECEIVED.append(signum)
+    raise KeyboardInterrupt()
+
+
 def on_sigterm(signum, frame) -> None:
+    RECEIVED.append(signum)
     raise Terminated()
+
+
+def redeliver_interrupts(unraisable) -> None:
+    """`sys.unraisablehook`: an interrupt raised where Python can only ignore it (a weakref
+    callback of the import system, a `__del__`) is sent again, so it lands in the program and
+    is never lost; anything else goes to the default hook."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sig = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+        if signal.getsignal(sig) in (on_sigint, on_sigterm):  # within work; after it, `RECEIVED` told
+            signal.raise_signal(sig)
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 @contextmanager
 def user_errors(kept: Callable[[], str] | None = None):
     """Turn bad input (ValueError, our DataError included, or an OSError) into one line, exit 1;
     turn Ctrl-C or SIGTERM into one line saying what was kept (`kept()`), exit 130 or 143.
-    From here on Ctrl-C is a KeyboardInterrupt again (the start-up handler, `journey.cli`,
-    exits at once; here there may be work to keep)."""
+    Within the block Ctrl-C is a KeyboardInterrupt and SIGTERM a `Terminated` (so `finally`
+    blocks run; the start-up handlers of `journey.cli`, put back after the block, exit at
+    once). An interrupt a library turned into another error, or swallowed, still ends the
+    command as an interrupt: the handlers note what arrived (`RECEIVED`)."""
+    previous = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+                    signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
+    RECEIVED.clear()
     try:
         yield
-    except KeyboardInterrupt as err:
-        signame, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
-        note = kept() if kept else "nothing was written"
-        err_console.print(f"[bold yellow]interrupted[/] ({signame}): {escape(note)}", highlight=False,
-                          soft_wrap=True)
-        raise typer.Exit(code=code) from None
-    except (ValueError, OSError) as err:
+    except (typer.Exit, click.exceptions.Exit):
+        raise
+    except BaseException as err:
+        if RECEIVED or isinstance(err, KeyboardInterrupt):
+            interrupted(kept, terminated=isinstance(err, Terminated) or signal.SIGTERM in RECEIVED)
+        if not isinstance(err, ValueError | OSError):
+            raise
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise  # --verbose: the whole traceback
         fail(describe_os_error(err) if isinstance(err, OSError) else str(err))
+    else:
+        if RECEIVED:  # swallowed on the way: the work ended, but the user asked to stop
+            interrupted(kept, terminated=signal.SIGTERM in RECEIVED)
+    finally:
+        RECEIVED.clear()
+        restore_handlers(previous)  # between blocks of work: the quiet handlers again
+
+
+def interrupted(kept: Callable[[], str] | None, terminated: bool) -> None:
+    """The one line an interrupt prints (what was kept), then exit 143 (SIGTERM) or 130 (SIGINT)."""
+    signame, code = ("SIGTERM", 143) if terminated else ("SIGINT", 130)
+    note = kept() if kept else "nothing was written"
+    err_console.print(f"[bold yellow]interrupted[/] ({signame}): {escape(note)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code)
 
 
 def count_lines(path: Path) -> int:
@@ -167,8 +212,8 @@ def main(
     """journey: long-thought training data by tree search, and training on it."""
     previous = quiet_interrupts()  # a command's own imports take seconds too (see journey.cli)
     if previous is not None:
-        ctx.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
-    signal.signal(signal.SIGTERM, on_sigterm)
+        ctx.call_on_close(lambda: restore_handlers(previous))
+        sys.unraisablehook = redeliver_interrupts
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)])
     for noisy in ("transformers", "httpx", "datasets"):

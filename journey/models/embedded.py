@@ -15,6 +15,8 @@ and silently drops spaces and newlines (see shared/API_NOTES.md).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 EMBEDDED_PATH = Path(__file__).resolve().parent.parent / "assets" / "embedded-policy"
@@ -64,7 +66,7 @@ def task_model(model: str, task: str) -> str:
     return own if model == EMBEDDED_NAME and own in EMBEDDED_BY_NAME else model
 
 
-def check_model_path(name_or_path: str) -> None:
+def check_model_path(name_or_path: str, flag: str = "--model") -> None:
     """ValueError if `name_or_path` looks like a local checkpoint folder but holds none.
 
     A hub id ("org/name") is left for transformers to resolve; `embedded` and anything
@@ -83,7 +85,34 @@ def check_model_path(name_or_path: str) -> None:
     path = Path(resolve_model(name)).expanduser()
     if looks_local and not (path / "config.json").is_file():
         what = "no such model directory" if not path.exists() else "no checkpoint there (no config.json)"
-        raise ValueError(f"--model {name}: {what}")
+        raise ValueError(f"{flag} {name}: {what}")
+
+
+def load_failure(flag: str, name: str, err: BaseException) -> str:
+    """One line for a model that did not load, naming the flag: the first line of `err`, and,
+    when `name` is no folder here, that it was looked up on the hub.
+
+        ("--model", "nope_ck", OSError("We couldn't connect to 'https://huggingface.co' ..."))
+        -> "--model nope_ck: no folder nope_ck here, and not on the hub (We couldn't connect ...)"
+    """
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    if Path(resolve_model(name)).expanduser().exists():
+        return f"{flag} {name}: cannot load ({first})"
+    return f"{flag} {name}: no folder {name} here, and not on the hub ({first})"
+
+
+@contextmanager
+def loading(flag: str, name: str) -> Iterator[None]:
+    """Turn a model load that failed for want of the model (a folder that is not there, a hub id
+    that cannot be reached or does not exist: an OSError or a huggingface_hub error) into one
+    ValueError naming `flag` (`load_failure`). A valid hub id is still looked up for real."""
+    try:
+        yield
+    except Exception as err:
+        if isinstance(err, OSError) or type(err).__module__.startswith("huggingface_hub"):
+            raise ValueError(load_failure(flag, name, err)) from None
+        raise
 
 
 def build_tokenizer():

@@ -30,15 +30,14 @@ if TYPE_CHECKING:  # types only: importing them would load torch
 
 def _transformers(model: str, delimiter: str, sampling: SamplingConfig, device: str | None = None,
                   **options) -> Policy:
-    from journey.models.embedded import check_model_path, resolve_model
+    from journey.models.embedded import check_model_path, load_failure, resolve_model
     from journey.models.transformers_policy import TransformersPolicy, check_chat_template
 
     check_model_path(model)
     try:
         policy = TransformersPolicy(model, delimiter=delimiter, sampling=sampling, device=device, **options)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"--model {model}: cannot load ({first})") from None
+        raise ValueError(load_failure("--model", model, err)) from None
     check_chat_template(policy.tokenizer, model, resolve_model(model))
     return policy
 
@@ -110,12 +109,15 @@ def _model_prm(name: str) -> Callable[..., PRM]:
             from journey.models.vllm_prm import VLLMQwenPRM
 
             return VLLMQwenPRM(model, task, gpu_memory_utilization=gpu_memory_utilization or 0.25)
+        from journey.models.embedded import check_model_path, loading
         from journey.models.model_prms import DEFAULT_BATCH_TOKENS, QwenPRM, TokenPRM
 
         # vLLM's share of its GPU, so a refusal can say how much to give back
         share = getattr(policy, "gpu_memory_utilization", None)
-        return (TokenPRM if name == "token" else QwenPRM)(model, task, batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS,
-                                                          device=device, vllm_share=share)
+        check_model_path(model, "--prm-model")
+        with loading("--prm-model", model):
+            return (TokenPRM if name == "token" else QwenPRM)(
+                model, task, batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS, device=device, vllm_share=share)
 
     return load
 

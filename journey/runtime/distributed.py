@@ -21,7 +21,8 @@ and a batch that keeps killing its worker must end the run with an error instead
 forever. So actors are created with no restarts; when one dies (`RayActorError`, e.g. kill -9
 on its process, or its node gone), its batch goes back to the front of the queue for the next
 free actor, a fresh actor takes the dead one's place, and a batch lost `MAX_TRIES` times stops
-the run. A seen-set of ids makes sure no id is ever written twice.
+the run. A seen-set of ids makes sure no id is ever written twice. A local Ray this process
+started dies with it, even on kill -9 (`journey.runtime.reaper`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from journey.runtime.io import DataError
+from journey.runtime.reaper import Reaper
 from journey.tasks.base import Problem
 
 log = logging.getLogger(__name__)
@@ -145,6 +147,7 @@ class RayPool:
     def __init__(self, opts):
         self.ray = ray = import_ray()
         self.started_ray = False
+        self.reaper = None
         if not ray.is_initialized():
             try:
                 ray.init(address=opts.ray_address, include_dashboard=False, log_to_driver=False,
@@ -153,6 +156,7 @@ class RayPool:
                 where = f"--ray-address {opts.ray_address}" if opts.ray_address else "--ray"
                 raise DataError(f"{where}: cannot start or reach Ray ({str(err).splitlines()[0]})") from None
             self.started_ray = True
+            self.reaper = Reaper.start()  # the local cluster dies with this process, even on kill -9
         self.gpus = float(opts.gpus_per_worker or 0)
         self.workers = self._count_workers(opts.workers)
         self.actors: list = []
@@ -266,6 +270,8 @@ class RayPool:
         self.actors = []
         if self.started_ray:
             self.ray.shutdown()
+        if self.reaper is not None:
+            self.reaper.release()
 
 
 @contextlib.contextmanager

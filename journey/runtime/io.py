@@ -13,9 +13,10 @@ as one line and exits 1. Every writer follows four rules:
 - **One writer.** `output_lock(path)` takes an exclusive lock beside an output (`PATH.lock`)
   for the whole run; a second run on the same output is refused at once, naming the pid.
 - **Nothing half-written.** Single files go to a temp file that is renamed over the final path
-  (`write_text_atomic`); a set of files goes to a sibling folder that replaces the output
-  folder in one rename (`atomic_folder`). A failed write (a full disk) removes its temp file
-  and names the path.
+  (`write_text_atomic`); a set of files (a derive folder, a checkpoint) goes to a sibling
+  folder that replaces the output folder in one rename (`atomic_folder`). A failed write (a
+  full disk) removes its temp file or folder and names the path; temp files a killed writer
+  left (`.NAME.PID.tmp`, PID gone) are removed by the next write of NAME.
 - **Nothing lost, nothing doubled.** Long jobs append one finished item per line
   (`JsonlAppender`, flushed at once); `resume_journal` reads such a file back: it drops a line
   cut by a kill, drops rows whose id repeats (saying so) and rewrites the file without them,
@@ -32,8 +33,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from journey.tasks.base import Problem
@@ -158,12 +161,64 @@ def _write_error(path: Path, err: OSError) -> DataError:
     return DataError(f"{path}: cannot write ({write_reason(err)})")
 
 
+# The errors of a write the disk refused (not of a missing input, which has its own message).
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+
+
+def failed_write(err: BaseException) -> OSError | None:
+    """The OSError behind `err` when it is a write the disk refused, else None. Libraries that
+    write for us say it their own way: safetensors raises `SafetensorError('Error while
+    serializing: I/O error: No space left on device (os error 28)')`.
+
+        failed_write(OSError(errno.ENOSPC, "No space left on device")).errno == errno.ENOSPC
+    """
+    if isinstance(err, OSError):
+        return err if err.errno in WRITE_ERRNOS else None
+    code = re.search(r"\(os error (\d+)\)", str(err)) if type(err).__name__ == "SafetensorError" else None
+    if code and int(code.group(1)) in WRITE_ERRNOS:
+        return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+    return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` runs (one we may not signal runs too: kept on the safe side)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temp files of `path` that killed writers left (`.NAME.PID.tmp` whose PID no
+    longer runs); returns them. Only that exact pattern, only for this name: a live writer's
+    temp file and any other file are left alone.
+
+        .out.jsonl.4242.tmp (4242 dead) -> removed;  .out.jsonl.x.tmp, .other.jsonl.4242.tmp -> kept
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.tmp")
+    stale = []
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.iterdir():
+            found = pattern.fullmatch(tmp.name)
+            if found and tmp.is_file() and not pid_alive(int(found.group(1))):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                    stale.append(tmp)
+    return stale
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` at once: a temp file beside it, flushed to disk and renamed over
-    it. On any failure (a full disk) the temp file is removed and the error names `path`."""
+    """Write `text` to `path` at once: a temp file beside it (`.NAME.PID.tmp`), flushed to disk
+    and renamed over it. On any failure (a full disk) the temp file is removed and the error
+    names `path`; temp files of `path` left by killed writers are removed first."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     make_parents(path)
+    remove_stale_temps(path)
     try:
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write(text)
@@ -318,11 +373,15 @@ class JsonlAppender:
 
     `kept`: the rows `resume_journal` read back; a file that holds anything more (a last line
     cut by a kill, repeated ids) is first rewritten to hold exactly them (atomically).
+    A failed write (a full disk) drops the part of the line that reached the file; a journal
+    this appender created and could not write one row to is removed with the folders made
+    for it, so a run that kept nothing leaves nothing.
     """
 
     def __init__(self, path: Path, kept: dict[str, dict] | None = None):
         self.path = Path(path)
-        make_parents(self.path)
+        self.made = make_parents(self.path)
+        self.created = not self.path.exists()
         if kept is not None and self.path.exists():
             self._mend(list(kept.values()))
         try:
@@ -353,6 +412,9 @@ class JsonlAppender:
             self.fh.close()
         with contextlib.suppress(OSError):
             drop_partial_last_line(self.path)
+            if self.created and self.path.stat().st_size == 0:
+                self.path.unlink()
+                remove_if_empty(self.made)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -475,8 +537,15 @@ def replace_folder(new: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def staging_folder(out_dir: Path) -> Path:
+    """Where `atomic_folder` builds `out_dir`: the hidden sibling `.NAME.partial`."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(f".{out_dir.name}.partial")
+
+
 @contextlib.contextmanager
-def atomic_folder(out_dir: Path, ours: Callable[[Path], bool], flag: str = "--out-dir") -> Iterator[Path]:
+def atomic_folder(out_dir: Path, ours: Callable[[Path], bool], flag: str = "--out-dir",
+                  resumable: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Build a set of files in a sibling folder, then put it at `out_dir` in one rename.
 
     Yields the staging folder (`.NAME.partial`, emptied first). When the block ends without an
@@ -484,8 +553,12 @@ def atomic_folder(out_dir: Path, ours: Callable[[Path], bool], flag: str = "--ou
     the old one is removed; a kill between the two renames is mended by the next run
     (`recover_folder`). `out_dir` must be new, empty, or a folder `ours(out_dir)` recognizes as
     this command's earlier output: a folder holding anything else is refused, never replaced.
-    On an error the staging folder is removed and `out_dir` is untouched. Hold `output_lock`
-    on `out_dir` around this.
+    On an error the staging folder is removed and `out_dir` is untouched; a write the disk
+    refused (`failed_write`: a full disk, also from a library such as safetensors) becomes one
+    DataError naming `out_dir`. A staging folder left by a killed run is removed first. Hold
+    `output_lock` on `out_dir` around this. With `resumable`, a staging folder it accepts (a
+    killed or interrupted run's saved progress) is kept to go on from, and an interrupted run
+    (Ctrl-C, SIGTERM) keeps its staging folder when `resumable` accepts it.
     """
     out_dir = Path(out_dir)
     recover_folder(out_dir)
@@ -495,22 +568,43 @@ def atomic_folder(out_dir: Path, ours: Callable[[Path], bool], flag: str = "--ou
         if any(out_dir.iterdir()) and not ours(out_dir):
             raise DataError(f"{flag} {out_dir}: the folder holds other files; pick a new or empty folder")
     check_folder_writable(out_dir.parent, flag, out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_folder(out_dir)
+    keep = resumable is not None and staging.is_dir() and resumable(staging)
+    if not keep:
+        shutil.rmtree(staging, ignore_errors=True)
     make_parents(staging)
     try:
-        staging.mkdir()
+        staging.mkdir(exist_ok=keep)
     except OSError as err:
         raise _write_error(staging, err) from None
     try:
         yield staging
         replace_folder(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as err:
+        if not (isinstance(err, KeyboardInterrupt) and resumable is not None and resumable(staging)):
+            shutil.rmtree(staging, ignore_errors=True)
+        refused = failed_write(err)
+        if refused is not None:
+            raise DataError(f"{flag} {out_dir}: cannot write ({write_reason(refused)})") from None
         raise
 
 
 # ---------------------------------------------------------------- resumable journals
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """How a refused resume names its output and says to start over, in the flags of the
+    command that runs: a stage's own (`--out`, `--overwrite`), or selfplay's, which writes its
+    stages' journals under `--out-dir` and has no `--overwrite`. A refusal names only flags
+    the command has."""
+
+    flag: str = "--out"
+    restart: str = "pick another output, or pass --overwrite to start over"
+
+
+STAGE_REMEDY = Remedy()
+SELFPLAY_REMEDY = Remedy("--out-dir", "rerun with the problems as they were, or pick another --out-dir to start over")
 
 
 def resume_journal(
@@ -521,7 +615,7 @@ def resume_journal(
     config_of: Callable[[dict], dict],
     problem_of: Callable[[dict], dict],
     problems_path: Path | None = None,
-    flag: str = "--out",
+    remedy: Remedy = STAGE_REMEDY,
 ) -> dict[str, dict]:
     """The finished rows of an append-only journal at `path`, by problem id, checked.
 
@@ -532,6 +626,7 @@ def resume_journal(
     - every row's problem (`problem_of(row)`, a problems.jsonl row) must be one of `problems`
       with the same content (its `problem_sha256`), else DataError: a stale row is never reused;
     - a repeated id keeps its first row and a warning says how many others there are.
+    Each refusal names the output and the way to start over in `remedy`'s flags.
 
     Changes nothing: `JsonlAppender(path, kept=rows)` mends the file (a cut last line, repeated
     ids) when the run starts writing, after every check and model load has passed.
@@ -539,7 +634,7 @@ def resume_journal(
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return {}
-    check_ours(path, fmt, flag)
+    check_ours(path, fmt, remedy.flag)
     current = {p.id: p for p in problems}
     source = problems_path or "the problems file"
     done: dict[str, dict] = {}
@@ -547,23 +642,22 @@ def resume_journal(
     for lineno, row in read_jsonl(path, skip_cut=True):  # every row checked before a byte changes
         where = f"{path}:{lineno}"
         if row.get("format") != fmt:
-            raise DataError(f"{where}: not a {fmt} line (format {row.get('format')!r}); "
-                            "pick another output or pass --overwrite")
+            raise DataError(f"{where}: not a {fmt} line (format {row.get('format')!r}); {remedy.restart}")
         before = config_of(row) if isinstance(config_of(row), dict) else {}
         diff = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in config.items() if before.get(k) != v]
         if diff:
             raise DataError(f"{path} was made with a different config ({'; '.join(diff)}); "
-                            "rerun with the same flags, another output, or --overwrite")
+                            f"rerun with the same flags, or {remedy.restart}")
         problem = problem_of(row)
         pid = problem.get("id") if isinstance(problem, dict) else None
         if not isinstance(pid, str):
             raise DataError(f"{where}: the row has no problem id")
         if pid not in current:
             raise DataError(f"{where}: problem {pid!r} is not in {source}; this output was made "
-                            "from other problems: pick another output or pass --overwrite")
+                            f"from other problems: {remedy.restart}")
         if problem_changed(row, problem, current[pid]):
             raise DataError(f"{where}: problem {pid!r} has changed in {source} since this row was "
-                            "made (question, answer or fields differ); pass --overwrite to start over")
+                            f"made (question, answer or fields differ); {remedy.restart}")
         if pid in done:
             dropped += 1
             continue

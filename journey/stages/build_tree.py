@@ -21,8 +21,10 @@ from journey.models.base import Prefix
 from journey.models.registry import build_prm, load_policy
 from journey.runtime.distributed import ray_pool, trees_on_ray
 from journey.runtime.io import (
+    STAGE_REMEDY,
     DataError,
     JsonlAppender,
+    Remedy,
     check_not_an_input,
     check_writable,
     load_problems,
@@ -78,15 +80,16 @@ def run_config(row: dict) -> dict:
     return CONTENT_BEFORE_KEY | config if isinstance(config, dict) else config
 
 
-def resume_state(cfg: BuildTreeConfig, problems: list) -> tuple[dict[str, dict], TreeStats]:
+def resume_state(cfg: BuildTreeConfig, problems: list, remedy: Remedy = STAGE_REMEDY) -> tuple[dict[str, dict], TreeStats]:
     """Rows already in `cfg.out` by id, and their stats (see `journey.runtime.io.resume_journal`
-    for what is checked: ours by format, config, changed problems, duplicates, a cut last line)."""
+    for what is checked: ours by format, config, changed problems, duplicates, a cut last line;
+    a refusal says what to do in `remedy`'s flags)."""
     stats = TreeStats()
     if cfg.overwrite:
         return {}, stats
     rows = resume_journal(cfg.out, FORMAT, cfg.content(), problems,
                           config_of=run_config,
-                          problem_of=lambda r: r.get("problem"), problems_path=cfg.problems)
+                          problem_of=lambda r: r.get("problem"), problems_path=cfg.problems, remedy=remedy)
     for pid, row in rows.items():
         try:
             stats.add(Tree.from_json(row, where=f"{cfg.out} (tree {pid!r})"))
@@ -96,11 +99,12 @@ def resume_state(cfg: BuildTreeConfig, problems: list) -> tuple[dict[str, dict],
     return rows, stats
 
 
-def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
+def run_build_tree(cfg: BuildTreeConfig, progress=None, remedy: Remedy = STAGE_REMEDY) -> TreeStats:
     """Build (or finish building) every tree for `cfg.problems` into `cfg.out`.
 
     `progress`, if given, is a callable `(event, value)`: ("total", n), ("tree", 1), ("nodes", n).
-    Holds the output's lock for the whole run: a second writer is refused.
+    Holds the output's lock for the whole run: a second writer is refused. `remedy`: the flags a
+    refused resume names (selfplay's, when it runs this stage).
     """
     task = task_of(cfg)
     every = load_problems(cfg.problems)
@@ -108,7 +112,7 @@ def run_build_tree(cfg: BuildTreeConfig, progress=None) -> TreeStats:
     check_writable(cfg.out)
     check_not_an_input(cfg.out, {"--problems": cfg.problems})
     with output_lock(cfg.out), ray_pool(cfg) as pool:
-        return _build_locked(cfg, task, every, problems, progress, pool)
+        return _build_locked(cfg, task, every, problems, progress, pool, remedy)
 
 
 def load_builder(cfg: BuildTreeConfig, task) -> LockstepBuilder:
@@ -142,8 +146,9 @@ class TreeJob:
 
 
 
-def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progress, pool) -> TreeStats:
-    done, stats = resume_state(cfg, every)
+def _build_locked(cfg: BuildTreeConfig, task, every: list, problems: list, progress, pool,
+                  remedy: Remedy) -> TreeStats:
+    done, stats = resume_state(cfg, every, remedy)
     todo = [p for p in problems if p.id not in done]
     if pool:  # --ray: every actor loads its own models; the first checks the fits
         pool.start(TreeJob(cfg), todo)

@@ -50,6 +50,7 @@ from journey.runtime.distributed import ChunkJob, append_chunks, ray_pool
 from journey.runtime.io import (
     DataError,
     JsonlAppender,
+    Remedy,
     check_output,
     check_readable_file,
     load_problems,
@@ -95,6 +96,8 @@ MAX_FOREIGN = 0.01  # share of letters outside Latin/Greek above which a text is
 
 
 # ---------------------------------------------------------------- prompts
+
+DISTILL_REMEDY = Remedy("--out-dir")  # its journal lies in --out-dir
 
 
 def answer_format(task: str) -> str:
@@ -335,7 +338,7 @@ def run_distill(cfg: DistillConfig) -> dict:
         done = {} if cfg.overwrite else resume_journal(
             journal, FORMAT, content, every, config_of=lambda r: r.get("config"),
             problem_of=lambda r: {"id": r.get("id"), "question": r.get("question"), "answer": r.get("gold")},
-            problems_path=cfg.problems, flag="--out-dir")
+            problems_path=cfg.problems, remedy=DISTILL_REMEDY)
         resumed = sum(p.id in done for p in problems)
         todo = [p for p in problems if p.id not in done]
         per_call = max(1, cfg.batch_size // cfg.samples)

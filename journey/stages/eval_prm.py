@@ -3,7 +3,8 @@
     journey eval-prm --prm-model ckpt/prm --trees heldout_trees.jsonl --out prm_metrics.json
 
 Every valid step of every tree (non-root, not invalid) is scored by the PRM (`--prm trained` by
-default; `token`, `qwen`, `judge` or `rollout` work too), all in one batched `score` call; its
+default; `token`, `qwen`, `judge`, `rollout` or `tests` work too: rollout and tests roll out
+`--model`, sampled as the trees were, `--rollouts` times per step), all in one batched `score` call; its
 verdict (score >= 0.5) is compared with the exact label: the task's verifier applied to the
 step's whole path (a step on top of a slip is wrong, as `--prm verifier` judges), or, for a
 task without a verifier, the tree's own verdicts when the tree was built with `--prm verifier`.
@@ -35,8 +36,10 @@ import json
 import math
 from pathlib import Path
 
-from journey.config import EvalPRMConfig
-from journey.models.registry import build_prm
+from journey.config import BuildTreeConfig, EvalPRMConfig
+from journey.models.base import SamplingConfig
+from journey.models.embedded import task_model
+from journey.models.registry import ROLLING_PRMS, build_prm, load_policy
 from journey.runtime.io import check_output, output_lock, write_text_atomic
 from journey.runtime.metrics import score_changes, variance_share
 from journey.runtime.provenance import model_fingerprint, provenance
@@ -171,16 +174,28 @@ def exact_labels(task, trees: list[Tree], items: list[tuple[Tree, int]], where: 
     return [t.node(n)["verdict"] == "correct" for t, n in items]
 
 
+def rollout_policy(cfg: EvalPRMConfig, task, trees: list[Tree]):
+    """The policy --prm rollout/tests rolls out: `--model`, sampled as the first tree was built
+    (its recorded temperature, top-p and max step tokens; build-tree's defaults if unrecorded)."""
+    first = trees[0]
+    sampling = SamplingConfig(*(first.recorded(k, getattr(BuildTreeConfig, k))
+                                for k in ("temperature", "top_p", "max_step_tokens")))
+    return load_policy(task_model(cfg.model, task.name), task.step_delimiter, sampling)
+
+
 def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     if cfg.out is not None:
-        check_output(cfg.out, inputs={"--trees": cfg.trees, "--prm-model": cfg.prm_model})
+        check_output(cfg.out, inputs={"--trees": cfg.trees, "--prm-model": cfg.prm_model, "--model": cfg.model})
     trees = load_trees(cfg.trees)
     task = get_task(cfg.task or trees[0].recorded("task", "arith"))
     items = [(t, n["id"]) for t in trees for n in t.nodes()[1:] if n["verdict"] != "invalid"]
     if not items:
         raise ValueError(f"--trees {cfg.trees}: no scored steps in the trees")
     gold = exact_labels(task, trees, items, cfg.trees)
-    prm = build_prm(cfg.prm, task, None, cfg.prm_model)
+    depth = max(t.recorded("depth", BuildTreeConfig.depth) for t in trees)
+    policy = rollout_policy(cfg, task, trees) if cfg.prm in ROLLING_PRMS else None
+    prm = build_prm(cfg.prm, task, policy, cfg.prm_model, cfg.rollouts, depth=depth,
+                    rollout_tokens=cfg.rollout_tokens)
     scores = prm.score([t.problem["question"] for t, _ in items], [t.steps(n) for t, n in items],
                        [t.problem["answer"] for t, _ in items])
     metrics = {"prm": cfg.prm, "prm_model": cfg.prm_model, "trees": len(trees),
@@ -195,8 +210,9 @@ def run_eval_prm(cfg: EvalPRMConfig) -> dict:
     metrics["rollout_correlation"] = None if r is None else round(r, 4)
     metrics["rollout_steps"] = len(rollout)
     if cfg.out is not None:
+        rolled = {"model": cfg.model, "rollouts": cfg.rollouts, "rollout_tokens": cfg.rollout_tokens} if policy else {}
         record = provenance("eval-prm", {"trees": str(cfg.trees), "prm": cfg.prm, "prm_model": cfg.prm_model,
-                                         "task": task.name},
+                                         "task": task.name, **rolled},
                             prm_model_fingerprint=model_fingerprint(cfg.prm_model) if cfg.prm_model else None)
         with output_lock(cfg.out):
             write_text_atomic(cfg.out, json.dumps({**metrics, "provenance": record}, indent=2) + "\n")

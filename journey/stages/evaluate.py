@@ -39,7 +39,9 @@ from journey.models.base import Policy, Prefix, Proposal, SamplingConfig
 from journey.models.registry import load_policy
 from journey.runtime.distributed import ChunkJob, append_chunks, ray_pool
 from journey.runtime.io import (
+    STAGE_REMEDY,
     JsonlAppender,
+    Remedy,
     check_output,
     load_problems,
     output_locks,
@@ -84,11 +86,12 @@ def load_generator(cfg: GenerateConfig, task: Task, todo: list[Problem]) -> Poli
 
 
 def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
-                make_rows: RowMaker, ray_report: dict | None = None) -> list[dict]:
+                make_rows: RowMaker, ray_report: dict | None = None, remedy: Remedy = STAGE_REMEDY) -> list[dict]:
     """Every problem's journal row, in problem order: finished ones read back, the rest made
     in chunks by `make_rows` and appended as they finish. Holds the lock on `cfg.out`.
     With `cfg.ray` the chunks are made on Ray actors (`journey.runtime.distributed`) and the pool's
-    report (per-worker throughput) goes into `ray_report`."""
+    report (per-worker throughput) goes into `ray_report`. `remedy`: the flags a refused resume
+    names (selfplay's, when it runs this stage)."""
     task = task_of(cfg)
     every = load_problems(cfg.problems)
     problems = take_first(every, cfg.limit)
@@ -98,7 +101,7 @@ def run_journal(cfg: GenerateConfig, journal: Path, fmt: str, label: str,
         done = {} if cfg.overwrite else resume_journal(
             journal, fmt, cfg.content(), every, config_of=lambda r: r.get("config"),
             problem_of=lambda r: {"id": r.get("id"), "question": r.get("question"), "answer": r.get("gold")},
-            problems_path=cfg.problems)
+            problems_path=cfg.problems, remedy=remedy)
         todo = [p for p in problems if p.id not in done]
         per_call = max(1, cfg.batch_size // cfg.samples)
         policy = None
@@ -192,10 +195,10 @@ def samples_path(out: Path) -> Path:
     return out.with_name(out.stem + ".samples.jsonl")
 
 
-def run_eval(cfg: GenerateConfig) -> dict:
+def run_eval(cfg: GenerateConfig, remedy: Remedy = STAGE_REMEDY) -> dict:
     label = f"eval (greedy + {cfg.samples} samples)" if cfg.samples > 1 else "eval (greedy)"
     ray_report: dict = {}
-    records = run_journal(cfg, generations_path(cfg.out), GENERATIONS, label, eval_rows(cfg), ray_report)
+    records = run_journal(cfg, generations_path(cfg.out), GENERATIONS, label, eval_rows(cfg), ray_report, remedy)
     task = task_of(cfg)
     metrics = {"model": cfg.model, **metrics_of(task, records),
                "provenance": provenance("eval", json_config(cfg), generations=str(generations_path(cfg.out)),
@@ -239,9 +242,9 @@ def sample_rows(cfg: GenerateConfig) -> RowMaker:
     return make
 
 
-def run_sample_pairs(cfg: SamplePairsConfig) -> dict:
+def run_sample_pairs(cfg: SamplePairsConfig, remedy: Remedy = STAGE_REMEDY) -> dict:
     ray_report: dict = {}
-    records = run_journal(cfg, samples_path(cfg.out), SAMPLES, "sample-pairs", sample_rows(cfg), ray_report)
+    records = run_journal(cfg, samples_path(cfg.out), SAMPLES, "sample-pairs", sample_rows(cfg), ray_report, remedy)
     task = task_of(cfg)
     rows, n_right = [], 0
     for rec in records:

@@ -48,6 +48,7 @@ from journey.config import (
 from journey.models.prm import VerifierPRM
 from journey.runtime.cards import write_card
 from journey.runtime.io import (
+    SELFPLAY_REMEDY,
     DataError,
     check_output,
     load_problems,
@@ -101,7 +102,7 @@ def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str
     task = get_task(cfg.task)
     trees = d / "trees.jsonl"
     tree_stats = run_build_tree(cfg.tree_config(cfg.problems, trees, policy, prm, prm_model, cfg.seed + r,
-                                                limit=cfg.limit))
+                                                limit=cfg.limit), remedy=SELFPLAY_REMEDY)
     labelled, solved = trees, tree_stats.solved
     if prm != "verifier" and task.verify_steps("", []) is not None:
         labelled = d / "trees_exact.jsonl"
@@ -122,7 +123,7 @@ def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str
         pairs = d / "pairs.jsonl"
         pair_stats = run_sample_pairs(SamplePairsConfig(
             model=str(sft), problems=cfg.problems, out=pairs, task=cfg.task, samples=cfg.pair_samples,
-            pairs=cfg.pairs, seed=cfg.seed + r, limit=cfg.dpo_problems, **code_options(cfg)))
+            pairs=cfg.pairs, seed=cfg.seed + r, limit=cfg.dpo_problems, **code_options(cfg)), SELFPLAY_REMEDY)
     if pair_stats["pairs"]:
         next_policy = d / "policy"
         train_once(TrainConfig("dpo", [pairs], next_policy, model=str(sft), epochs=1, lr=cfg.dpo_lr, **train_common,
@@ -140,7 +141,7 @@ def run_round(cfg: SelfplayConfig, r: int, policy: str, prm: str, prm_model: str
     train_once(TrainConfig("prm", [data / "prm_steps.jsonl"], next_prm, model=policy, epochs=cfg.prm_epochs,
                            lr=cfg.prm_lr, objective="pointwise", **train_common, **cfg.train_options("prm")))
     m = run_eval(GenerateConfig(model=str(next_policy), problems=cfg.test, out=d / "eval.json", task=cfg.task,
-                                samples=cfg.eval_samples, seed=cfg.seed, **code_options(cfg)))
+                                samples=cfg.eval_samples, seed=cfg.seed, **code_options(cfg)), SELFPLAY_REMEDY)
     p = run_eval_prm(EvalPRMConfig(trees=held_out, prm_model=str(next_prm), out=d / "prm_eval.json",
                                    task=cfg.task))
     k = cfg.eval_samples
@@ -173,7 +174,7 @@ def held_out_trees(cfg: SelfplayConfig) -> Path:
     path = cfg.out_dir / "test_trees.jsonl"
     shape = {k: v for k, v in cfg.tree.items() if k in ("width", "depth", "top_k", "max_step_tokens", "code_alpha")}
     run_build_tree(BuildTreeConfig(problems=cfg.test, out=path, model=cfg.model, task=cfg.task, prm="verifier",
-                                   seed=cfg.seed, limit=cfg.test_limit, **shape))
+                                   seed=cfg.seed, limit=cfg.test_limit, **shape), remedy=SELFPLAY_REMEDY)
     return path
 
 

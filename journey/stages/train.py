@@ -12,8 +12,9 @@ character spans in their `mask_spans` (derive-longthought's wrong steps) get no 
 the model learns the reflection and the correction, not the mistake. DPO rows are `{"prompt", "chosen", "rejected"}` as TRL takes them.
 Both run on a CPU (`use_cpu`, no bf16) or on GPUs unchanged (`accelerate launch` for several).
 
-The run trains into `OUT.partial/` and renames it to `OUT/` only when the checkpoint is saved,
-so an interrupted run never leaves a folder that looks finished; with `--overwrite` the old
+The run trains into `.OUT.partial/` and renames it to `OUT/` only when the checkpoint is saved
+(`journey.runtime.io.atomic_folder`), so an interrupted run or a full disk never leaves a folder
+that looks finished; with `--overwrite` the old
 `OUT/` stays until the new one is in place, and a second run on the same `OUT/` is refused. `OUT/` holds a normal HF
 checkpoint (LoRA adapters are merged in), `train.json` (provenance: data files and hashes,
 config, versions, the loss curve) and `loss.png`.
@@ -30,19 +31,19 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from transformers import PrinterCallback, TrainerCallback
+from transformers import AutoConfig, PrinterCallback, TrainerCallback
 
 from journey.config import Stage, TrainConfig
-from journey.models.embedded import check_model_path, resolve_model
+from journey.models.embedded import check_model_path, loading, resolve_model
 from journey.models.transformers_policy import check_chat_template
 from journey.runtime.io import (
     DataError,
+    atomic_folder,
     check_output,
     output_lock,
     read_jsonl,
     recover_folder,
-    replace_folder,
-    write_reason,
+    staging_folder,
     write_text_atomic,
 )
 from journey.runtime.progress import progress_bar
@@ -261,15 +262,21 @@ DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")  # a folder holding these is
 def run_train(cfg: TrainConfig) -> dict:
     """Train, save a checkpoint to `cfg.out`, and return the provenance record.
 
-    One run per `--out` at a time (a lock). The run trains into `OUT.partial/`; only a saved
-    checkpoint replaces `OUT/`, and an existing `OUT/` (with `--overwrite`) is kept until then.
-    A `OUT.partial/` left by a killed run is removed first, with a message; a failed or
-    interrupted run removes its own.
+    One run per `--out` at a time (a lock). The run trains into `.OUT.partial/` (`atomic_folder`);
+    only a saved checkpoint replaces `OUT/`, and an existing `OUT/` (with `--overwrite`) is kept
+    until then. A staging folder left by a killed run is removed first; a failed or interrupted
+    run removes its own, and a full disk is one line naming `--out`. RL keeps its staging folder
+    while it holds a saved checkpoint (killed or interrupted), to resume from (journey.stages.train_rl).
     """
     rows = load_rl_problems(cfg.data) if cfg.stage == "rl" else load_rows(cfg.stage, cfg.data, cfg.objective)
     check_model_path(cfg.model)
     out = check_output(Path(cfg.out), folder=True,
                        inputs={"--model": cfg.model, **{f"--data {p}": p for p in cfg.data}})
+    with loading("--model", cfg.model):  # reachable (a folder here, or on the hub) before any write
+        try:
+            AutoConfig.from_pretrained(resolve_model(cfg.model))
+        except ValueError as err:  # a folder that is not a model (no model_type, ...)
+            raise ValueError(f"--model {cfg.model}: not a model checkpoint ({str(err).splitlines()[0]})") from None
     with output_lock(out):
         recover_folder(out)
         if out.exists() and not cfg.overwrite:
@@ -278,37 +285,15 @@ def run_train(cfg: TrainConfig) -> dict:
         if data and not (out / "config.json").is_file():
             raise DataError(f"--out {out}: the folder holds data files ({', '.join(data[:3])}), not a checkpoint; "
                             "--overwrite replaces only an earlier checkpoint: pick another folder")
-        partial = partial_folder(out)
-        if partial.exists() and not (cfg.stage == "rl" and checkpoints(partial)):  # RL resumes from it
-            log.warning("removed %s left by an interrupted run", partial)
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True, exist_ok=True)
-        try:
-            record = train_into(cfg, rows, partial)
-            replace_folder(partial, out)
-        except OSError as err:  # a full disk while saving: name the folder
-            shutil.rmtree(partial, ignore_errors=True)
-            raise DataError(f"--out {out}: cannot write the checkpoint ({write_reason(err)})") from None
-        except Exception as err:
-            shutil.rmtree(partial, ignore_errors=True)
-            if type(err).__name__ == "SafetensorError":  # safetensors' own error for a failed write
-                raise DataError(f"--out {out}: cannot write the checkpoint ({err})") from None
-            raise
-        except BaseException:  # interrupted: RL keeps its checkpoints to resume from
-            if not (cfg.stage == "rl" and checkpoints(partial)):
-                shutil.rmtree(partial, ignore_errors=True)
-            raise
+        resumable = (lambda d: bool(checkpoints(d))) if cfg.stage == "rl" else None  # RL goes on from its checkpoints
+        with atomic_folder(out, lambda d: (d / "config.json").is_file(), "--out", resumable) as staging:
+            record = train_into(cfg, rows, staging)
     return record
-
-
-def partial_folder(out: Path) -> Path:
-    """Where a run on `out` trains: OUT.partial/, renamed to OUT/ once the model is saved."""
-    return out.with_name(out.name + ".partial")
 
 
 def interrupted_note(cfg: TrainConfig) -> str:
     """What an interrupted `train` kept (for the one line it prints)."""
-    partial = partial_folder(Path(cfg.out))
+    partial = staging_folder(Path(cfg.out))
     if cfg.stage == "rl" and checkpoints(partial):
         return (f"{cfg.out} is as it was; the run's checkpoints are in {partial}/ — rerun the same "
                 "command to resume from the last one")

@@ -13,9 +13,9 @@ advantages with a KL term (--beta) to the start model.
 PRMs that roll out (rollout, tests) or ask an LLM (judge) use the START model, frozen: the
 process reward measures steps against a fixed yardstick while the policy moves.
 
-The run is `journey train`'s (journey.stages.train: a lock on --out, the work in OUT.partial/,
+The run is `journey train`'s (journey.stages.train: a lock on --out, the work in .OUT.partial/,
 renamed to OUT/ only when the model is saved) with one addition: every --save-steps steps a
-checkpoint goes to OUT.partial/trainer/, and a run that was killed or interrupted resumes from
+checkpoint goes to .OUT.partial/trainer/, and a run that was killed or interrupted resumes from
 the last one when rerun with the same flags and data (`rl-run.json` records them; other flags
 start over, saying so). train.json holds the reward curve: per step the mean φ, R, process
 term, α and the share of completions with an extracted answer; reward.png plots it.
@@ -36,7 +36,7 @@ from journey.tasks.base import Problem
 
 log = logging.getLogger(__name__)
 
-RUN_RECORD = "rl-run.json"  # in OUT.partial/: the flags and data a resumable run was started with
+RUN_RECORD = "rl-run.json"  # in .OUT.partial/: the flags and data a resumable run was started with
 CURVE_KEYS = {"reward": "reward", "outcome": "rl/outcome", "process": "rl/process", "alpha": "rl/alpha",
               "answers_extracted": "rl/answers_extracted", "kl": "kl", "mean_tokens": "completions/mean_length"}
 # Flags that change where or how long a run goes, not what its steps compute: a resume may differ in them.
@@ -70,7 +70,7 @@ def checkpoints(folder: Path) -> list[Path]:
 
 
 def resumable(partial: Path, record: dict) -> bool:
-    """Whether `partial` (OUT.partial/) holds a checkpoint of a run with this `record`."""
+    """Whether `partial` (.OUT.partial/) holds a checkpoint of a run with this `record`."""
     try:
         kept = json.loads((partial / RUN_RECORD).read_text())
     except (OSError, ValueError):
