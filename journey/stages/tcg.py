@@ -242,6 +242,16 @@ def mutant_kills(task: CodeTask, problems: list[dict], test_sets: dict[str, list
     return killed
 
 
+def problems_with_reference(path: Path, flag: str) -> list[dict]:
+    """The code problems of `path` (`load_code_problems`), each with a reference `solution`;
+    DataError naming `flag` and the first problem without one."""
+    problems = list(load_code_problems(path).values())
+    for p in problems:
+        if not isinstance(p.get("solution"), str) or not p["solution"].strip():
+            raise DataError(f"{flag} {path}: problem {p['id']!r} has no reference 'solution'")
+    return problems
+
+
 def gen_tests(cfg) -> dict:
     """Run the TCG over `cfg.problems` (see module docstring); write `cfg.out`; return a summary."""
     from journey.models.base import SamplingConfig
@@ -249,10 +259,7 @@ def gen_tests(cfg) -> dict:
     from journey.models.registry import load_policy
     from journey.tasks.code import CodeConfig
 
-    problems = list(load_code_problems(cfg.problems).values())[: cfg.limit]
-    for p in problems:
-        if not isinstance(p.get("solution"), str) or not p["solution"].strip():
-            raise DataError(f"--problems {cfg.problems}: problem {p['id']!r} has no reference 'solution'")
+    problems = problems_with_reference(cfg.problems, "--problems")[: cfg.limit]
     check_output(cfg.out, inputs={"--problems": cfg.problems, "--model": cfg.model})
     task = CodeTask(CodeConfig(unsafe_no_sandbox=cfg.unsafe_no_sandbox, workers=cfg.workers))
     task.sandbox  # noqa: B018 -- refuse before loading a model when the sandbox cannot start

@@ -1,4 +1,5 @@
 """The `train` stage: thin wrappers on TRL's SFTTrainer and DPOTrainer.
+(`--stage prm`: journey.stages.train_prm; `--stage tcg`: journey.stages.train_tcg.)
 
     journey train --stage sft --data data/sft_journey.jsonl --model embedded --out ckpt/journey
     journey train --stage dpo --data data/dpo_pairs.jsonl --model ckpt/journey --out ckpt/dpo
@@ -107,6 +108,10 @@ def load_rows(stage: Stage, files: list[Path], objective: str = "pointwise") -> 
     """Every row of the data files, checked for the stage's keys and types (DataError naming
     file:line): SFT messages are {role, content: str} ending with the assistant; DPO rows are
     all strings or all message lists, the same kind in every row (TRL takes one format)."""
+    if stage == "tcg":  # code problems, turned into SFT and DPO rows by the stage itself
+        from journey.stages.train_tcg import load_tcg_problems
+
+        return load_tcg_problems(files)
     rows, kinds = [], {}
     for path in files:
         n = 0
@@ -283,6 +288,10 @@ def run_train(cfg: TrainConfig) -> dict:
 
 def train_into(cfg: TrainConfig, rows: list[dict], folder: Path) -> dict:
     """Train and save the checkpoint, train.json and loss.png into `folder`."""
+    if cfg.stage == "tcg":  # SFT, then DPO: two calls of this function (journey.stages.train_tcg)
+        from journey.stages.train_tcg import train_tcg_into
+
+        return train_tcg_into(cfg, rows, folder, train_into)
     t0 = time.perf_counter()
     if cfg.stage == "prm":
         from journey.stages.train_prm import build_prm_trainer, save_prm
