@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: setup demo experiment scale-curve test lint bench clean
+.PHONY: setup demo experiment scale-curve tcg-experiment test lint bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,9 @@ experiment: setup
 scale-curve: setup
 	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/scale_curve.py --out scale-out
 
+tcg-experiment: setup
+	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/tcg_experiment.py --out tcg-out
+
 test: setup
 	$(PY) -m pytest -q
 
@@ -35,4 +38,4 @@ bench: setup
 	$(PY) benchmarks/bench_build_tree.py
 
 clean:
-	rm -rf $(DEMO_DIR) experiment-out scale-out .pytest_cache
+	rm -rf $(DEMO_DIR) experiment-out scale-out tcg-out .pytest_cache
