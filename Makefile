@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: setup demo experiment rl-experiment scale-curve test lint bench clean
+.PHONY: setup demo experiment rl-experiment scale-curve tcg-experiment test lint bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ rl-experiment: setup
 scale-curve: setup
 	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/scale_curve.py --out scale-out
 
+tcg-experiment: setup
+	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/tcg_experiment.py --out tcg-out
+
 test: setup
 	$(PY) -m pytest -q
 
@@ -38,4 +41,4 @@ bench: setup
 	$(PY) benchmarks/bench_build_tree.py
 
 clean:
-	rm -rf $(DEMO_DIR) experiment-out rl-out scale-out .pytest_cache
+	rm -rf $(DEMO_DIR) experiment-out rl-out scale-out tcg-out .pytest_cache

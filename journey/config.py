@@ -304,10 +304,10 @@ class DeriveConfig:
         check_choices(self)
 
 
-STAGES = ("sft", "dpo", "prm", "rl")
+STAGES = ("sft", "dpo", "prm", "rl", "tcg")
 Stage = Literal[STAGES]
 # TRL's defaults for SFT, DPO and GRPO; tiny models want far more (see recipes). PRM: a new head.
-DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6, "prm": 1e-4, "rl": 1e-6}
+DEFAULT_LR = {"sft": 2e-5, "dpo": 1e-6, "prm": 1e-4, "rl": 1e-6, "tcg": 2e-5}
 DEFAULT_BETA = {"dpo": 0.1, "rl": 0.04}  # DPO's TRL default; RL: a KL to the start model, as R1-style runs
 OBJECTIVES = ("pointwise", "pairwise")
 Objective = Literal[OBJECTIVES]
@@ -369,8 +369,8 @@ class RLOptions(CodeOptions):
 class TrainConfig(RLOptions):
     """Everything `train` needs. Its fields are the command's flags."""
 
-    stage: Stage = opt("'sft' (TRL SFTTrainer, loss on the answer only), 'dpo' (TRL DPOTrainer), 'prm' (a process reward model: see --objective) or 'rl' (TRL GRPOTrainer with o1-Coder's process + outcome reward: see --reward).")
-    data: list[Path] = opt("Data file(s), comma-separated: SFT {messages}, DPO {prompt, chosen, rejected}, PRM rows (prm_steps.jsonl / prm_pairs.jsonl), or RL problems (id, question, answer).")
+    stage: Stage = opt("'sft' (TRL SFTTrainer, loss on the answer only), 'dpo' (TRL DPOTrainer), 'prm' (a process reward model: see --objective), 'rl' (TRL GRPOTrainer with o1-Coder's process + outcome reward: see --reward) or 'tcg' (a test-case generator: SFT on code problems' tests, then DPO against their outputs shuffled; journey.stages.train_tcg).")
+    data: list[Path] = opt("Data file(s), comma-separated: SFT {messages}, DPO {prompt, chosen, rejected}, PRM rows (prm_steps.jsonl / prm_pairs.jsonl), RL problems (id, question, answer), or for tcg code problems with tests and a reference 'solution'.")
     out: Path = opt("Folder for the trained checkpoint (HF format).")
     model: str = opt("Starting model: 'embedded', a checkpoint folder, or a hub id.", EMBEDDED_NAME)
     epochs: float = opt("Passes over the data.", 1.0)
@@ -383,6 +383,7 @@ class TrainConfig(RLOptions):
     lora_r: int = opt("--lora: the adapters' rank.", 16)
     mask_wrong_steps: bool = opt("SFT: no loss on the wrong steps of journey rows (their mask_spans), only on reflections and corrections.", False)
     beta: float | None = opt("DPO: strength of the KL penalty (default 0.1); RL: the KL coefficient to the start model (default 0.04).", None)
+    dpo_lr: float | None = opt("tcg: the DPO phase's learning rate (--lr is the SFT phase's; default: TRL's DPO 1e-6).", None)
     loss_type: str = opt("DPO: TRL loss type (sigmoid, ipo, hinge, ...).", "sigmoid")
     objective: Objective = opt("PRM: pointwise (cross-entropy at every step end, prm_steps.jsonl) or pairwise (Bradley-Terry on sibling steps, prm_pairs.jsonl).", "pointwise")
     seed: int = opt("Training seed.", 0)
@@ -416,6 +417,11 @@ class TrainConfig(RLOptions):
         if self.lr is None:
             self.lr = DEFAULT_LR[self.stage]
         check_positive(lr=self.lr)
+        if self.dpo_lr is not None and self.stage != "tcg":
+            raise ValueError("--dpo-lr is for --stage tcg (its DPO phase); --stage dpo takes --lr")
+        if self.stage == "tcg":
+            self.dpo_lr = DEFAULT_LR["dpo"] if self.dpo_lr is None else self.dpo_lr
+            check_positive(dpo_lr=self.dpo_lr)
         if self.mask_wrong_steps and self.stage != "sft":
             raise ValueError("--mask-wrong-steps is for --stage sft only")
         check_choices(self)
@@ -646,7 +652,7 @@ SELFPLAY_SETS = {
     "tree": ("problems", "out", "model", "task", "prm", "prm_model", "seed", "limit", "overwrite",
              "batch_size", "ray", "ray_address", "workers", "gpus_per_worker"),
     "derive": ("trees", "out_dir", "seed", "task"),
-    "train": ("stage", "data", "out", "model", "epochs", "lr", "batch_size", "max_steps", "seed",
+    "train": ("stage", "data", "out", "model", "epochs", "lr", "dpo_lr", "batch_size", "max_steps", "seed",
               "overwrite", "objective", "extra",
               # RL (--policy-update rl): the round's task, PRM and code options, and the trees' sampling
               "task", "prm", "prm_model", "rollouts", "code_alpha", "unsafe_no_sandbox", "temperature"),
@@ -778,20 +784,25 @@ class RunTestsConfig:
         check_choices(self)
 
 
+TCG_TOKENS = {"inputs": 48, "outputs": 320}  # gen-tests' default --max-new-tokens per --mode
+TCGMode = Literal[tuple(TCG_TOKENS)]
+
+
 @dataclass
 class GenTestsConfig:
-    """`journey gen-tests`: a test-case generator (the policy proposes inputs, the sandboxed
-    reference gives outputs) measured by how many tests the reference passes and by mutation
-    score against the given tests."""
+    """`journey gen-tests`: a test-case generator (the policy proposes inputs and the sandboxed
+    reference gives outputs, or the policy writes both and the reference grades them) measured
+    by how many tests the reference passes and by mutation score against the given tests."""
 
     problems: Path = opt("Code problems with a reference 'solution'.")
     out: Path = opt("Where to write the problems with generated tests.")
     model: str = opt("The test-case generator (default: the embedded code policy).", EMBEDDED_NAME)
+    mode: TCGMode = opt("inputs: the model proposes inputs, the sandboxed reference gives the outputs; outputs: the model sees the reference and writes inputs and expected outputs (a TCG from `train --stage tcg`), each graded by running the reference.", "inputs")
     backend: BackendName = opt("transformers, openai or vllm.", "transformers")
-    n: int = opt("Test inputs asked of the policy per problem.", 10)
+    n: int = opt("Completions asked of the policy per problem (inputs: one input each; outputs: tests, one a line).", 10)
     temperature: float = opt("Sampling temperature.", 1.0)
     top_p: float = opt("Nucleus sampling mass.", 0.95)
-    max_new_tokens: int = opt("Tokens per proposed input.", 48)
+    max_new_tokens: int | None = opt(f"Tokens per completion (default: {TCG_TOKENS['inputs']} for inputs, {TCG_TOKENS['outputs']} for outputs).", None)
     mutants: int = opt("At most this many mutants of each reference.", 20)
     equivalence_inputs: int = opt("Random inputs from the task's input generator (the empty list among "
                                   "them) run on each reference and mutant; a mutant no test kills is "
@@ -803,6 +814,10 @@ class GenTestsConfig:
     overwrite: bool = opt("Replace an existing --out file.", False)
 
     def __post_init__(self):
+        if self.mode not in TCG_TOKENS:
+            raise ValueError(f"--mode must be inputs or outputs, got {self.mode!r}")
+        if self.max_new_tokens is None:
+            self.max_new_tokens = TCG_TOKENS[self.mode]
         check_at_least(1, n=self.n, max_new_tokens=self.max_new_tokens, mutants=self.mutants)
         check_at_least(0, equivalence_inputs=self.equivalence_inputs)
         check_fits_memory("n", self.n, sequence_bytes(model_dir(self.model, "code"), self.max_new_tokens),

@@ -1,5 +1,6 @@
 """The test-case generator: mutants made with `ast`, input parsing, reference outputs in the
-sandbox, mutation scores, and `journey gen-tests` end to end on the embedded code policy."""
+sandbox, outputs-mode grading (the model's expected outputs against the sandboxed reference),
+mutation scores, and `journey gen-tests` end to end on the embedded code policy."""
 
 from __future__ import annotations
 
@@ -9,8 +10,15 @@ import pytest
 from typer.testing import CliRunner
 
 from journey.cli import app
-from journey.stages.tcg import generated_tests, mutants, mutation_scores, parse_input
-from journey.tasks.code import CodeConfig, CodeTask
+from journey.stages.tcg import (
+    generated_tests,
+    graded_tests,
+    mutants,
+    mutation_scores,
+    parse_input,
+    summarize,
+)
+from journey.tasks.code import CodeConfig, CodeTask, parse_test_line, render_tests
 
 runner = CliRunner()
 
@@ -97,3 +105,49 @@ def test_equivalent_mutants_are_found_by_random_inputs():
     assert probe_tests(task, [p], 0, seed=0) == [[]]  # skipped
     two_args = {**p, "tests": [{"input": [[1], 2], "output": [1]}]}
     assert probe_tests(task, [two_args], 30, seed=0) == [[]]  # random inputs do not fit it
+
+
+@pytest.mark.parametrize("line,want", [
+    ("[[3, 1]] -> 4", {"input": [[3, 1]], "output": 4}),
+    ("  [[]] -> []  ", {"input": [[]], "output": []}),
+    ('["a -> b"] -> "c"', {"input": ["a -> b"], "output": "c"}),  # the arrow inside a string
+    ("[[3, 1]] -> ", None), ("[[3, 1]] 4", None), ("7 -> 4", None), ("[[3, 1] -> 4", None), ("", None),
+])
+def test_parse_test_line(line, want):
+    assert parse_test_line(line) == want
+
+
+def test_render_tests_round_trip():
+    tests = [{"input": [[3, 1]], "output": 4}, {"input": [[], 2], "output": [0.5, "x"]}]
+    assert render_tests(tests) == '[[3, 1]] -> 4\n[[], 2] -> [0.5, "x"]'
+    assert [parse_test_line(ln) for ln in render_tests(tests).splitlines()] == tests
+
+
+def test_outputs_mode_grades_expected_outputs_against_the_reference():
+    task = CodeTask(CodeConfig(workers=2))
+    p = {"id": "p", "entry_point": "f", "solution": "def f(x):\n    return sum(v for v in x if v > 3)",
+         "tests": [{"input": [[1, 5]], "output": 5}]}
+    completions = [["[[4, 3, 9]] -> 13\n[[4, 3, 9]] -> 13\n[[1, 5]] -> 6",  # right, a repeat, wrong (it is 5)
+                    "junk\n\n[[1, 2]] -> 0\n[7] -> 0\n[[8]] -> "]]  # junk, right, crashes f, cut off
+    gen = graded_tests(task, [p], completions)[0]
+    # lines: 3 + 4 written (the empty one not counted); parsed: 13, 6, 0, [7]; junk and the cut one fail
+    assert (gen["proposed"], gen["parsed"], gen["repeats"]) == (7, 4, 1)
+    assert gen["tests"] == [{"input": [[4, 3, 9]], "output": 13}, {"input": [[1, 2]], "output": 0}]
+    s = summarize([gen], {"generated": [(1, 2)]}, written=1)
+    assert (s["kept"], s["parse_failures"]) == (2, 2)
+    assert s["reference_passes"] == 2 / 7 and s["reference_passes_parsed"] == 2 / 4
+    assert s["mutation_score_generated"] == 0.5 and s["reference_passes_se"] == 0.0  # one problem: no s.e.
+
+
+def test_gen_tests_outputs_mode_cli(tmp_path):
+    src = tmp_path / "p.jsonl"
+    src.write_text("".join(json.dumps(p.to_row()) + "\n" for p in CodeTask().generate(1, seed=2)))
+    out = tmp_path / "t.jsonl"
+    r = runner.invoke(app, ["gen-tests", "--mode", "outputs", "--problems", str(src), "--out", str(out),
+                            "--n", "2", "--max-new-tokens", "30", "--equivalence-inputs", "0"])
+    assert r.exit_code == 0, r.output
+    # the untrained embedded policy does not write the format: every line it writes fails to parse
+    assert "tests proposed / parsed / kept" in r.output and "parse failures / repeats" in r.output
+    assert out.exists()
+    bad = runner.invoke(app, ["gen-tests", "--mode", "both", "--problems", str(src), "--out", str(out)])
+    assert bad.exit_code != 0 and "--mode" in bad.output

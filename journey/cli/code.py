@@ -36,19 +36,27 @@ def killable_rows(s: dict) -> list[tuple[str, str]]:
                                                        f"{s['killable_score_given']:.1%}")]
 
 
+def share(s: dict, key: str) -> str:
+    """'87.5% ± 2.1%': a share of gen-tests' summary with its standard error over problems."""
+    return f"{s[key]:.1%} ± {s[key + '_se']:.1%}"
+
+
 @command(GenTestsConfig)
 def gen_tests(values: dict) -> None:
-    """Generate tests (TCG): the policy proposes inputs, the sandboxed reference gives outputs; mutation scores vs the given tests."""
+    """Generate tests (TCG): the policy proposes inputs and the sandboxed reference gives outputs (--mode inputs), or it writes both and the reference grades them (--mode outputs); mutation scores vs the given tests."""
     from journey.stages.tcg import gen_tests as generate
 
     cfg = make(GenTestsConfig, values)
     with user_errors():
         s = generate(cfg)
+    what = "tests" if cfg.mode == "outputs" else "inputs"
     rows = [("problems (with tests written)", f"{s['problems']:,} ({s['written']:,})"),
-            ("inputs proposed / parsed / kept", f"{s['proposed']:,} / {s['parsed']:,} / {s['kept']:,}"),
-            ("generated tests the reference passes", f"{s['reference_passes']:.1%}"),
-            ("mutation score: generated tests", f"{s['mutation_score_generated']:.1%} of {s['mutants_generated']:,}"),
-            ("mutation score: given tests", f"{s['mutation_score_given']:.1%} of {s['mutants_given']:,}"),
+            (f"{what} proposed / parsed / kept", f"{s['proposed']:,} / {s['parsed']:,} / {s['kept']:,}"),
+            ("parse failures / repeats", f"{s['parse_failures']:,} / {s['repeats']:,}"),
+            ("generated tests the reference passes", share(s, "reference_passes")),
+            ("  of the parsed ones", share(s, "reference_passes_parsed")),
+            ("mutation score: generated tests", f"{share(s, 'mutation_score_generated')} of {s['mutants_generated']:,}"),
+            ("mutation score: given tests", f"{share(s, 'mutation_score_given')} of {s['mutants_given']:,}"),
             *killable_rows(s),
             ("references too deep to mutate", f"{s.get('references_without_mutants', 0):,}"),
             ("file", str(cfg.out))]

@@ -44,6 +44,26 @@ def mean_and_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+def ratio_and_se(hits: list[float], totals: list[float]) -> tuple[float, float]:
+    """A share pooled over groups, sum(hits) / sum(totals), and its standard error with the
+    groups (problems) as the sampled units: the delta-method (ratio-estimator) formula
+    sqrt(sum((h_i - r * t_i)^2) / (m (m - 1))) / mean(t), over the m groups with t_i > 0.
+    (0.0, 0.0) when nothing was counted.
+
+    >>> ratio_and_se([1, 2, 0], [2, 2, 0])  # r = 3/4; residuals -0.5, 0.5: sqrt(0.5 / 2) / 2
+    (0.75, 0.25)
+    """
+    pairs = [(h, t) for h, t in zip(hits, totals) if t > 0]
+    m, total = len(pairs), sum(t for _, t in pairs)
+    if total == 0:
+        return 0.0, 0.0
+    r = sum(h for h, _ in pairs) / total
+    if m < 2:
+        return r, 0.0
+    residual = sum((h - r * t) ** 2 for h, t in pairs)
+    return r, math.sqrt(residual / (m * (m - 1))) / (total / m)
+
+
 def variance_share(values: list[float], groups: list) -> float | None:
     """The share of the variance of `values` that their groups' means explain: the between-group
     sum of squares over the total (eta squared). 1.0: every group is constant, so the value says

@@ -1,19 +1,28 @@
 """A test-case generator (o1-Coder's TCG) and mutation testing: `journey gen-tests`.
 
     journey gen-tests --problems problems.jsonl --model embedded-code --out tests.jsonl --n 10
+    journey gen-tests --mode outputs --problems problems.jsonl --model ckpt/tcg --out tests.jsonl --n 2
 
-For each problem (it needs a reference `solution`): the policy proposes `n` test inputs (the
-prompt `journey.tasks.code.tcg_messages`; a completion must be a JSON list of arguments); the
-reference, run in the sandbox, gives each input's expected output; inputs that do not parse,
-repeat, or crash or time out the reference are dropped. The output rows are the problems with
-the generated `tests` (and a matching `answer`), ready for build-tree, plus a `tcg` record.
+For each problem (it needs a reference `solution`), in `--mode inputs` (the default): the policy
+proposes `n` test inputs (the prompt `journey.tasks.code.tcg_messages`; a completion must be a
+JSON list of arguments); the reference, run in the sandbox, gives each input's expected output;
+inputs that do not parse, repeat, or crash or time out the reference are dropped. In `--mode
+outputs` (o1-Coder's TCG, trained by `journey train --stage tcg`): the policy sees the problem
+and the reference (`tcg_output_messages`) and writes `n` completions of tests with their
+expected outputs, one a line (`render_tests`: `[[3, 1]] -> 4`); each test is graded by running
+the reference on its input in the sandbox: it passes when the reference returns the expected
+output (`same_output`); lines that do not parse or repeat, and tests the reference fails, are
+dropped. The output rows are the problems with the kept `tests` (and a matching `answer`),
+ready for build-tree, plus a `tcg` record.
 
-Measured per run: the share of proposed tests the reference passes (an input it runs on, its
-output then being the expected one; o1-Coder reports 89.2% of generated tests passing the
-standard code) and a mutation score: mutants of the reference (`mutants`: one comparison or
-arithmetic operator flipped, one integer constant shifted by one, one slice's bounds swapped,
-one `reverse=` flipped; made with `ast`) run against the generated tests and against the
-given tests; a mutant is killed when some test fails. Mutants no test set kills may be
+Measured per run: the share of proposed tests the reference passes (inputs mode: an input it
+runs on, its output then being the expected one, so the share is high by construction; outputs
+mode: a test whose expected output the reference returns — o1-Coder's metric, 80.8% after SFT
+and 89.2% after DPO on TACO), also over the tests that parsed, with standard errors over
+problems; the parse failures; and a mutation score: mutants of the reference (`mutants`: one
+comparison or arithmetic operator flipped, one integer constant shifted by one, one slice's
+bounds swapped, one `reverse=` flipped; made with `ast`) run against the generated tests and
+against the given tests; a mutant is killed when some test fails. Mutants no test set kills may be
 equivalent to the reference (`x[:-1]` vs `x[:len(x)-1]`), so scores are lower bounds. To say how
 low: each mutant and the reference also run on `--equivalence-inputs` random inputs from the code
 task's input generator (the empty list among them); a mutant that no set, random inputs included,
@@ -32,8 +41,17 @@ from pathlib import Path
 
 from journey.models.base import Prefix
 from journey.runtime.io import DataError, check_output, output_lock, write_jsonl_atomic
+from journey.runtime.metrics import ratio_and_se
 from journey.stages.run_tests import load_code_problems
-from journey.tasks.code import CodeTask, gold_spec, random_input, tcg_messages
+from journey.tasks.code import (
+    CodeTask,
+    gold_spec,
+    grade,
+    parse_test_line,
+    random_input,
+    tcg_messages,
+    tcg_output_messages,
+)
 from journey.tasks.sandbox import Program, read_json
 
 log = logging.getLogger(__name__)
@@ -110,29 +128,61 @@ def parse_input(text: str) -> list | None:
     return value if isinstance(value, list) else None
 
 
-def propose_inputs(policy, problems: list[dict], n: int, seed: int) -> list[list[str]]:
-    """`n` completions per problem of the TCG prompt, in one policy call."""
-    prefixes = [Prefix(tcg_messages(p.get("question", "")), [], seed=seed + i) for i, p in enumerate(problems)]
+def propose(policy, problems: list[dict], n: int, seed: int, mode: str = "inputs") -> list[list[str]]:
+    """`n` completions per problem of the TCG prompt of `mode`, in one policy call."""
+    def messages(p: dict) -> list[dict]:
+        if mode == "outputs":
+            return tcg_output_messages(p.get("question", ""), p["solution"])
+        return tcg_messages(p.get("question", ""))
+
+    prefixes = [Prefix(messages(p), [], seed=seed + i) for i, p in enumerate(problems)]
     return [[o.text for o in outs] for outs in policy.complete(prefixes, n, policy.sampling.max_step_tokens)]
 
 
+def unique_parsed(texts: list[str], parse) -> tuple[list, int]:
+    """(the values `parse` reads from `texts`, first of each only; how many repeats were dropped).
+    (["[1]", "x", "[1]", "[2]"], parse_input) -> ([[1], [2]], 1)"""
+    seen, keep, repeats = set(), [], 0
+    for t in texts:
+        value = parse(t)
+        if value is None:
+            continue
+        if json.dumps(value) in seen:
+            repeats += 1
+            continue
+        seen.add(json.dumps(value))
+        keep.append(value)
+    return keep, repeats
+
+
 def generated_tests(task: CodeTask, problems: list[dict], proposals: list[list[str]]) -> list[dict]:
-    """Per problem: {"proposed", "parsed", "tests"}; outputs from the sandboxed reference."""
-    parsed = []
-    for texts in proposals:
-        seen, keep = set(), []
-        for t in texts:
-            args = parse_input(t)
-            if args is not None and json.dumps(args) not in seen:
-                seen.add(json.dumps(args))
-                keep.append(args)
-        parsed.append(keep)
-    jobs = [Program(p["solution"], p["entry_point"], ins or [[]]) for p, ins in zip(problems, parsed)]
+    """Inputs mode. Per problem: {"proposed", "parsed", "repeats", "tests"}; outputs from the
+    sandboxed reference."""
+    parsed = [unique_parsed(texts, parse_input) for texts in proposals]
+    jobs = [Program(p["solution"], p["entry_point"], ins or [[]]) for p, (ins, _) in zip(problems, parsed)]
     outs = task.sandbox.run(jobs)
     result = []
-    for texts, ins, o in zip(proposals, parsed, outs):
+    for texts, (ins, repeats), o in zip(proposals, parsed, outs):
         tests = [{"input": a, "output": r["got"]} for a, r in zip(ins, o.results) if r["status"] == "ok"]
-        result.append({"proposed": len(texts), "parsed": len(ins), "tests": tests})
+        result.append({"proposed": len(texts), "parsed": len(ins), "repeats": repeats, "tests": tests})
+    return result
+
+
+def graded_tests(task: CodeTask, problems: list[dict], completions: list[list[str]]) -> list[dict]:
+    """Outputs mode. Per problem: {"proposed": non-empty lines written, "parsed": distinct tests
+    among them, "repeats", "tests": the ones the reference passes}. Each test's input runs through
+    the sandboxed reference; it passes when the reference returns its expected output
+    (`journey.tasks.code.grade`), so a test with a wrong expected output or an input the
+    reference crashes or times out on is dropped."""
+    lines = [[ln for text in texts for ln in text.splitlines() if ln.strip()] for texts in completions]
+    parsed = [unique_parsed(ls, parse_test_line) for ls in lines]
+    jobs = [Program(p["solution"], p["entry_point"], [t["input"] for t in tests] or [[]])
+            for p, (tests, _) in zip(problems, parsed)]
+    result = []
+    for p, ls, (tests, repeats), o in zip(problems, lines, parsed, task.sandbox.run(jobs)):
+        verdicts = grade(o, p["entry_point"], tests, task.config.alpha).verdicts if tests else []
+        passed = [t for t, v in zip(tests, verdicts) if v["verdict"] == "pass"]
+        result.append({"proposed": len(ls), "parsed": len(tests), "repeats": repeats, "tests": passed})
     return result
 
 
@@ -192,6 +242,16 @@ def mutant_kills(task: CodeTask, problems: list[dict], test_sets: dict[str, list
     return killed
 
 
+def problems_with_reference(path: Path, flag: str) -> list[dict]:
+    """The code problems of `path` (`load_code_problems`), each with a reference `solution`;
+    DataError naming `flag` and the first problem without one."""
+    problems = list(load_code_problems(path).values())
+    for p in problems:
+        if not isinstance(p.get("solution"), str) or not p["solution"].strip():
+            raise DataError(f"{flag} {path}: problem {p['id']!r} has no reference 'solution'")
+    return problems
+
+
 def gen_tests(cfg) -> dict:
     """Run the TCG over `cfg.problems` (see module docstring); write `cfg.out`; return a summary."""
     from journey.models.base import SamplingConfig
@@ -199,10 +259,7 @@ def gen_tests(cfg) -> dict:
     from journey.models.registry import load_policy
     from journey.tasks.code import CodeConfig
 
-    problems = list(load_code_problems(cfg.problems).values())[: cfg.limit]
-    for p in problems:
-        if not isinstance(p.get("solution"), str) or not p["solution"].strip():
-            raise DataError(f"--problems {cfg.problems}: problem {p['id']!r} has no reference 'solution'")
+    problems = problems_with_reference(cfg.problems, "--problems")[: cfg.limit]
     check_output(cfg.out, inputs={"--problems": cfg.problems, "--model": cfg.model})
     task = CodeTask(CodeConfig(unsafe_no_sandbox=cfg.unsafe_no_sandbox, workers=cfg.workers))
     task.sandbox  # noqa: B018 -- refuse before loading a model when the sandbox cannot start
@@ -211,7 +268,8 @@ def gen_tests(cfg) -> dict:
             raise DataError(f"--out {cfg.out}: the file exists; pass --overwrite to replace it")
         policy = load_policy(task_model(cfg.model, "code"), task.step_delimiter,
                              SamplingConfig(cfg.temperature, cfg.top_p, cfg.max_new_tokens), cfg.backend)
-        gen = generated_tests(task, problems, propose_inputs(policy, problems, cfg.n, cfg.seed))
+        texts = propose(policy, problems, cfg.n, cfg.seed, cfg.mode)
+        gen = (graded_tests if cfg.mode == "outputs" else generated_tests)(task, problems, texts)
         # mutation scores over the problems that got tests, so both sets face the same mutants
         both = [(p, g) for p, g in zip(problems, gen) if g["tests"]]
         probes = probe_tests(task, [p for p, _ in both], cfg.equivalence_inputs, cfg.seed)
@@ -221,7 +279,7 @@ def gen_tests(cfg) -> dict:
         scores = {name: [(sum(k), len(k)) for k in kills[name]] for name in ("generated", "given")}
         rows = []
         for j, (p, g) in enumerate(both):
-            record = {"proposed": g["proposed"], "parsed": g["parsed"], "kept": len(g["tests"]),
+            record = {"mode": cfg.mode, "proposed": g["proposed"], "parsed": g["parsed"], "kept": len(g["tests"]),
                       "mutants": scores["given"][j][1], "killed_generated": scores["generated"][j][0],
                       "killed_given": scores["given"][j][0]}
             rows.append({**p, "tests": g["tests"], "given_tests": p["tests"],
@@ -241,15 +299,20 @@ def probe_tests(task: CodeTask, problems: list[dict], count: int, seed: int) -> 
 
 
 def summarize(gen: list[dict], scores: dict, written: int) -> dict:
-    proposed = sum(g["proposed"] for g in gen)
-    kept = sum(len(g["tests"]) for g in gen)
-    out = {"problems": len(gen), "written": written, "proposed": proposed,
-           "parsed": sum(g["parsed"] for g in gen), "kept": kept,
-           "reference_passes": kept / proposed if proposed else 0.0}
+    """The run's counts and shares; each share pooled over problems, with its standard error
+    over problems (`ratio_and_se`). `parse_failures`: proposed lines or inputs that did not parse
+    (repeats not counted)."""
+    kept = [len(g["tests"]) for g in gen]
+    proposed, parsed = [g["proposed"] for g in gen], [g["parsed"] for g in gen]
+    out = {"problems": len(gen), "written": written, "proposed": sum(proposed), "parsed": sum(parsed),
+           "repeats": sum(g["repeats"] for g in gen), "kept": sum(kept)}
+    out["parse_failures"] = out["proposed"] - out["parsed"] - out["repeats"]
+    out["reference_passes"], out["reference_passes_se"] = ratio_and_se(kept, proposed)
+    out["reference_passes_parsed"], out["reference_passes_parsed_se"] = ratio_and_se(kept, parsed)
     for name, per in scores.items():
-        k, m = sum(a for a, _ in per), sum(b for _, b in per)
-        out[f"mutation_score_{name}"] = k / m if m else 0.0
-        out[f"mutants_{name}"] = m
+        out[f"mutation_score_{name}"], out[f"mutation_score_{name}_se"] = ratio_and_se(
+            [a for a, _ in per], [b for _, b in per])
+        out[f"mutants_{name}"] = sum(b for _, b in per)
     # references that gave no mutants (no sites, or nested too deeply to copy): scored on nothing
     out["references_without_mutants"] = sum(m == 0 for _, m in next(iter(scores.values()), []))
     return out

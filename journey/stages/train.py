@@ -1,4 +1,5 @@
 """The `train` stage: thin wrappers on TRL's SFTTrainer, DPOTrainer and (RL) GRPOTrainer.
+(`--stage prm`: journey.stages.train_prm; `--stage rl`: journey.stages.train_rl; `--stage tcg`: journey.stages.train_tcg.)
 
     journey train --stage sft --data data/sft_journey.jsonl --model embedded --out ckpt/journey
     journey train --stage dpo --data data/dpo_pairs.jsonl --model ckpt/journey --out ckpt/dpo
@@ -118,6 +119,10 @@ def load_rows(stage: Stage, files: list[Path], objective: str = "pointwise") -> 
     """Every row of the data files, checked for the stage's keys and types (DataError naming
     file:line): SFT messages are {role, content: str} ending with the assistant; DPO rows are
     all strings or all message lists, the same kind in every row (TRL takes one format)."""
+    if stage == "tcg":  # code problems, turned into SFT and DPO rows by the stage itself
+        from journey.stages.train_tcg import load_tcg_problems
+
+        return load_tcg_problems(files)
     rows, kinds = [], {}
     for path in files:
         n = 0
@@ -302,6 +307,10 @@ def interrupted_note(cfg: TrainConfig) -> str:
 
 def train_into(cfg: TrainConfig, rows: list[dict], folder: Path) -> dict:
     """Train and save the checkpoint, train.json and loss.png into `folder`."""
+    if cfg.stage == "tcg":  # SFT, then DPO: two calls of this function (journey.stages.train_tcg)
+        from journey.stages.train_tcg import train_tcg_into
+
+        return train_tcg_into(cfg, rows, folder, train_into)
     t0 = time.perf_counter()
     data = {str(p): sha256(p) for p in cfg.data}
     extra: dict = {}

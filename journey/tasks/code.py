@@ -165,6 +165,41 @@ def tcg_messages(question: str) -> list[dict]:
     return [{"role": "user", "content": f"Test input for: {question}"}]
 
 
+def tcg_output_messages(question: str, solution: str) -> list[dict]:
+    """The prompt of the trained test-case generator (`gen-tests --mode outputs`, `train --stage
+    tcg`, o1-Coder's TCG): the problem and its reference program; the answer is tests with their
+    expected outputs, one per line (`render_tests`)."""
+    return [{"role": "user", "content": f"Tests for: {question}\n```python\n{solution}\n```"}]
+
+
+TEST_ARROW = " -> "
+
+
+def render_tests(tests: list[dict]) -> str:
+    """Tests as the TCG writes them, one a line: the arguments as a JSON list, ` -> `, the expected
+    output as JSON. [{"input": [[3, 1]], "output": 4}] -> '[[3, 1]] -> 4'"""
+    return "\n".join(f"{json.dumps(t['input'])}{TEST_ARROW}{json.dumps(t['output'])}" for t in tests)
+
+
+def parse_test_line(line: str) -> dict | None:
+    """One test from a line of `render_tests`, else None: split at the first ` -> ` where the left
+    side is a JSON list and the right side JSON (either may hold the arrow inside a string).
+
+    '[[3, 1]] -> 4' -> {"input": [[3, 1]], "output": 4}; '[[3, 1]] -> ' -> None; '[3] 4' -> None
+    """
+    from journey.tasks.sandbox import read_json
+
+    at = line.find(TEST_ARROW)
+    while at >= 0:
+        try:
+            args, out = read_json(line[:at].strip()), read_json(line[at + len(TEST_ARROW):].strip())
+        except ValueError:
+            at = line.find(TEST_ARROW, at + 1)
+            continue
+        return {"input": args, "output": out} if isinstance(args, list) else None
+    return None
+
+
 def solution_text(spec: Spec) -> list[str]:
     """The canonical solution's steps: the plan lines, then the fenced program."""
     return [*spec.plan(), f"```python\n{spec.code()}\n```"]
