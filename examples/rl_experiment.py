@@ -128,6 +128,11 @@ def main() -> None:
         row = {"accuracy_before": acc_before, "accuracy_after": acc_after,
                "accuracy_after_per_seed": [rate(r["eval"]) for r in mine],
                "gain": diff(acc_after, acc_before),
+               # what the answers look like: length and reflections ("Wait") per greedy answer
+               "mean_tokens_before": before["mean_tokens"],
+               "mean_tokens_after": sum(r["eval"]["mean_tokens"] for r in mine) / len(mine),
+               "wait_per_answer_before": before["reflection_words_per_answer"]["Wait"],
+               "wait_per_answer_after": sum(r["eval"]["reflection_words_per_answer"]["Wait"] for r in mine) / len(mine),
                "final_train_outcome": [r["reward_curve"][-1].get("outcome") for r in mine]}
         if args.inject and before_inject.exists():
             b = json.loads(before_inject.read_text())
@@ -190,14 +195,17 @@ def print_table(summary: dict) -> None:
     from rich.table import Table
 
     t = Table(title="RL from four starts (same RL budget each)", title_justify="left")
-    cols = ["start", "accuracy before", "after (mean of seeds)", "gain ± s.e."]
+    cols = ["start", "accuracy before", "after (mean of seeds)", "gain ± s.e.", "tokens before -> after",
+            "Wait / answer before -> after"]
     if any("mechanism_after" in r for r in summary["starts"].values()):
         cols += ["recovery before -> after", "detection before -> after", "false alarms before -> after"]
     for col in cols:
         t.add_column(col, justify="left" if col == "start" else "right")
     for name, r in summary["starts"].items():
         cells = [name, "{:.3f} ± {:.3f}".format(*r["accuracy_before"]), "{:.3f} ± {:.3f}".format(*r["accuracy_after"]),
-                 f"{r['gain']['diff']:+.3f} ± {r['gain']['se']:.3f}"]
+                 f"{r['gain']['diff']:+.3f} ± {r['gain']['se']:.3f}",
+                 f"{r['mean_tokens_before']:.1f} -> {r['mean_tokens_after']:.1f}",
+                 f"{r['wait_per_answer_before']:.2f} -> {r['wait_per_answer_after']:.2f}"]
         if "mechanism_after" in r:
             cells += [f"{r['mechanism_before'][k][0]:.3f} -> {r['mechanism_after'][k][0]:.3f}" for k in MECHANISM]
         t.add_row(*cells)
