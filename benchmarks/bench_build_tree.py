@@ -50,8 +50,8 @@ class Timed(Policy, PRM):
     def complete(self, prefixes, n, max_new_tokens):
         return self._timed(self.inner.complete, prefixes, n, max_new_tokens)
 
-    def score(self, questions: list[str], paths: list[list[str]], answers=None) -> list[StepScore]:
-        return self._timed(self.inner.score, questions, paths, answers)
+    def score(self, questions: list[str], paths: list[list[str]], answers=None, ended=None) -> list[StepScore]:
+        return self._timed(self.inner.score, questions, paths, answers, ended)
 
 
 class PerNode(Policy, PRM):
@@ -67,9 +67,10 @@ class PerNode(Policy, PRM):
     def complete(self, prefixes, n, max_new_tokens):
         return [self.inner.complete([p], n, max_new_tokens)[0] for p in prefixes]
 
-    def score(self, questions, paths, answers=None):
+    def score(self, questions, paths, answers=None, ended=None):
         answers = answers or [None] * len(paths)
-        return [self.inner.score([q], [s], [a])[0] for q, s, a in zip(questions, paths, answers)]
+        ended = ended or [False] * len(paths)
+        return [self.inner.score([q], [s], [a], [e])[0] for q, s, a, e in zip(questions, paths, answers, ended)]
 
 
 def run(problems, policy, prm, cfg, in_flight) -> tuple[int, float, list]:

@@ -44,9 +44,9 @@ class TimedPRM(PRM):
     def __init__(self, inner: PRM):
         self.inner, self.name, self.seconds = inner, inner.name, 0.0
 
-    def score(self, questions, paths, answers=None) -> list[StepScore]:
+    def score(self, questions, paths, answers=None, ended=None) -> list[StepScore]:
         t0 = time.perf_counter()
-        out = self.inner.score(questions, paths, answers)
+        out = self.inner.score(questions, paths, answers, ended)
         self.seconds += time.perf_counter() - t0
         return out
 
