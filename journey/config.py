@@ -338,17 +338,14 @@ class RLOptions(CodeOptions):
 
     def check_rl(self, stage: str) -> None:
         """The RL options checked; for another stage, refused when given (they would do nothing)."""
-        own = [f for f in fields(RLOptions)]
         if stage != "rl":
-            given = [f.name for f in own if getattr(self, f.name) != f.default]
+            given = [f.name for f in fields(RLOptions) if getattr(self, f.name) != f.default]
             if given:
                 raise ValueError(f"{flag(given[0])} is for --stage rl")
             return
         check_task(self.task)
         self.code_config()  # checks --code-alpha
         if self.prm is None:
-            from journey.tasks import TASKS
-
             self.prm = TASKS[self.task].own_prm
         check_prm(self.prm)
         if self.prm in PRMS_WITH_MODEL and not self.prm_model:
@@ -411,6 +408,10 @@ class TrainConfig(RLOptions):
         if self.stage == "rl" and self.batch_size % self.group_size:
             raise ValueError(f"--batch-size {self.batch_size} must be a multiple of --group-size {self.group_size} "
                              "(RL: the completions of a step are whole groups)")
+        if self.stage == "rl":  # `embedded` is the task's own policy; a step holds --batch-size completions
+            self.model = task_model(self.model, self.task)
+            check_fits_memory("batch_size", self.batch_size, sequence_bytes(model_dir(self.model), self.max_new_tokens),
+                              f"completions of {self.max_new_tokens} tokens (--max-new-tokens)")
         check_at_least(8, max_length=self.max_length)
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"--max-steps must be > 0, or -1 to train by --epochs; got {self.max_steps}")

@@ -137,6 +137,8 @@ def test_code_outcome_runs_in_the_sandbox():
     ({"stage": "rl", "reward": "best"}, "--reward must be one of phi, outcome, process"),
     ({"stage": "rl", "prm": "trained"}, "--prm trained needs --prm-model"),
     ({"stage": "rl", "temperature": 0.0}, "RL needs > 0"),
+    ({"stage": "rl", "batch_size": 4_000_000_000, "group_size": 4}, "--batch-size"),
+    ({"stage": "rl", "alpha_start": float("nan")}, "--alpha-start must be in [0, 1]"),
     ({"stage": "dpo", "beta": 0.0}, "--beta must be"),
 ])
 def test_rl_flags_refused(kw, message):
@@ -150,6 +152,7 @@ def test_rl_defaults_to_the_tasks_own_prm_and_trls_kl(task, prm):
     cfg = TrainConfig("rl", [Path("p.jsonl")], Path("o"), task=task)
     assert (cfg.prm, cfg.beta, cfg.lr) == (prm, 0.04, 1e-6)
     assert TrainConfig("rl", [Path("p.jsonl")], Path("o"), beta=0.0).beta == 0.0  # no KL term
+    assert TrainConfig("rl", [Path("p.jsonl")], Path("o"), task=task).model == ("embedded-code" if task == "code" else "embedded")
 
 
 def test_cli_refuses_a_bad_problems_file_naming_its_line(tmp_path):
