@@ -8,6 +8,7 @@ what was kept and exit 130 or 143. `--verbose` shows the whole traceback instead
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -61,12 +62,36 @@ class Terminated(KeyboardInterrupt):
 RECEIVED: list[int] = []
 
 
+def importing(frame) -> bool:
+    """Whether `frame` runs inside an import (an importlib frame on its stack). An exception
+    raised there may land in a native module's import (torch's C++ calls back into Python
+    while it loads: pybind11 then aborts the process instead of raising)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def deferred(signum, frame) -> bool:
+    """Inside an import, send the signal again a moment later instead of raising now (see
+    `importing`); True when it was deferred."""
+    if not importing(frame):
+        return False
+    threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+    return True
+
+
 def on_sigint(signum, frame) -> None:
+    if deferred(signum, frame):
+        return
     RECEIVED.append(signum)
     raise KeyboardInterrupt()
 
 
 def on_sigterm(signum, frame) -> None:
+    if deferred(signum, frame):
+        return
     RECEIVED.append(signum)
     raise Terminated()
 
