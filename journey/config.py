@@ -745,7 +745,8 @@ class SelfplayConfig:
     def rl_config(self, problems: Path, out: Path, model: str, prm: str, prm_model: str | None, seed: int,
                   **common) -> TrainConfig:
         """A round's RL config: the round's policy and PRM, the task and the trees' code options
-        and sampling temperature, one pass over `problems`, then the `train` options."""
+        and sampling temperature (1 when the trees were greedy: RL needs samples), one pass over
+        `problems`, then the `train` options."""
         tree = self.tree_config(problems, out, model, prm, prm_model, seed)
         return TrainConfig("rl", [problems], out, model=model, task=self.task, prm=prm, prm_model=prm_model,
                            rollouts=tree.rollouts, code_alpha=tree.code_alpha,

@@ -88,14 +88,16 @@ class RLReward:
     alpha_end: float = 0.5
     gamma: float = 1.0
     last: dict = field(default_factory=dict)  # the means of the latest call
-    __name__: str = "phi"  # TRL names the reward's log keys after it
 
     def __post_init__(self):
         if self.reward not in REWARDS:
             raise ValueError(f"--reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
         if self.reward != "outcome" and self.prm is None:
             raise ValueError(f"--reward {self.reward} needs a PRM")
-        self.__name__ = self.reward
+
+    @property
+    def __name__(self) -> str:  # TRL names the reward's log keys after it (rewards/phi/mean)
+        return self.reward
 
     def alpha(self, progress: float) -> float:
         """The outcome's weight now: 1 for reward outcome, 0 for process, else the schedule's."""

@@ -79,11 +79,13 @@ def resumable(partial: Path, record: dict) -> bool:
 
 
 def rl_rollout_policy(cfg: TrainConfig, task):
-    """The frozen start model that rollout, tests and judge PRMs roll out (None for the others)."""
+    """The frozen start model that rollout and tests PRMs roll out, and a judge without its own
+    --prm-model asks (None for the others)."""
     from journey.models.base import SamplingConfig
     from journey.models.registry import ROLLING_PRMS, load_policy
 
-    if cfg.reward == "outcome" or (cfg.prm not in ROLLING_PRMS and cfg.prm != "judge"):
+    uses_policy = cfg.prm in ROLLING_PRMS or (cfg.prm == "judge" and not cfg.prm_model)
+    if cfg.reward == "outcome" or not uses_policy:
         return None
     return load_policy(cfg.model, task.step_delimiter, SamplingConfig(), "transformers")
 
