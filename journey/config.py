@@ -44,6 +44,7 @@ from journey.runtime.provenance import model_fingerprint
 from journey.search.build import EXPANDS
 from journey.search.registry import SEARCHES
 from journey.tasks import TASKS, check_task
+from journey.tasks.arith import MAX_OPS, ArithConfig
 from journey.tasks.code import CodeConfig
 from journey.tasks.math import DEFAULT_ANSWER_FORMATS, check_answer_formats
 
@@ -510,6 +511,7 @@ class ProblemsConfig:
     task: TaskName = opt("Problem domain.", "arith")
     n: int | None = opt("How many problems (default 100; not with --from, which imports every row).", None)
     seed: int = opt("Generator seed: the same seed gives the same problems.", 0)
+    ops: str | None = opt("--task arith: operations per problem, N or MIN-MAX (default 2-4; a solution has ops + 1 steps). Fewer ops suit weak models.", None)
     source: Path | None = opt("Import this dataset file instead of generating (JSONL, JSONL.gz, JSON array or Parquet); needs --format.", None, flags=("--from",))
     format: FormatName | None = opt("The --from file's format: math (MATH, MATH-500), gsm8k, mbpp, humaneval, countdown, or jsonl (any rows; see --question-key).", None)
     question_key: str = opt("--format jsonl: the field holding the question.", "question")
@@ -526,6 +528,10 @@ class ProblemsConfig:
                 raise ValueError(f"--n must be > 0, got {self.n}")
             check_fits_memory("n", self.n, ROW_BYTES, "problems")
         check_task(self.task)
+        if self.ops is not None:
+            if self.task != "arith" or self.source is not None:
+                raise ValueError("--ops is for generated arith problems (--task arith, no --from)")
+            self.arith_config()  # the one-line error for a bad range, before anything runs
         keys = (self.question_key, self.answer_key)
         defaults = (ProblemsConfig.question_key, ProblemsConfig.answer_key)
         if self.source is None:
@@ -540,6 +546,16 @@ class ProblemsConfig:
             raise ValueError("--question-key and --answer-key are for --format jsonl only")
         if not all(isinstance(k, str) and k.strip() for k in keys) or keys[0] == keys[1]:
             raise ValueError(f"--question-key and --answer-key must be two different field names, got {keys}")
+
+
+    def arith_config(self) -> ArithConfig:
+        """--ops "3" or "2-4" as the generator's config; ValueError naming --ops otherwise."""
+        text = str(self.ops).strip()
+        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", text)
+        low, high = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, 0)
+        if not m or not 1 <= low <= high <= MAX_OPS:
+            raise ValueError(f"--ops must be N or MIN-MAX with 1 <= MIN <= MAX <= {MAX_OPS}, got {self.ops!r}")
+        return ArithConfig(min_ops=low, max_ops=high)
 
 
 ImportConfig = ProblemsConfig  # `problems --from`: the same options

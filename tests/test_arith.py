@@ -1,5 +1,7 @@
 """The arith task: verifier verdicts and reasons, parsing, the solver, the generator."""
 
+import json
+
 import pytest
 
 from journey.tasks import get_task
@@ -90,6 +92,31 @@ def test_generator_knobs():
         assert p.meta["ops"] == 1
     with pytest.raises(ValueError, match="min_ops"):
         ArithConfig(min_ops=3, max_ops=2)
+
+
+@pytest.mark.parametrize("ops, low, high", [("1", 1, 1), ("2-3", 2, 3), (" 4 - 4 ", 4, 4), ("12", 12, 12)])
+def test_problems_ops_sets_the_generators_range(tmp_path, ops, low, high):
+    from journey.config import ProblemsConfig
+    from journey.stages.problems import run_problems
+
+    out = tmp_path / "p.jsonl"
+    run_problems(ProblemsConfig(out=out, n=12, ops=ops))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 12 and {r["ops"] for r in rows} <= set(range(low, high + 1))
+    assert all(len(solve(r["question"])) == r["ops"] + 1 for r in rows)
+
+
+@pytest.mark.parametrize("values, error", [
+    ({"ops": "0"}, "--ops must be N or MIN-MAX"), ({"ops": "3-2"}, "--ops must be"), ({"ops": "13"}, "<= 12"),
+    ({"ops": "2-"}, "--ops must be"), ({"ops": "two"}, "--ops must be"),
+    ({"ops": "2", "task": "math"}, "--ops is for generated arith"),
+    ({"ops": "2", "n": None, "source": "x.jsonl", "format": "math"}, "--ops is for generated arith"),
+])
+def test_problems_ops_refused(tmp_path, values, error):
+    from journey.config import ProblemsConfig
+
+    with pytest.raises(ValueError, match=error):
+        ProblemsConfig(out=tmp_path / "p.jsonl", **{"n": 3, **values})
 
 
 @pytest.mark.parametrize(

@@ -83,3 +83,18 @@ def test_models_cli(cache):
     assert listed.exit_code == 0 and "smollm2-135m" in listed.output
     bad = run("models", "pull", "nope")
     assert bad.exit_code == 1 and "unknown model 'nope'; known: smollm2-135m" in bad.output
+
+
+def test_a_pulled_models_name_is_a_model(tiny_gguf, cache, tmp_path, monkeypatch):
+    """`--model smollm2-135m` is the pulled package's GGUF, converted; before the pull, one line
+    saying to pull it (here a package of our own on sys.path stands in for the wheel)."""
+    from journey.models import gguf
+
+    monkeypatch.setitem(gguf.PULLABLE, "tiny-test", gguf.Pullable("tiny-test-pkg", "tiny_test_pkg", "tiny.gguf", "test"))
+    with pytest.raises(ValueError, match=r"--model tiny-test: not installed here; run `journey models pull tiny-test` first"):
+        resolve_model("tiny-test")
+    package = tmp_path / "site" / "tiny_test_pkg"
+    package.mkdir(parents=True)
+    (package / "tiny.gguf").write_bytes(tiny_gguf.read_bytes())
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert resolve_model("tiny-test") == str(cache / hashlib.sha256(tiny_gguf.read_bytes()).hexdigest())

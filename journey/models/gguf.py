@@ -13,6 +13,7 @@ not serializable"), though its weights are already dense: the quantizer and the 
 
     from journey.models.gguf import local_model
     local_model("SmolLM2-135M-Instruct.Q4_1.gguf")   # -> ~/.cache/journey/gguf/5c1f.../
+    local_model("smollm2-135m")                       # the same, once `journey models pull` ran
 """
 
 from __future__ import annotations
@@ -64,7 +65,13 @@ def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
 
 def local_model(name_or_path: str | Path) -> str:
     """`name_or_path` as transformers should load it: a GGUF (file, or folder holding one) -> its
-    converted folder in the cache (converting it the first time); anything else unchanged."""
+    converted folder in the cache (converting it the first time); a `journey models pull` name
+    (`smollm2-135m`) -> its installed GGUF's folder; anything else unchanged."""
+    if str(name_or_path) in PULLABLE:
+        name = str(name_or_path)
+        name_or_path = installed_file(name)
+        if name_or_path is None:
+            raise ValueError(f"--model {name}: not installed here; run `journey models pull {name}` first")
     file = gguf_file(name_or_path)
     if file is None:
         return str(name_or_path)

@@ -2,6 +2,7 @@
 from a dataset file, and keep the math problems a checker can grade.
 
     journey problems --task arith --n 100 --seed 0 --out problems.jsonl
+    journey problems --task arith --n 100 --ops 2 --out easy.jsonl       # 2 operations each
     journey problems --from MATH-500.jsonl --format math --out math.jsonl
     journey curate --problems math.jsonl --out kept.jsonl
 """
@@ -20,13 +21,14 @@ from journey.runtime.io import (
     write_jsonl_atomic,
 )
 from journey.tasks import get_task
+from journey.tasks.arith import ArithTask
 from journey.tasks.math import curate
 
 
 def run_problems(cfg: ProblemsConfig) -> tuple[int, str]:
     """Write `cfg.out`; return (rows written, what they are)."""
     if cfg.source is None:
-        task = get_task(cfg.task)
+        task = ArithTask(cfg.arith_config()) if cfg.ops is not None else get_task(cfg.task)
         make, what = (lambda: [p.to_row() for p in task.generate(cfg.n, cfg.seed)]), f"{cfg.task} problems"
     else:
         make = lambda: import_problems(cfg.source, cfg.format, cfg.question_key, cfg.answer_key)  # noqa: E731

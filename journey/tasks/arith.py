@@ -32,6 +32,7 @@ STEP_RE = re.compile(r"^\s*(-?\d+)\s*([+\-*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
 FINAL_RE = re.compile(r"^\s*The answer is\s*(-?\d+)\s*\.?\s*$")
 ANSWER_RE = re.compile(r"The answer is\s*(-?\d+)")
 TOKEN_RE = re.compile(r"\s*(\d+|[+\-*/()])")
+MAX_OPS = 12  # operations per generated problem at most (`problems --ops`)
 MAX_DIGITS = 12  # numbers longer than this in model text are garbage, not arithmetic
 
 
@@ -328,8 +329,8 @@ class ArithConfig:
     max_value: int = 999
 
     def __post_init__(self):
-        if not 1 <= self.min_ops <= self.max_ops:
-            raise ValueError(f"need 1 <= min_ops <= max_ops, got {self.min_ops}, {self.max_ops}")
+        if not 1 <= self.min_ops <= self.max_ops <= MAX_OPS:
+            raise ValueError(f"need 1 <= min_ops <= max_ops <= {MAX_OPS}, got {self.min_ops}, {self.max_ops}")
         if self.max_operand < 1 or self.max_factor < 2 or self.max_value < self.max_operand:
             raise ValueError("need max_operand >= 1, max_factor >= 2, max_value >= max_operand")
 
