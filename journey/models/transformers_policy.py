@@ -39,6 +39,13 @@ from journey.models.base import (
 )
 from journey.models.embedded import resolve_model
 
+try:  # transformers 5.24 renamed the KV cache `cache` in generate and model outputs; the old name warns
+    from transformers.utils.generic import _rename_kwargs_for_bc  # noqa: F401  (only present since the rename)
+
+    CACHE = "cache"
+except ImportError:
+    CACHE = "past_key_values"
+
 log = logging.getLogger(__name__)
 
 
@@ -252,7 +259,7 @@ class TransformersPolicy(Policy):
         seqs = self.model.generate(
             input_ids=ids,
             attention_mask=mask,
-            past_key_values=cache,
+            **{CACHE: cache},
             do_sample=False,
             max_new_tokens=max_new_tokens,
             logits_processor=[sampler],
@@ -280,7 +287,7 @@ class TransformersPolicy(Policy):
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
                          use_cache=True)
-        cache = out.past_key_values
+        cache = getattr(out, CACHE)
         if not hasattr(cache, "batch_repeat_interleave"):
             return None
         cache.batch_repeat_interleave(n)
