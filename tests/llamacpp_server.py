@@ -1,7 +1,7 @@
 """`python -m llama_cpp.server` for the tests: started on a free port of 127.0.0.1 and stopped by its
 pid; and a replay of its recorded replies, so the fast tests read its real wire format without it.
 
-    LLAMA_CPP_PYTHON=/work/lcp-venv/bin/python python tests/llamacpp_server.py   # records anew
+    LLAMA_CPP_PYTHON=/work/lcp-venv/bin/python python -m tests.llamacpp_server   # records anew
 
 `ask` is what the fast test asks through journey's `openai` backend. Recording runs it through a
 proxy in front of the real server serving the SmolLM2 GGUF, keeping every request body with the
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from journey.models.base import Prefix, SamplingConfig
 from journey.models.openai_policy import OpenAIPolicy
+from tests.helpers import send_json
 
 REPLIES = Path(__file__).parent / "assets" / "llamacpp" / "replies.json"
 SMOL_TOKENIZER = Path(__file__).parent / "assets" / "smollm2-tokenizer"
@@ -126,13 +127,7 @@ def serve(replies: dict[str, list], upstream: str | None = None) -> tuple[Thread
             k = key(method, self.path, body)
             if upstream:
                 replies[k] = list(forward(upstream, self.path, body))
-            status, reply = replies.get(k, [404, {"error": f"nothing recorded for {k[:200]}"}])
-            data = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, *replies.get(k, [404, {"error": f"nothing recorded for {k[:200]}"}]))
 
         def do_GET(self):
             self.answer("GET")

@@ -66,8 +66,11 @@ states its context (`--n_ctx`, default 2048) in no route, only in the HTTP 400 t
 longer prompt ("This model's maximum context length is 2048 tokens, ..."), before evaluating
 a token; and it silently shortens `max_tokens` to what fits. So on first use one prompt a token
 longer than the model was trained for (its config's `max_position_embeddings`) is sent with
-max_tokens 1, and `context_length` is read from the refusal (`llamacpp_context`). Plain HTTP
-through the standard library.
+max_tokens 1, and `context_length` is read from the refusal (`llamacpp_context`).
+
+Plain HTTP through the standard library. A request's timeout is `timeout` plus a second per
+token it may generate: llama.cpp on 2 CPU cores makes 5 tokens/s with log-probs, and a request
+that timed out keeps a server busy while its retry waits.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ ONE_SAMPLE_A_REQUEST = ("sglang", "llamacpp")  # they get n requests seeded seed
 # top_k 0 is off there (it refuses -1)
 LLAMACPP_NEUTRAL = {"top_k": 0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0,
                     "presence_penalty": 0.0, "frequency_penalty": 0.0}
+TOKEN_SECONDS = 1.0  # each token a request may generate adds this to its timeout (see module docstring)
 CONTEXT_REFUSAL = re.compile(r"maximum context length is (\d+) tokens")  # llama_cpp.server's HTTP 400
 
 
@@ -288,6 +292,7 @@ class OpenAIPolicy(Policy):
         """GET (body None) or POST JSON, with retries and exponential backoff on connection
         errors, 429 and 5xx; ValueError naming the URL otherwise."""
         data = None if body is None else json.dumps(body).encode()
+        limit = self.timeout + TOKEN_SECONDS * (body or {}).get("max_tokens", 0)
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -295,7 +300,7 @@ class OpenAIPolicy(Policy):
             try:
                 req = urllib.request.Request(self.base_url + path, data=data, headers=headers,
                                              method="GET" if body is None else "POST")
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                with urllib.request.urlopen(req, timeout=limit) as resp:
                     return json.loads(resp.read())
             except urllib.error.HTTPError as err:
                 if err.code != 429 and err.code < 500 or attempt == self.retries:
