@@ -210,8 +210,8 @@ class OpenAIPolicy(Policy):
         if len(got) != n:
             raise ValueError(
                 f"{self.base_url}: asked for n = {n} completions, the server ({self.server()}) returned "
-                f"{len(got)}; if it ignores n, say it is SGLang or llama.cpp with ${SERVER_ENV}, "
-                "which get one request per sample")
+                f"{len(got)}: it ignores n (SGLang and llama.cpp get one request per sample; if one of "
+                f"them serves, name it in ${SERVER_ENV})")
         return sorted(got, key=lambda c: c.get("index", 0))
 
     def request_bodies(self, prefix: Prefix, n: int, max_tokens: int, stop: str | None) -> list[dict]:
