@@ -43,8 +43,8 @@ bench: setup
 # The [llamacpp] extra, built from source (no wheel on PyPI; ~140 objects, 20-60 min on 2 cores).
 # Not for the native CPU: on a VM that advertises AMX it cannot run, a native build dies with SIGILL
 # on its first completion. AVX2 runs on any x86-64 server since 2013; add -DGGML_AVX512=ON only
-# where /proc/cpuinfo lists avx512f.
-LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+# where /proc/cpuinfo lists avx512f. LLAVA_BUILD=OFF: no multimodal library (journey sends text).
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DLLAVA_BUILD=OFF
 llamacpp: setup
 	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
 		$(PY) -m pip install -e '.[llamacpp]'
