@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
 
-.PHONY: setup demo experiment rl-experiment scale-curve tcg-experiment test lint bench clean
+.PHONY: setup demo experiment rl-experiment scale-curve tcg-experiment test lint bench llamacpp clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,15 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/bench_build_tree.py
+
+# The [llamacpp] extra, built from source (no wheel on PyPI; ~140 objects, 20-60 min on 2 cores).
+# Not for the native CPU: on a VM that advertises AMX it cannot run, a native build dies with SIGILL
+# on its first completion. AVX2 runs on any x86-64 server since 2013; add -DGGML_AVX512=ON only
+# where /proc/cpuinfo lists avx512f. LLAVA_BUILD=OFF: no multimodal library (journey sends text).
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DLLAVA_BUILD=OFF
+llamacpp: setup
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
+		$(PY) -m pip install -e '.[llamacpp]'
 
 clean:
 	rm -rf $(DEMO_DIR) experiment-out rl-out scale-out tcg-out .pytest_cache

@@ -1,5 +1,5 @@
 """What several test modules share: the CLI runner, problem and row files, the hand-worked trees,
-a tiny BOS model, a full disk. Plain functions and data (fixtures live in conftest.py); no test
+a tiny BOS model, a full disk, a JSON reply from the test servers. Plain functions and data (fixtures live in conftest.py); no test
 module imports another (tests/test_layout.py)."""
 
 import json
@@ -256,3 +256,16 @@ def build_smol(folder: Path, hidden: int = 16, layers: int = 2) -> Path:
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+# ---------------------------------------------------------------- the test servers
+
+
+def send_json(handler, status: int, body: dict) -> None:
+    """Answer the request `handler` (a BaseHTTPRequestHandler) with `status` and `body` as JSON."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -1,7 +1,7 @@
 """A real OpenAI-compatible completions server for the tests, serving a transformers model in the
 request and reply shapes of vLLM, SGLang or a hosted OpenAI-style API.
 
-    python tests/openai_server.py --model embedded --port 8765 --shape vllm
+    python -m tests.openai_server --model embedded --port 8765 --shape vllm   # from the repo root
 
 Speaks the part of the protocol journey's `openai` backend uses, as each server does:
 
@@ -38,6 +38,7 @@ from pathlib import Path
 from journey.models.base import SamplingConfig
 from journey.models.embedded import resolve_model
 from journey.models.transformers_policy import TransformersPolicy
+from tests.helpers import send_json
 
 SHAPES = ("vllm", "sglang", "openai")
 OPENAI_FIELDS = {"model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs",
@@ -64,12 +65,7 @@ def make_server(model: str, port: int = 0, shape: str = "vllm") -> ThreadingHTTP
             pass
 
         def reply(self, code: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, code, body)
 
         def error(self, message: str) -> None:
             self.reply(400, {"object": "error", "message": message, "type": "BadRequestError", "code": 400})
