@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-out
+DEMO_REAL_DIR ?= demo-real-out
 
-.PHONY: setup demo experiment rl-experiment scale-curve tcg-experiment test lint bench llamacpp clean
+.PHONY: setup demo demo-real experiment rl-experiment scale-curve tcg-experiment test lint bench llamacpp clean
 
 setup: $(STAMP)
 
@@ -18,6 +19,9 @@ $(STAMP): pyproject.toml Makefile
 
 demo: setup
 	DEMO_DIR=$(DEMO_DIR) PATH=$(abspath $(VENV))/bin:$$PATH bash examples/demo.sh
+
+demo-real: setup
+	DEMO_DIR=$(DEMO_REAL_DIR) PATH=$(abspath $(VENV))/bin:$$PATH bash examples/demo_real.sh
 
 experiment: setup
 	PATH=$(abspath $(VENV))/bin:$$PATH HF_HUB_OFFLINE=1 $(PY) examples/part1_experiment.py --out experiment-out
@@ -50,4 +54,4 @@ llamacpp: setup
 		$(PY) -m pip install -e '.[llamacpp]'
 
 clean:
-	rm -rf $(DEMO_DIR) experiment-out rl-out scale-out tcg-out .pytest_cache
+	rm -rf $(DEMO_DIR) $(DEMO_REAL_DIR) experiment-out rl-out scale-out tcg-out .pytest_cache
