@@ -336,6 +336,8 @@ class RLOptions(CodeOptions):
     max_new_tokens: int = opt("RL: longest completion, in tokens.", 256)
     temperature: float = opt("RL: sampling temperature of the completions.", 1.0)
     save_steps: int = opt("RL: save a checkpoint to resume from every N steps (in .OUT.partial/ until the run ends).", 10)
+    test_data: Path | None = opt("RL: held-out problems; the policy's greedy accuracy on them is measured before the first step, every --test-steps steps and after the last (train.json's test_curve, reward.png).", None)
+    test_steps: int = opt("RL: with --test-data, measure every N steps.", 10)
 
     def check_rl(self, stage: str) -> None:
         """The RL options checked; for another stage, refused when given (they would do nothing)."""
@@ -356,7 +358,10 @@ class RLOptions(CodeOptions):
                 raise ValueError(f"{flag(name)} must be in [0, 1], got {getattr(self, name)}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"--gamma must be in (0, 1], got {self.gamma}")
-        check_at_least(1, rollouts=self.rollouts, max_new_tokens=self.max_new_tokens, save_steps=self.save_steps)
+        check_at_least(1, rollouts=self.rollouts, max_new_tokens=self.max_new_tokens, save_steps=self.save_steps,
+                       test_steps=self.test_steps)
+        if self.test_steps != RLOptions.test_steps and self.test_data is None:
+            raise ValueError("--test-steps is for --test-data; add --test-data FILE or drop --test-steps")
         check_at_least(2, group_size=self.group_size)  # one completion has no group to compare with
         check_sampling_flags(self.temperature, 1.0)
         if self.temperature == 0:

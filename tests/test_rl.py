@@ -140,6 +140,9 @@ def test_code_outcome_runs_in_the_sandbox():
     ({"stage": "rl", "batch_size": 4_000_000_000, "group_size": 4}, "--batch-size"),
     ({"stage": "rl", "alpha_start": float("nan")}, "--alpha-start must be in [0, 1]"),
     ({"stage": "dpo", "beta": 0.0}, "--beta must be"),
+    ({"stage": "sft", "test_data": Path("t.jsonl")}, "--test-data is for --stage rl"),
+    ({"stage": "rl", "test_steps": 5}, "--test-steps is for --test-data"),
+    ({"stage": "rl", "test_data": Path("t.jsonl"), "test_steps": 0}, "--test-steps must be >= 1"),
 ])
 def test_rl_flags_refused(kw, message):
     with pytest.raises(ValueError) as err:
@@ -161,6 +164,10 @@ def test_cli_refuses_a_bad_problems_file_naming_its_line(tmp_path):
     result = run("train", "--stage", "rl", "--data", bad, "--out", tmp_path / "rl")
     assert result.exit_code == 1
     assert f"{bad}:2: duplicate id 'a'" in result.output
+    assert not (tmp_path / "rl").exists() and not staging_folder(tmp_path / "rl").exists()
+    good = write_problems(tmp_path / "good.jsonl", n=2)
+    result = run("train", "--stage", "rl", "--data", good, "--test-data", bad, "--out", tmp_path / "rl")
+    assert result.exit_code == 1 and f"{bad}:2: duplicate id 'a'" in result.output
     assert not (tmp_path / "rl").exists() and not staging_folder(tmp_path / "rl").exists()
 
 
@@ -205,10 +212,28 @@ def interrupt_after_checkpoint(partial: Path, step: int) -> threading.Thread:
     return t
 
 
+def test_test_accuracy_is_the_evals_greedy_accuracy_of_the_model_at_that_step(tmp_path):
+    """--test-data: step 0 is the start model's greedy accuracy as `journey eval` measures it; then
+    every --test-steps steps and the last step; each a real verdict on 4 problems."""
+    problems, test = write_problems(tmp_path / "p.jsonl", n=4), write_problems(tmp_path / "t.jsonl", n=4, seed=9)
+    record = run_train(TrainConfig("rl", [problems], tmp_path / "rl", max_steps=3, test_data=test, test_steps=2,
+                                   **TINY))
+    curve = record["test_curve"]
+    assert [c["step"] for c in curve] == [0, 2, 3]
+    assert all((4 * c["accuracy"]).is_integer() and 0 <= c["answers_extracted"] <= 1 for c in curve)
+    metrics = tmp_path / "eval.json"
+    result = run("eval", "--model", "embedded", "--problems", test, "--samples", 1, "--max-new-tokens", 64,
+                 "--out", metrics)
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(metrics.read_text())
+    assert (curve[0]["accuracy"], curve[0]["answers_extracted"]) == (evaluated["accuracy"], evaluated["answers_extracted"])
+    assert not (tmp_path / "rl" / "test-curve.json").exists()
+
+
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     problems = write_problems(tmp_path / "p.jsonl", n=4)
     out = tmp_path / "rl"
-    cfg = dict(max_steps=3, **TINY)
+    cfg = dict(max_steps=3, test_data=write_problems(tmp_path / "t.jsonl", n=2, seed=9), test_steps=2, **TINY)
     watcher = interrupt_after_checkpoint(staging_folder(out), 1)
     with pytest.raises(KeyboardInterrupt):
         run_train(TrainConfig("rl", [problems], out, **cfg))
@@ -218,6 +243,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     record = run_train(TrainConfig("rl", [problems], out, **cfg))
     assert record["resumed_from_step"] in (1, 2) and record["steps"] == 3
     assert [c["step"] for c in record["reward_curve"]] == [1, 2, 3]  # the log of the steps before, kept
+    assert [c["step"] for c in record["test_curve"]] == [0, 2, 3]  # step 0 measured before the interruption
     uninterrupted = run_train(TrainConfig("rl", [problems], tmp_path / "whole", **cfg))
     assert uninterrupted["reward_curve"][:record["resumed_from_step"]] == record["reward_curve"][:record["resumed_from_step"]]
 

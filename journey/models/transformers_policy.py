@@ -190,16 +190,35 @@ class TransformersPolicy(Policy):
 
         hf_logging.disable_progress_bar()  # our own progress bars speak for the run
         path = resolve_model(model)
-        self.model_id = str(model)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        loaded = {"dtype": dtype} if dtype is not None else {}
+        self._use(str(model), AutoModelForCausalLM.from_pretrained(path, **loaded).to(device).eval(),
+                  AutoTokenizer.from_pretrained(path), delimiter, sampling, device, batch_tokens)
+
+    @classmethod
+    def around(cls, model, tokenizer, delimiter: str = "\n", sampling: SamplingConfig | None = None,
+               name: str = "in training") -> TransformersPolicy:
+        """A policy on a model already in memory (a trainer's, as it is at this step), with a
+        copy of its tokenizer: nothing is loaded, and the caller's tokenizer keeps its padding
+        side. The caller puts the model in eval mode for the calls (dropout off)."""
+        import copy
+
+        policy = cls.__new__(cls)
+        policy._use(name, model, copy.deepcopy(tokenizer), delimiter, sampling,
+                    next(model.parameters()).device.type, None)
+        return policy
+
+    def _use(self, name: str, model, tokenizer, delimiter: str, sampling: SamplingConfig | None,
+             device: str, batch_tokens: int | None) -> None:
+        self.model_id = name
         self.delimiter = delimiter
         self.sampling = sampling or SamplingConfig()
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.device = device
+        self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        loaded = {"dtype": dtype} if dtype is not None else {}
-        self.model = AutoModelForCausalLM.from_pretrained(path, **loaded).to(self.device).eval()
+        self.model = model
         self.eos_ids = end_ids(self.tokenizer, self.model.generation_config)
         # None: chunks of `sampling.batch_size` sequences; else batches of at most this many
         # tokens, prompt and reply (`token_batches`): what a judge uses, so memory is bounded.

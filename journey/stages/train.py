@@ -41,6 +41,7 @@ from journey.runtime.io import (
     DataError,
     atomic_folder,
     check_output,
+    load_problems,
     output_lock,
     read_jsonl,
     recover_folder,
@@ -52,6 +53,7 @@ from journey.runtime.provenance import provenance
 from journey.stages.train_prm import check_prm_row
 from journey.stages.train_rl import (
     RUN_RECORD,
+    TEST_CURVE,
     checkpoints,
     load_rl_problems,
     plot_rewards,
@@ -274,6 +276,8 @@ def run_train(cfg: TrainConfig) -> dict:
     while it holds a saved checkpoint (killed or interrupted), to resume from (journey.stages.train_rl).
     """
     rows = load_rl_problems(cfg.data) if cfg.stage == "rl" else load_rows(cfg.stage, cfg.data, cfg.objective)
+    if cfg.test_data is not None:
+        load_problems(cfg.test_data)  # its errors (file:line) before anything is written
     check_model_path(cfg.model)
     out = check_output(Path(cfg.out), folder=True,
                        inputs={"--model": cfg.model, **{f"--data {p}": p for p in cfg.data}})
@@ -317,12 +321,13 @@ def train_into(cfg: TrainConfig, rows: list[dict], folder: Path) -> dict:
     if cfg.stage == "rl":
         tok, peft_config = tokenizer_and_peft(cfg)
         check_chat_template(tok, cfg.model, resolve_model(cfg.model))  # RL prompts are chat messages
-        trainer, result, resumed = train_rl(cfg, rows, folder, tok, peft_config, [RichProgress("train rl")], data)
+        trainer, result, resumed, tested = train_rl(cfg, rows, folder, tok, peft_config, [RichProgress("train rl")], data)
         save_policy(trainer, folder, cfg)
         curve = reward_curve(trainer.state.log_history)
-        extra = {"resumed_from_step": resumed, "reward_curve": curve}
+        extra = {"resumed_from_step": resumed, "reward_curve": curve,
+                 **({"test_curve": tested} if tested is not None else {})}
         plot_rewards(curve, folder / "reward.png", f"rl ({cfg.reward}, prm {cfg.prm}) on "
-                     f"{', '.join(p.name for p in cfg.data)}")
+                     f"{', '.join(p.name for p in cfg.data)}", tested)
     elif cfg.stage == "prm":
         from journey.stages.train_prm import build_prm_trainer, save_prm
 
@@ -335,7 +340,8 @@ def train_into(cfg: TrainConfig, rows: list[dict], folder: Path) -> dict:
         result = trainer.train()
         save_policy(trainer, folder, cfg)
     shutil.rmtree(folder / "trainer", ignore_errors=True)
-    (folder / RUN_RECORD).unlink(missing_ok=True)
+    for done in (RUN_RECORD, TEST_CURVE):
+        (folder / done).unlink(missing_ok=True)
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     record = provenance(
         f"train --stage {cfg.stage}",

@@ -18,7 +18,9 @@ renamed to OUT/ only when the model is saved) with one addition: every --save-st
 checkpoint goes to .OUT.partial/trainer/, and a run that was killed or interrupted resumes from
 the last one when rerun with the same flags and data (`rl-run.json` records them; other flags
 start over, saying so). train.json holds the reward curve: per step the mean φ, R, process
-term, α and the share of completions with an extracted answer; reward.png plots it.
+term, α and the share of completions with an extracted answer; reward.png plots it. With
+--test-data, train.json's test_curve holds the greedy accuracy on those problems at step 0,
+every --test-steps steps and at the end (`test_curve_callback`), plotted beside the rewards.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from journey.tasks.base import Problem
 log = logging.getLogger(__name__)
 
 RUN_RECORD = "rl-run.json"  # in .OUT.partial/: the flags and data a resumable run was started with
+TEST_CURVE = "test-curve.json"  # in .OUT.partial/: --test-data accuracies so far (a resume keeps them)
 CURVE_KEYS = {"reward": "reward", "outcome": "rl/outcome", "process": "rl/process", "alpha": "rl/alpha",
               "answers_extracted": "rl/answers_extracted", "kl": "kl", "mean_tokens": "completions/mean_length"}
 # Flags that change where or how long a run goes, not what its steps compute: a resume may differ in them.
@@ -76,6 +79,58 @@ def resumable(partial: Path, record: dict) -> bool:
     except (OSError, ValueError):
         return False
     return kept == record and bool(checkpoints(partial))
+
+
+def test_curve_callback(cfg: TrainConfig, task, folder: Path, resumed: int | None):
+    """The TrainerCallback that measures --test-data's greedy accuracy (None without --test-data).
+
+    Before the first step (step 0), at every --test-steps-th step and after the last, the policy
+    as it is then answers every test problem greedily (`TransformersPolicy.around` the trainer's
+    model; --max-new-tokens) and the eval's scoring (journey.stages.evaluate.score) grades it.
+    Greedy decoding draws no random numbers, so the measurement leaves the run's sampling as it
+    was. Each point is written to FOLDER/test-curve.json at once, so a resumed run keeps the
+    points up to the step it resumes from.
+    """
+    if cfg.test_data is None:
+        return None
+    from transformers import TrainerCallback
+
+    from journey.models.base import Prefix, SamplingConfig
+    from journey.models.transformers_policy import TransformersPolicy
+    from journey.stages.evaluate import score
+
+    problems = load_problems(cfg.test_data)
+    path = folder / TEST_CURVE
+    kept = json.loads(path.read_text()) if resumed and path.is_file() else []
+    curve = [c for c in kept if c["step"] <= (resumed or 0)]
+
+    class TestAccuracy(TrainerCallback):
+        curve_so_far = curve
+
+        def measure(self, state, model, tokenizer) -> None:
+            if any(c["step"] == state.global_step for c in curve):
+                return
+            was_training = model.training
+            model.eval()
+            policy = TransformersPolicy.around(model, tokenizer, task.step_delimiter,
+                                               SamplingConfig(temperature=0.0, top_p=1.0))
+            prefixes = [Prefix(task.messages(p.question), [], 0) for p in problems]
+            greedy = [row[0] for row in policy.complete(prefixes, 1, cfg.max_new_tokens)]
+            model.train(was_training)
+            metrics, _ = score(task, problems, greedy, None)
+            curve.append({"step": state.global_step, **{k: metrics[k] for k in
+                                                        ("accuracy", "accuracy_se", "answers_extracted", "mean_tokens")}})
+            write_text_atomic(path, json.dumps(curve) + "\n")
+
+        def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
+            if state.global_step == 0:
+                self.measure(state, model, processing_class)
+
+        def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
+            if state.global_step % cfg.test_steps == 0 or state.global_step == state.max_steps:
+                self.measure(state, model, processing_class)
+
+    return TestAccuracy()
 
 
 def rl_rollout_policy(cfg: TrainConfig, task):
@@ -130,7 +185,8 @@ def build_rl_trainer(cfg: TrainConfig, problems: list[Problem], folder: Path, to
 def train_rl(cfg: TrainConfig, problems: list[Problem], folder: Path, tok, peft_config, callbacks,
              data_hashes: dict):
     """Train (resuming from the last checkpoint in `folder` when it is this run's); returns the
-    trainer, TRL's result and the step it resumed from (None: from the start)."""
+    trainer, TRL's result, the step it resumed from (None: from the start) and the --test-data
+    accuracy curve (None without --test-data)."""
     record = run_record(cfg, data_hashes)
     if not resumable(folder, record):
         for stale in (folder / "trainer", folder / RUN_RECORD):
@@ -142,10 +198,13 @@ def train_rl(cfg: TrainConfig, problems: list[Problem], folder: Path, tok, peft_
     start = last[-1] if last else None
     if start:
         log.warning("resuming from %s", start)
-    trainer = build_rl_trainer(cfg, problems, folder, tok, peft_config, callbacks)
-    result = trainer.train(resume_from_checkpoint=str(start) if start else None)
     resumed = int(start.name.split("-")[-1]) if start else None
-    return trainer, result, resumed
+    from journey.tasks import task_of
+
+    tester = test_curve_callback(cfg, task_of(cfg), folder, resumed)
+    trainer = build_rl_trainer(cfg, problems, folder, tok, peft_config, callbacks + ([tester] if tester else []))
+    result = trainer.train(resume_from_checkpoint=str(start) if start else None)
+    return trainer, result, resumed, (tester.curve_so_far if tester else None)
 
 
 def reward_curve(log_history: list[dict]) -> list[dict]:
@@ -154,7 +213,7 @@ def reward_curve(log_history: list[dict]) -> list[dict]:
             for h in log_history if "reward" in h]
 
 
-def plot_rewards(curve: list[dict], path: Path, title: str) -> None:
+def plot_rewards(curve: list[dict], path: Path, title: str, test_curve: list[dict] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,6 +226,9 @@ def plot_rewards(curve: list[dict], path: Path, title: str) -> None:
         if points:
             ax.plot(*zip(*points), lw=1.5 if key == "reward" else 1.0, label=label,
                     ls="--" if key == "alpha" else "-")
+    if test_curve:
+        ax.plot([c["step"] for c in test_curve], [c["accuracy"] for c in test_curve], "o-", lw=1.5,
+                label="test accuracy (greedy)")
     ax.set_xlabel("step")
     ax.set_ylabel("mean over the step's completions")
     ax.set_title(title, fontsize=9)
