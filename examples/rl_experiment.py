@@ -16,7 +16,9 @@ journey-initialised policy gain more from the same RL than a shortcut-initialise
      completions (--group-size per problem) on the same train problems, the same lr and β, for
      each of --seeds;
   3. every model before and after RL on the Part 1 test set: greedy accuracy ± s.e. (`eval`) and
-     the mechanism eval (`eval --inject-errors`: recovery, detection, false alarms).
+     the mechanism eval (`eval --inject-errors`: recovery, detection, false alarms); during RL,
+     greedy accuracy on the first --test-subset test problems every --test-every steps
+     (`train --stage rl --test-data`), for the plot of accuracy vs RL step.
 Reports the gain of each start (after − before, ± s.e.), the gain differences that answer the
 question (journey − shortcut, shaped − shortcut), a table, results.json and results.png (the
 training outcome reward per RL step for each start, and test accuracy before/after).
@@ -71,6 +73,9 @@ def main() -> None:
     ap.add_argument("--beta", type=float, default=0.04, help="KL coefficient to the start model")
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--seeds", default="0,1", help="RL seeds, comma-separated")
+    ap.add_argument("--test-every", type=int, default=10,
+                    help="greedy accuracy on --test-subset test problems every N RL steps (0: off)")
+    ap.add_argument("--test-subset", type=int, default=100, help="test problems measured during RL")
     ap.add_argument("--inject", action=argparse.BooleanOptionalAction, default=True,
                     help="also run the mechanism eval on every model after RL")
     args = ap.parse_args()
@@ -94,6 +99,11 @@ def main() -> None:
     phase1 = design["phase1"]
     test, train = part1 / "test.jsonl", part1 / "train.jsonl"
     starts = {name: phase1 if name == "phase1" else str(part1 / name) for name in STARTS}
+    during: tuple = ()
+    if args.test_every:  # accuracy vs RL step on the first --test-subset test problems
+        subset = out / "test-subset.jsonl"
+        subset.write_text("".join(test.read_text().splitlines(keepends=True)[: args.test_subset]))
+        during = ("--test-data", subset, "--test-steps", args.test_every)
 
     runs: dict[str, dict] = {}
     for seed in seeds:  # every start with one seed before the next seed: a cut-short run is balanced
@@ -104,7 +114,7 @@ def main() -> None:
                 run("train", "--stage", "rl", "--data", train, "--model", model, "--out", ck,
                     "--max-steps", args.rl_steps, "--batch-size", args.rl_batch, "--group-size", args.group_size,
                     "--lr", args.rl_lr, "--beta", args.beta, "--max-new-tokens", args.max_new_tokens,
-                    "--seed", seed, "--save-steps", 10)
+                    "--seed", seed, "--save-steps", 10, *during)
             metrics = out / "eval" / f"{tag}.json"
             if not metrics.exists():
                 run("eval", "--model", ck, "--problems", test, "--out", metrics, "--seed", design["seed"])
@@ -115,7 +125,8 @@ def main() -> None:
             runs[tag] = {"start": name, "seed": seed,
                          "eval": json.loads(metrics.read_text()),
                          "inject": json.loads(inject.read_text()) if args.inject else None,
-                         "reward_curve": json.loads((ck / "train.json").read_text())["reward_curve"]}
+                         "reward_curve": json.loads((ck / "train.json").read_text())["reward_curve"],
+                         "test_curve": json.loads((ck / "train.json").read_text()).get("test_curve")}
 
     summary = {"design": vars(args) | {"out": str(out), "part1": str(part1), "part1_design": design},
                "starts": {}, "minutes": None}
@@ -179,10 +190,18 @@ def plot(summary: dict, runs: dict, path: Path) -> None:
     steps = summary["design"]["rl_steps"]
     for name, row in summary["starts"].items():
         (b, bs), (a, as_) = row["accuracy_before"], row["accuracy_after"]
-        bx.errorbar([0, steps], [b, a], yerr=[bs, as_], color=colors[name], marker="o", capsize=3, label=name)
+        bx.errorbar([0, steps], [b, a], yerr=[bs, as_], color=colors[name], marker="o", capsize=3, ls="none",
+                    label=f"{name} (all test problems)")
+        curves = [r["test_curve"] for r in runs.values() if r["start"] == name and r.get("test_curve")]
+        if curves:  # the mean over seeds at each measured step, on the test subset
+            at = sorted({c["step"] for curve in curves for c in curve})
+            mean = [sum(c["accuracy"] for curve in curves for c in curve if c["step"] == s)
+                    / sum(c["step"] == s for curve in curves for c in curve) for s in at]
+            bx.plot(at, mean, color=colors[name], lw=1.2, marker=".",
+                    label=f"{name} (first {summary['design']['test_subset']}, mean of seeds)")
     bx.set_xlabel("RL step")
     bx.set_ylabel("greedy test accuracy (± s.e.)")
-    bx.set_title("Test accuracy before and after RL", fontsize=10)
+    bx.set_title("Test accuracy vs RL step", fontsize=10)
     bx.grid(alpha=0.3)
     bx.legend(fontsize=8)
     fig.tight_layout()
