@@ -228,6 +228,8 @@ def test_test_accuracy_is_the_evals_greedy_accuracy_of_the_model_at_that_step(tm
     evaluated = json.loads(metrics.read_text())
     assert (curve[0]["accuracy"], curve[0]["answers_extracted"]) == (evaluated["accuracy"], evaluated["answers_extracted"])
     assert not (tmp_path / "rl" / "test-curve.json").exists()
+    plain = run_train(TrainConfig("rl", [problems], tmp_path / "plain", max_steps=3, **TINY))
+    assert plain["reward_curve"] == record["reward_curve"]  # measuring draws no random numbers
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
