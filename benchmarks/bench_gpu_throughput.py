@@ -134,12 +134,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {"problems": len(problems), "build_tree_tokens_per_s": tree_tokens / tree_seconds,
               "generate_tokens_per_s": plain_tokens / plain_seconds,
-              "prm_share_of_build_tree": prm.seconds / tree_seconds}
+              "prm_share_of_build_tree": prm.seconds / tree_seconds,
+              "prm_per_policy_second": prm.seconds / max(tree_seconds - prm.seconds, 1e-9)}
     result["ratio"] = result["build_tree_tokens_per_s"] / result["generate_tokens_per_s"]
     print(f"{args.model} on --backend {args.backend}, {len(problems)} problems, w={args.width} "
           f"D={args.depth} K={args.top_k}, {args.trees_in_flight} trees in flight, --prm {args.prm}")
     print(f"build-tree      {tree_tokens:>10,} tokens in {tree_seconds:8.1f} s = "
-          f"{result['build_tree_tokens_per_s']:>9,.0f} tokens/s  (PRM: {prm.seconds:.1f} s)")
+          f"{result['build_tree_tokens_per_s']:>9,.0f} tokens/s  (PRM: {prm.seconds:.1f} s, "
+          f"{result['prm_per_policy_second']:.2f} s per second of the rest)")
     print(f"plain generate  {plain_tokens:>10,} tokens in {plain_seconds:8.1f} s = "
           f"{result['generate_tokens_per_s']:>9,.0f} tokens/s")
     print(f"build-tree / plain generate: {result['ratio']:.2f}")

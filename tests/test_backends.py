@@ -274,3 +274,56 @@ def test_vllm_finish_is_read_never_guessed(reason, stop_reason, text, finish):
     else:
         with pytest.raises(ValueError, match=finish):
             policy._to_proposal(out, ["\n"])
+
+
+# ---------------------------------------------------------------- the transformers backend's sampler
+
+
+@pytest.mark.parametrize(
+    "probs, u, top_p, chosen, sure",
+    [
+        # nucleus {7, 3} (mass 0.8 reaches 0.7); 0.7 x 0.8 = 0.56 falls past 0.5: the second
+        ([0.5, 0.3, 0.15, 0.05], 0.7, 0.7, 3, True),
+        ([0.5, 0.3, 0.15, 0.05], 0.5, 0.7, 7, True),
+        ([0.4, 0.4, 0.2], 0.1, 0.5, 7, False),  # a tie inside the nucleus: which comes first is the sort's
+        ([0.5, 0.3, 0.2], 0.9, 0.99, 1, False),  # the nucleus is every candidate: more may lie past them
+        ([0.6, 0.2, 0.2], 0.1, 0.5, 7, True),  # ties past the nucleus do not matter
+    ],
+)
+def test_nucleus_pick_by_hand(probs, u, top_p, chosen, sure):
+    import torch
+
+    from journey.models.transformers_policy import nucleus_pick
+
+    ids = torch.tensor([[7, 3, 1, 9][: len(probs)]])
+    choice, holds = nucleus_pick(torch.tensor([probs]), ids, torch.tensor([u], dtype=torch.float64), top_p)
+    assert choice.item() == chosen and holds.item() == sure
+
+
+def test_sampling_from_candidates_picks_what_sorting_the_whole_vocabulary_picks():
+    """Random rows, tied ones and flat ones among them, at several temperatures and top_p: the
+    same token whether a row's nucleus is found among the top candidates or by a full sort."""
+    import torch
+
+    from journey.models.transformers_policy import SeededSampler
+
+    class WholeSort(SeededSampler):
+        candidates = 1  # no nucleus fits in one candidate: every row sorts its whole vocabulary
+
+    torch.manual_seed(0)
+    for trial in range(24):
+        logits = torch.randn(16, [50, 1000, 49152][trial % 3]) * [0.1, 1, 5, 20][trial % 4]
+        if trial % 5 == 0:
+            logits = (logits * 2).round() / 2  # many ties
+        if trial % 7 == 0:
+            logits[:, : logits.shape[1] // 2] = 0.0  # half the vocabulary level
+        seeds = list(range(16 * trial, 16 * trial + 16))
+        for temperature, top_p in [(0.7, 0.95), (1.0, 0.9), (0.7, 1.0), (0.3, 0.5)]:
+            fast = SeededSampler(seeds, temperature, top_p)(torch.zeros(16, 1), logits)
+            whole = WholeSort(seeds, temperature, top_p)(torch.zeros(16, 1), logits)
+            assert torch.equal(fast.argmax(-1), whole.argmax(-1)), (trial, temperature, top_p)
+
+
+def test_a_stop_strings_criteria_are_built_once(policy):
+    assert policy.stop_criteria("\n") is policy.stop_criteria("\n")
+    assert policy.stop_criteria(None) is None

@@ -263,3 +263,14 @@ def test_builder_refuses_a_policy_that_returns_too_few_candidates():
                           SearchConfig(width=2, depth=2, top_k=1))
     with pytest.raises(ValueError, match="the policy returned \\[1\\] candidates for 1 prefixes, not 2 each"):
         list(build_trees([Problem("p", "2 + 3 * 4", "14")], builder))
+
+
+def test_trees_are_the_same_when_every_row_sorts_the_whole_vocabulary(policy, arith_problems, monkeypatch):
+    """The sampler looks for the nucleus among its top candidates; sorting every row whole (as
+    it once did, `candidates = 1`: no nucleus fits in one token) builds the very same trees."""
+    from journey.models.transformers_policy import SeededSampler
+
+    cfg = SearchConfig(width=3, depth=5, top_k=2, seed=5)
+    fast = [r["nodes"] for r in build(policy, arith_problems[:4], cfg, in_flight=4)]
+    monkeypatch.setattr(SeededSampler, "candidates", 1)
+    assert [r["nodes"] for r in build(policy, arith_problems[:4], cfg, in_flight=4)] == fast
