@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -58,11 +59,19 @@ def gguf_file(path: str | Path) -> Path | None:
     return found[0] if found else None
 
 
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    """The hex sha256 of the file's bytes (read 4 MiB at a time)."""
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of the file's bytes, hashed once per process for a file whose size and
+    modification time have not changed (a command resolves `--model` several times: the check,
+    the load, the provenance; a GGUF is 100-250 MB)."""
+    st = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
+        while block := f.read(1 << 22):  # 4 MiB at a time
             digest.update(block)
     return digest.hexdigest()
 
