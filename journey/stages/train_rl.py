@@ -105,10 +105,11 @@ def test_curve_callback(cfg: TrainConfig, task, folder: Path, resumed: int | Non
     curve = [c for c in kept if c["step"] <= (resumed or 0)]
 
     class TestAccuracy(TrainerCallback):
-        curve_so_far = curve
+        def __init__(self):
+            self.curve = curve
 
         def measure(self, state, model, tokenizer) -> None:
-            if any(c["step"] == state.global_step for c in curve):
+            if any(c["step"] == state.global_step for c in self.curve):
                 return
             was_training = model.training
             model.eval()
@@ -118,9 +119,9 @@ def test_curve_callback(cfg: TrainConfig, task, folder: Path, resumed: int | Non
             greedy = [row[0] for row in policy.complete(prefixes, 1, cfg.max_new_tokens)]
             model.train(was_training)
             metrics, _ = score(task, problems, greedy, None)
-            curve.append({"step": state.global_step, **{k: metrics[k] for k in
-                                                        ("accuracy", "accuracy_se", "answers_extracted", "mean_tokens")}})
-            write_text_atomic(path, json.dumps(curve) + "\n")
+            self.curve.append({"step": state.global_step, **{k: metrics[k] for k in
+                                                             ("accuracy", "accuracy_se", "answers_extracted", "mean_tokens")}})
+            write_text_atomic(path, json.dumps(self.curve) + "\n")
 
         def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
             if state.global_step == 0:
@@ -145,8 +146,8 @@ def rl_rollout_policy(cfg: TrainConfig, task):
     return load_policy(cfg.model, task.step_delimiter, SamplingConfig(), "transformers")
 
 
-def build_rl_trainer(cfg: TrainConfig, problems: list[Problem], folder: Path, tok, peft_config, callbacks):
-    """TRL's GRPOTrainer on `problems`, rewarded by φ (journey.models.rewards.RLReward)."""
+def build_rl_trainer(cfg: TrainConfig, task, problems: list[Problem], folder: Path, tok, peft_config, callbacks):
+    """TRL's GRPOTrainer on `task`'s `problems`, rewarded by φ (journey.models.rewards.RLReward)."""
     import torch
     from datasets import Dataset
     from transformers import PrinterCallback
@@ -155,9 +156,7 @@ def build_rl_trainer(cfg: TrainConfig, problems: list[Problem], folder: Path, to
     from journey.models.embedded import resolve_model
     from journey.models.registry import build_prm
     from journey.models.rewards import RLReward
-    from journey.tasks import task_of
 
-    task = task_of(cfg)
     prm = None
     if cfg.reward != "outcome":
         prm = build_prm(cfg.prm, task, rl_rollout_policy(cfg, task), cfg.prm_model, cfg.rollouts,
@@ -201,10 +200,11 @@ def train_rl(cfg: TrainConfig, problems: list[Problem], folder: Path, tok, peft_
     resumed = int(start.name.split("-")[-1]) if start else None
     from journey.tasks import task_of
 
-    tester = test_curve_callback(cfg, task_of(cfg), folder, resumed)
-    trainer = build_rl_trainer(cfg, problems, folder, tok, peft_config, callbacks + ([tester] if tester else []))
+    task = task_of(cfg)
+    tester = test_curve_callback(cfg, task, folder, resumed)
+    trainer = build_rl_trainer(cfg, task, problems, folder, tok, peft_config, callbacks + ([tester] if tester else []))
     result = trainer.train(resume_from_checkpoint=str(start) if start else None)
-    return trainer, result, resumed, (tester.curve_so_far if tester else None)
+    return trainer, result, resumed, (tester.curve if tester else None)
 
 
 def reward_curve(log_history: list[dict]) -> list[dict]:
