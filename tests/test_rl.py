@@ -266,19 +266,6 @@ def test_other_flags_start_over(tmp_path, caplog):
 # ---------------------------------------------------------------- selfplay --policy-update
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--gamma", "0.5"], "--gamma is for --policy-update sft+rl or rl"),
-    (["--policy-update", "sft+rl", "--group-size", "3"], "--batch-size 16 must be a multiple of --group-size 3"),
-    (["--policy-update", "rl", "--rl-lr", "0"], "--rl-lr must be > 0"),
-    (["--policy-update", "ppo"], "--policy-update must be one of sft+dpo, sft+rl, rl"),
-])
-def test_selfplay_rl_flags_refused(tmp_path, args, message):
-    train = write_problems(tmp_path / "train.jsonl", n=2)
-    result = run("selfplay", "--problems", train, "--test", train, "--out-dir", tmp_path / "sp", *args)
-    assert result.exit_code == 1 and message in result.output, result.output
-    assert not (tmp_path / "sp").exists()
-
-
 @pytest.mark.slow
 def test_selfplay_round_with_rl(tmp_path):
     """--policy-update sft+rl: the round's SFT model is trained by RL with the round's PRM."""

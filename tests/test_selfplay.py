@@ -51,6 +51,11 @@ def test_selfplay_resumes_after_a_kill_between_rounds(tmp_path):
     (["--sft-data", "both"], "--sft-data must be journey or shortcut"),
     (["--search", "dfs"], "--search must be one of beam, mcts"),
     (["--lr", "-1"], "--lr must be > 0, got -1.0"),
+    # the RL flags (--policy-update sft+rl or rl)
+    (["--gamma", "0.5"], "--gamma is for --policy-update sft+rl or rl"),
+    (["--policy-update", "sft+rl", "--group-size", "3"], "--batch-size 16 must be a multiple of --group-size 3"),
+    (["--policy-update", "rl", "--rl-lr", "0"], "--rl-lr must be > 0"),
+    (["--policy-update", "ppo"], "--policy-update must be one of sft+dpo, sft+rl, rl"),
 ])
 def test_selfplay_bad_flags(tmp_path, args, message):
     train = write_problems(tmp_path / "train.jsonl", n=2)
