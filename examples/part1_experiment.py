@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--dpo-problems", type=int, default=300, help="train problems sampled for on-policy pairs")
     ap.add_argument("--samples", type=int, default=8, help="k for maj@k and pass@k")
     ap.add_argument("--phase1", default="embedded", help="the phase-1 policy (a checkpoint folder)")
+    ap.add_argument("--dpo", action=argparse.BooleanOptionalAction, default=True,
+                    help="the DPO arm: on-policy pairs from the journey model, then DPO (--no-dpo: skip it)")
     ap.add_argument("--shaped", action=argparse.BooleanOptionalAction, default=True,
                     help="also train the 'shaped' arm (journey traces with the trace-shape knobs on)")
     ap.add_argument("--inject", action=argparse.BooleanOptionalAction, default=True,
@@ -131,17 +133,17 @@ def main() -> None:
             run("train", "--stage", "sft", "--data", rows, "--model", args.phase1,
                 "--out", out / kind, "--overwrite", *sft, *mask)
     pairs = out / "dpo_onpolicy.jsonl"
-    if not pairs.exists():
+    if args.dpo and not pairs.exists():
         run("sample-pairs", "--model", out / "journey", "--problems", train, "--samples", 20,
             "--pairs", 5, "--temperature", 0.7, "--top-p", 0.95, "--out", pairs, "--seed", args.seed,
             "--limit", args.dpo_problems)
-    if not (out / "dpo" / "train.json").exists():
+    if args.dpo and not (out / "dpo" / "train.json").exists():
         run("train", "--stage", "dpo", "--data", pairs, "--model", out / "journey", "--out", out / "dpo",
             "--epochs", 1, "--lr", args.dpo_lr, "--batch-size", 16, "--beta", 0.1, "--overwrite",
             "--seed", args.seed)
 
     results, mechanism = {}, {}
-    for name in [m for m in MODELS if m != "shaped" or args.shaped]:
+    for name in [m for m in MODELS if (m != "shaped" or args.shaped) and (m != "dpo" or args.dpo)]:
         model = args.phase1 if name == "phase1" else out / name
         metrics = out / "eval" / f"{name}.json"
         if not metrics.exists():
@@ -162,9 +164,10 @@ def main() -> None:
         "models": {m: {k: v for k, v in r.items() if k != "provenance"} for m, r in results.items()},
         "mechanism": mechanism,
         "journey_minus_shortcut": difference(results, "journey", "shortcut"),
-        "dpo_minus_journey": difference(results, "dpo", "journey"),
         "minutes": round((time.time() - t0) / 60, 1),
     }
+    if args.dpo:
+        summary["dpo_minus_journey"] = difference(results, "dpo", "journey")
     if args.shaped:
         summary["mean_trials_per_shaped"] = stats_trials(shaped)
         summary["shaped_minus_shortcut"] = difference(results, "shaped", "shortcut")
@@ -206,11 +209,12 @@ def print_table(summary: dict, k: int) -> None:
     from rich.table import Table
 
     t = Table(title=f"Part 1 at toy scale ({summary['rows_per_arm']} rows per phase-2 arm)", title_justify="left")
-    for col in ("model", "accuracy ± s.e.", f"maj@{k}", f"pass@{k}", "mean tokens", "Wait / answer"):
+    at_k = (f"maj@{k}", f"pass@{k}") if k > 1 else ()  # eval samples only with -k > 1
+    for col in ("model", "accuracy ± s.e.", *at_k, "mean tokens", "Wait / answer"):
         t.add_column(col, justify="right" if col != "model" else "left")
     for name, m in summary["models"].items():
-        t.add_row(name, f"{m['accuracy']:.3f} ± {m['accuracy_se']:.3f}", f"{m[f'maj@{k}']:.3f}",
-                  f"{m[f'pass@{k}']:.3f}", f"{m['mean_tokens']:.1f}", f"{m['reflection_words_per_answer']['Wait']:.2f}")
+        t.add_row(name, f"{m['accuracy']:.3f} ± {m['accuracy_se']:.3f}", *(f"{m[c]:.3f}" for c in at_k),
+                  f"{m['mean_tokens']:.1f}", f"{m['reflection_words_per_answer']['Wait']:.2f}")
     Console().print(t)
     if summary["mechanism"]:
         t = Table(title="Mechanism (eval --inject-errors)", title_justify="left")
@@ -221,9 +225,10 @@ def print_table(summary: dict, k: int) -> None:
             t.add_row(name, f"{m['recovery']['rate']:.3f} ± {m['recovery']['se']:.3f}", f"{m['detection']['rate']:.3f}",
                       f"{m['false_alarm']['rate']:.3f}", f"{m['backtracks']}{valid}")
         Console().print(t)
-    d, dpo = summary["journey_minus_shortcut"], summary["dpo_minus_journey"]
+    d, dpo = summary["journey_minus_shortcut"], summary.get("dpo_minus_journey")
+    dpo_text = f"dpo - journey: {dpo['diff']:+.3f} ± {dpo['se']:.3f}   " if dpo else ""
     print(f"{summary['parameters'] / 1e6:.2f}M parameters   journey - shortcut: {d['diff']:+.3f} ± {d['se']:.3f}   "
-          f"dpo - journey: {dpo['diff']:+.3f} ± {dpo['se']:.3f}   ({summary['minutes']} min)")
+          f"{dpo_text}({summary['minutes']} min)")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ def main() -> None:
         if args.part1:
             sys.exit(f"--part1 {part1}: no results.json (not a finished Part 1 run)")
         cmd = [sys.executable, str(Path(__file__).with_name("part1_experiment.py")), "--out", str(part1),
-               "--train", str(args.train), "--test", str(args.test), "--phase1", args.phase1]
+               "--train", str(args.train), "--test", str(args.test), "--phase1", args.phase1,
+               "--no-dpo", "--samples", "1"]  # RL starts from phase 1/shortcut/journey/shaped, greedy-graded
         print("$ " + " ".join(cmd), flush=True)
         if subprocess.run(cmd).returncode != 0:
             sys.exit("the Part 1 experiment failed; see its log.txt")

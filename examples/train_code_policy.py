@@ -14,7 +14,8 @@ model imperfect on purpose, so trees hold wrong programs to learn from: the ship
 24 minutes on 2 CPU cores and writes well-formed, compiling programs that pass every test on
 36.5% of the 200 held-out problems greedily, 29% at temperature 0.7
 (`journey/assets/embedded-code-policy/measurements.json`). Seeded and reproducible (same torch
-build, same threads). Measure it with `python examples/measure_code_policy.py`.
+build, same threads); resumable like train_embedded_policy.py (OUT.resume.pt every 100 steps).
+Measure it with `python examples/measure_code_policy.py`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from train_embedded_policy import (  # examples/ is this script's folder
     encode,
     save_checkpoint,
+    state_file,
     train_steps,
 )
 from transformers import AutoModelForCausalLM
@@ -97,8 +99,11 @@ def main() -> None:
         if args.save_every and done % args.save_every == 0 and done < args.steps:
             save(model, tok, args, n_params, losses, t0, done, out=args.out.with_name(f"{args.out.name}.step-{done}"))
 
-    losses, t0 = train_steps(model, draw, rng, args.steps, args.lr, tok.pad_token_id, after_step=snapshot)
+    state = state_file(args.out)
+    losses, t0 = train_steps(model, draw, rng, args.steps, args.lr, tok.pad_token_id, after_step=snapshot,
+                             state=state, run={k: str(v) for k, v in vars(args).items()})
     save(model, tok, args, n_params, losses, t0, args.steps, out=args.out)
+    state.unlink(missing_ok=True)
     print(f"saved to {args.out}")
 
 

@@ -8,7 +8,8 @@ to check one reduction ("Check: 42 * 3 = 116"), answered with the exact verifier
 ("Wait, 42 * 3 is 126, not 116."). A real phase-1 model knows the language of reflection from
 pretraining; ours learns it here, but never sees a reflection inside a solution.
 
-Seeded and reproducible (same torch build, same threads). The model is meant to stay
+Seeded and reproducible (same torch build, same threads). Resumable: the run saves its state
+every 100 steps beside --out (OUT.resume.pt); the same command started again continues from it. The model is meant to stay
 imperfect: a few minutes of training on 2-4-operation problems leaves it making real arithmetic
 slips at temperature, which is what gives reasoning trees their wrong branches. Held-out
 problems (`journey.models.embedded.heldout_problems`) are kept out of the training pool.
@@ -100,15 +101,34 @@ def lr_at(step: int, steps: int, peak: float, warmup: float = 0.05) -> float:
 
 
 def train_steps(model, draw, rng: random.Random, steps: int, peak_lr: float, pad_id: int,
-                after_step=None) -> tuple[list[float], float]:
+                after_step=None, state: Path | None = None, run: dict | None = None,
+                save_every: int = 100) -> tuple[list[float], float]:
     """The from-scratch training loop both embedded policies share: AdamW (weight decay 0.01,
     betas 0.9/0.95), the one-cycle `lr_at` schedule, gradient clipping at 1, one batch
     `draw(rng)` per step, a line every 100 steps. `after_step(steps_done, losses, t0)`, if
-    given, runs after each step (snapshots). Returns the losses and the start time."""
+    given, runs after each step (snapshots). Returns the losses and the start time.
+
+    With `state` (a file), the loop saves what it needs to go on — weights, optimizer, both
+    random generators, the losses, the step and `run` (the flags) — every `save_every` steps,
+    and continues from that file when it exists: a run cut at any point and started again
+    with the same flags ends with the weights an uncut run has (same torch build and threads).
+    A state file saved with other flags is refused. The caller deletes it once the model is saved."""
     opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01, betas=(0.9, 0.95))
+    start, losses, spent = 0, [], 0.0
+    if state is not None and state.exists():
+        saved = torch.load(state, weights_only=False)
+        if saved["run"] != run:
+            raise SystemExit(f"{state}: saved by a run with other flags ({saved['run']}); "
+                             "rerun with those flags or delete the file to start over")
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        start, losses, spent = saved["step"], saved["losses"], saved["seconds"]
+        print(f"resuming from {state} at step {start} of {steps}", flush=True)
     model.train()
-    t0, losses = time.time(), []
-    for step in range(steps):
+    t0 = time.time() - spent
+    for step in range(start, steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, peak_lr)
         loss = model(**make_batch(draw(rng), pad_id)).loss
@@ -119,9 +139,20 @@ def train_steps(model, draw, rng: random.Random, steps: int, peak_lr: float, pad
         losses.append(loss.item())
         if step % 100 == 0 or step == steps - 1:
             print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - t0:.0f}s", flush=True)
+        if state is not None and (step + 1) % save_every == 0 and step + 1 < steps:
+            tmp = state.with_name(state.name + ".tmp")
+            torch.save({"run": run, "step": step + 1, "losses": losses, "seconds": time.time() - t0,
+                        "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, tmp)
+            tmp.replace(state)  # a cut while saving leaves the previous state whole
         if after_step:
             after_step(step + 1, losses, t0)
     return losses, t0
+
+
+def state_file(out: Path) -> Path:
+    """Where a training run keeps its resume state: beside OUT, deleted once OUT is saved."""
+    return out.with_name(f"{out.name}.resume.pt")
 
 
 def save_checkpoint(model, tok, out: Path, record: dict) -> None:
@@ -161,8 +192,9 @@ def main() -> None:
     model = AutoModelForCausalLM.from_config(build_config(tok, hidden_size=args.hidden, layers=args.layers))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, {len(chats)} solutions + {n_checks} checks")
+    state = state_file(args.out)
     losses, t0 = train_steps(model, lambda r: r.sample(pool, args.batch_size), rng, args.steps, args.lr,
-                             tok.pad_token_id)
+                             tok.pad_token_id, state=state, run={k: str(v) for k, v in vars(args).items()})
     record = {
         "script": "examples/train_embedded_policy.py",
         "args": {k: str(v) for k, v in vars(args).items()},
@@ -172,6 +204,7 @@ def main() -> None:
         "seconds": round(time.time() - t0, 1),
     }
     save_checkpoint(model, tok, args.out, record)
+    state.unlink(missing_ok=True)
     print(f"saved to {args.out}")
 
 

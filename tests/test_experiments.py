@@ -61,3 +61,54 @@ def test_rl_experiment_means_over_seeds_and_gain_differences():
     assert mean_over_seeds([(0.60, 0.03), (0.64, 0.04)]) == pytest.approx((0.62, 0.025))
     assert diff((0.62, 0.025), (0.50, 0.06)) == {"diff": 0.12, "se": 0.065}
     assert smooth([0.0, 1.0, 0.5], k=2) == [0.0, 0.5, 0.75]
+
+
+def tiny_run(steps: int, state: Path, cut_at: int | None = None, run: dict | None = None):
+    """A 2-layer, hidden-16 embedded-style policy trained `steps` steps with a resume state;
+    `cut_at` raises KeyboardInterrupt after that step, as a kill would. Returns the model, the
+    losses and the steps this call trained."""
+    import random
+
+    import torch
+    from train_embedded_policy import encode, solution_chats, train_steps
+    from transformers import AutoModelForCausalLM
+
+    from journey.models.embedded import build_config, build_tokenizer
+    from journey.tasks.arith import ArithTask
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    pool = encode(tok, solution_chats(ArithTask(), 40, seed=3, exclude=set()))
+    model = AutoModelForCausalLM.from_config(build_config(tok, hidden_size=16, layers=2))
+
+    trained = []
+
+    def cut(done, losses, t0):
+        trained.append(done)
+        if done == cut_at:
+            raise KeyboardInterrupt
+
+    losses, _ = train_steps(model, lambda r: r.sample(pool, 4), random.Random(0), steps, 1e-2, tok.pad_token_id,
+                            after_step=cut, state=state, run=run or {"steps": steps}, save_every=2)
+    return model, losses, trained
+
+
+def test_a_cut_training_run_resumes_to_the_weights_of_an_uncut_one(tmp_path):
+    uncut, uncut_losses, _ = tiny_run(6, tmp_path / "a.resume.pt")
+    state = tmp_path / "b.resume.pt"
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(6, state, cut_at=5)  # state saved at step 4, step 5 is lost with the cut
+    assert state.exists() and not state.with_name(state.name + ".tmp").exists()
+    resumed, resumed_losses, trained = tiny_run(6, state)
+    assert trained == [5, 6]  # it went on from the state, it did not start over
+    assert resumed_losses == uncut_losses  # steps 1-4 from the state, 5-6 trained again on the same batches
+    for (name, a), (_, b) in zip(uncut.state_dict().items(), resumed.state_dict().items()):
+        assert a.equal(b), name
+
+
+def test_a_resume_state_from_other_flags_is_refused(tmp_path):
+    state = tmp_path / "c.resume.pt"
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(6, state, cut_at=3)
+    with pytest.raises(SystemExit, match="other flags"):
+        tiny_run(6, state, run={"steps": 7})
