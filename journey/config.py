@@ -278,7 +278,7 @@ class DeriveConfig:
     style: StyleName = opt("Reflection phrasing: 'verbose' (varied, the paper's words) or 'concise' (one short form; easier for tiny models).", "verbose")
     seed: int = opt("Seed for trial choices and reflection phrasing.", 0)
     task: TaskName | None = opt("Problem domain (default: the one recorded in the trees).", None)
-    tokenizer: str = opt("Tokenizer for the token counts in the summary.", EMBEDDED_NAME)
+    tokenizer: str | None = opt("Tokenizer for the token counts in the summary (default: that of the model that built the trees; the embedded one when it cannot be loaded here).", None)
     rewrite_model: str | None = opt("Optional LLM that rewrites each journey draft (our published prompt).", None)
     rewrite_backend: str = opt("Backend of the rewrite model.", "transformers")
     rewrite_max_tokens: int = opt("Longest rewrite, in tokens.", 1024)

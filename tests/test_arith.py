@@ -88,6 +88,8 @@ def test_generator_knobs():
     from journey.tasks.arith import ArithTask
 
     task = ArithTask(ArithConfig(min_ops=1, max_ops=1, max_operand=9))
+    assert [p.id for p in task.generate(2, 7)] == ["arith-ops1-1-operand9-7-00000", "arith-ops1-1-operand9-7-00001"]
+    assert ArithTask().generate(1, 7)[0].id == "arith-7-00000"  # the default knobs: ids as before
     for p in task.generate(30, seed=0):
         assert p.meta["ops"] == 1
     with pytest.raises(ValueError, match="min_ops"):
@@ -104,6 +106,7 @@ def test_problems_ops_sets_the_generators_range(tmp_path, ops, low, high):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 12 and {r["ops"] for r in rows} <= set(range(low, high + 1))
     assert all(len(solve(r["question"])) == r["ops"] + 1 for r in rows)
+    assert all(r["id"].startswith(f"arith-ops{low}-{high}-") for r in rows)  # never the default range's ids
 
 
 @pytest.mark.parametrize("values, error", [

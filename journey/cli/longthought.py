@@ -23,7 +23,8 @@ def derive_longthought(values: dict) -> None:
     rows = [
         ("trees with a correct path (used) / without", f"{stats.used:,} / {stats.skipped_no_correct:,}"),
         ("mean trials per journey", f"{stats.trials / used:.2f}"),
-        ("mean tokens: journey vs shortcut", f"{stats.journey_tokens / used:,.1f} vs {stats.shortcut_tokens / used:,.1f}"),
+        ("mean tokens: journey vs shortcut", f"{stats.journey_tokens / used:,.1f} vs {stats.shortcut_tokens / used:,.1f}"
+                                             f" ({stats.tokenizer})"),
         ("reflection words per journey", words),
         ("DPO pairs written", f"{stats.pairs:,}"),
         ("format errors (steps never used as a trial)", f"{stats.format_errors:,}"),

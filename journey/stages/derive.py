@@ -38,7 +38,7 @@ from journey.longthought.render import (
     count_reflection_words,
     render_with_spans,
 )
-from journey.models.embedded import resolve_model
+from journey.models.embedded import EMBEDDED_NAME, resolve_model, task_model
 from journey.models.registry import prm_explains
 from journey.runtime.cards import CARD, write_card
 from journey.runtime.io import (
@@ -69,6 +69,7 @@ class DeriveStats:
     format_errors: int = 0  # steps not in the task's format (paths.format_errors): never a trial
     journey_tokens: int = 0
     shortcut_tokens: int = 0
+    tokenizer: str = ""  # the tokenizer that counted them, and why when it is not the trees' model
     pairs: int = 0
     rewrite_fallbacks: int = 0
     prm_steps: int = 0  # rows of prm_steps.jsonl (one per root->node path)
@@ -173,6 +174,23 @@ def count_tokens(tok, rows: list[dict]) -> int:
     return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]) if texts else 0
 
 
+def counting_tokenizer(flag: str | None, tree_model: str | None, task: str):
+    """The tokenizer for the token counts and how to name it: --tokenizer when given, else that of
+    the model that built the trees (a pulled name, a folder, a GGUF), else — a hub id offline, an
+    API model, trees with no record — the embedded one, saying why."""
+    from transformers import AutoTokenizer
+
+    if flag:
+        return AutoTokenizer.from_pretrained(resolve_model(flag)), flag
+    name = task_model(tree_model or EMBEDDED_NAME, task)
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model(name)), name
+    except (OSError, ValueError) as e:  # no tokenizer here for that model
+        fallback = task_model(EMBEDDED_NAME, task)
+        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        return AutoTokenizer.from_pretrained(resolve_model(fallback)), f"{fallback} ({name}: {why})"
+
+
 def is_derive_output(folder: Path) -> bool:
     """Whether `folder` holds an earlier derive-longthought output and nothing else."""
     names = {p.name for p in folder.iterdir()}
@@ -187,9 +205,7 @@ def run_derive(cfg: DeriveConfig) -> DeriveStats:
         raise ValueError(f"--backtrack state: task {task.name!r} cannot restate a state; use --backtrack step")
     with output_lock(cfg.out_dir, "--out-dir"), atomic_folder(cfg.out_dir, is_derive_output) as staging:
         out, stats = derive_all(cfg, trees, task)
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(resolve_model(cfg.tokenizer))  # once, for both files
+        tok, stats.tokenizer = counting_tokenizer(cfg.tokenizer, trees[0].recorded("model"), task.name)
         stats.journey_tokens = count_tokens(tok, out["sft_journey.jsonl"])
         stats.shortcut_tokens = count_tokens(tok, out["sft_shortcut.jsonl"])
         for name, rows in out.items():

@@ -334,6 +334,18 @@ class ArithConfig:
         if self.max_operand < 1 or self.max_factor < 2 or self.max_value < self.max_operand:
             raise ValueError("need max_operand >= 1, max_factor >= 2, max_value >= max_operand")
 
+    def id_prefix(self) -> str:
+        """The start of generated problem ids: "arith-" for the default knobs, else naming each
+        knob that differs ("arith-ops2-2-", "arith-operand9-"), so that problems from two
+        generators never share an id (resume and dedupe key on ids)."""
+        default, parts = ArithConfig(), []
+        if (self.min_ops, self.max_ops) != (default.min_ops, default.max_ops):
+            parts.append(f"ops{self.min_ops}-{self.max_ops}")
+        for knob in ("max_operand", "max_factor", "max_value"):
+            if getattr(self, knob) != getattr(default, knob):
+                parts.append(f"{knob.removeprefix('max_')}{getattr(self, knob)}")
+        return "".join(f"{part}-" for part in ["arith", *parts])
+
 
 def _random_expr(rng: random.Random, n_ops: int, cfg: ArithConfig) -> Expr | None:
     """A random expression with `n_ops` operations whose every intermediate value is a whole
@@ -384,12 +396,12 @@ class ArithTask(Task):
         self.config = config or ArithConfig()
 
     def generate(self, n: int, seed: int) -> list[Problem]:
-        rng = random.Random(seed)
+        rng, prefix = random.Random(seed), self.config.id_prefix()
         problems = []
         for i in range(n):
             q = random_question(rng, self.config)
             ops = sum(t in PRECEDENCE for t in tokens(parse(q)))
-            problems.append(Problem(f"arith-{seed}-{i:05d}", q, str(evaluate(parse(q))), {"ops": ops}))
+            problems.append(Problem(f"{prefix}{seed}-{i:05d}", q, str(evaluate(parse(q))), {"ops": ops}))
         return problems
 
     def is_terminal(self, step: str) -> bool:
