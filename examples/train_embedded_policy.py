@@ -9,10 +9,11 @@ to check one reduction ("Check: 42 * 3 = 116"), answered with the exact verifier
 pretraining; ours learns it here, but never sees a reflection inside a solution.
 
 Seeded and reproducible (same torch build, same threads). Resumable: the run saves its state
-every 100 steps beside --out (OUT.resume.pt); the same command started again continues from it. The model is meant to stay
-imperfect: a few minutes of training on 2-4-operation problems leaves it making real arithmetic
-slips at temperature, which is what gives reasoning trees their wrong branches. Held-out
-problems (`journey.models.embedded.heldout_problems`) are kept out of the training pool.
+every 100 steps beside --out (OUT.resume.pt); the same command started again continues from it.
+The model is meant to stay imperfect: a few minutes of training on 2-4-operation problems leaves
+it making real arithmetic slips at temperature, which is what gives reasoning trees their wrong
+branches. Held-out problems (`journey.models.embedded.heldout_problems`) are kept out of the
+training pool.
 Measure the result with `python examples/measure_embedded_policy.py`.
 """
 
