@@ -9,7 +9,8 @@ journey-initialised policy gain more from the same RL than a shortcut-initialise
 
   1. the Part 1 experiment (`examples/part1_experiment.py`, run here unless --part1 names a
      finished one): the same problems, trees and phase-1 model, and from them the phase-2 SFT
-     models shortcut, journey and shaped (journey traces with the trace-shape knobs on);
+     models shortcut, journey and shaped (journey traces with the trace-shape knobs on); run
+     here without its DPO arm and with greedy evals only (`--no-dpo --samples 1`: RL uses neither);
   2. RL (`journey train --stage rl`: TRL's GRPO, o1-Coder's φ reward — the exact verifier's step
      scores and the answer check, α linear 1 -> 0.5) from each start — phase 1, shortcut,
      journey, shaped — with the same budget: the same --rl-steps steps of --rl-batch
