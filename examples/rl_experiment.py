@@ -178,15 +178,16 @@ def plot(summary: dict, runs: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     colors = dict(zip(STARTS, ("#999", "#6a9fd4", "#e07b39", "#b07cc6")))
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
-    for r in runs.values():
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 1]})
+    first_seed = runs[next(iter(runs))]["seed"]
+    for r in runs.values():  # one line per run; the legend names each start once
         curve = r["reward_curve"]
         ax.plot([c["step"] for c in curve], smooth([c["outcome"] for c in curve]), color=colors[r["start"]],
-                lw=1.2, ls="-" if r["seed"] == runs[next(iter(runs))]["seed"] else "--",
-                label=f"{r['start']} (seed {r['seed']})")
+                lw=1.2, ls="-" if r["seed"] == first_seed else "--",
+                label=r["start"] if r["seed"] == first_seed else None)
     ax.set_xlabel("RL step")
     ax.set_ylabel("training outcome R (sampled, 5-step mean)")
-    ax.set_title("RL from each start: the reward it earns", fontsize=10)
+    ax.set_title(f"RL from each start: the reward it earns (seed {first_seed} solid, others dashed)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     steps = summary["design"]["rl_steps"]
@@ -205,7 +206,7 @@ def plot(summary: dict, runs: dict, path: Path) -> None:
     bx.set_ylabel("greedy test accuracy (± s.e.)")
     bx.set_title("Test accuracy vs RL step", fontsize=10)
     bx.grid(alpha=0.3)
-    bx.legend(fontsize=8)
+    bx.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: no data hidden
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
