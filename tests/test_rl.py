@@ -2,11 +2,8 @@
 verdicts (arith's exact verifier, the code sandbox), the flags, and a few real GRPO steps on the
 embedded policy — weights change, the reward curve is recorded, an interrupted run resumes."""
 
-import _thread
 import json
 import math
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -199,17 +196,20 @@ def test_a_few_steps_change_the_weights_and_record_the_reward_curve(tmp_path):
     assert record["reward_curve"] == curve
 
 
-def interrupt_after_checkpoint(partial: Path, step: int) -> threading.Thread:
-    """Ctrl-C (KeyboardInterrupt in the main thread) once checkpoint-`step` is saved."""
-    def watch():
-        deadline = time.time() + 300
-        while time.time() < deadline and not (partial / "trainer" / f"checkpoint-{step}" / "trainer_state.json").exists():
-            time.sleep(0.05)
-        _thread.interrupt_main()
+def interrupt_after_checkpoint(monkeypatch, step: int) -> None:
+    """Ctrl-C (KeyboardInterrupt in the main thread, in the training loop) right after
+    checkpoint-`step` is saved: the trainer's own save runs, then the interrupt — at that step
+    however loaded the machine is (a watcher thread polling for the folder could miss it)."""
+    from trl import GRPOTrainer
 
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-    return t
+    save = GRPOTrainer._save_checkpoint
+
+    def save_then_interrupt(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        if self.state.global_step == step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(GRPOTrainer, "_save_checkpoint", save_then_interrupt)
 
 
 def test_test_accuracy_is_the_evals_greedy_accuracy_of_the_model_at_that_step(tmp_path):
@@ -232,32 +232,31 @@ def test_test_accuracy_is_the_evals_greedy_accuracy_of_the_model_at_that_step(tm
     assert plain["reward_curve"] == record["reward_curve"]  # measuring draws no random numbers
 
 
-def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     problems = write_problems(tmp_path / "p.jsonl", n=4)
     out = tmp_path / "rl"
     cfg = dict(max_steps=3, test_data=write_problems(tmp_path / "t.jsonl", n=2, seed=9), test_steps=2, **TINY)
-    watcher = interrupt_after_checkpoint(staging_folder(out), 1)
-    with pytest.raises(KeyboardInterrupt):
-        run_train(TrainConfig("rl", [problems], out, **cfg))
-        time.sleep(10)  # the run ended first: the interrupt lands here (the test then fails below)
-    watcher.join()
+    with monkeypatch.context() as m:
+        interrupt_after_checkpoint(m, 1)
+        with pytest.raises(KeyboardInterrupt):
+            run_train(TrainConfig("rl", [problems], out, **cfg))
     assert not out.exists() and (staging_folder(out) / "trainer" / "checkpoint-1").is_dir()
+    assert not (staging_folder(out) / "trainer" / "checkpoint-2").exists()
     record = run_train(TrainConfig("rl", [problems], out, **cfg))
-    assert record["resumed_from_step"] in (1, 2) and record["steps"] == 3
+    assert record["resumed_from_step"] == 1 and record["steps"] == 3
     assert [c["step"] for c in record["reward_curve"]] == [1, 2, 3]  # the log of the steps before, kept
     assert [c["step"] for c in record["test_curve"]] == [0, 2, 3]  # step 0 measured before the interruption
     uninterrupted = run_train(TrainConfig("rl", [problems], tmp_path / "whole", **cfg))
     assert uninterrupted["reward_curve"][:record["resumed_from_step"]] == record["reward_curve"][:record["resumed_from_step"]]
 
 
-def test_other_flags_start_over(tmp_path, caplog):
+def test_other_flags_start_over(tmp_path, caplog, monkeypatch):
     problems = write_problems(tmp_path / "p.jsonl", n=4)
     out = tmp_path / "rl"
-    watcher = interrupt_after_checkpoint(staging_folder(out), 1)
-    with pytest.raises(KeyboardInterrupt):
-        run_train(TrainConfig("rl", [problems], out, max_steps=3, **TINY))
-        time.sleep(10)
-    watcher.join()
+    with monkeypatch.context() as m:
+        interrupt_after_checkpoint(m, 1)
+        with pytest.raises(KeyboardInterrupt):
+            run_train(TrainConfig("rl", [problems], out, max_steps=3, **TINY))
     record = run_train(TrainConfig("rl", [problems], out, max_steps=1, **{**TINY, "gamma": 0.9}))
     assert record["resumed_from_step"] is None and record["steps"] == 1
     assert "made with other flags or data; starting over" in caplog.text
