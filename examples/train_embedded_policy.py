@@ -193,12 +193,12 @@ def main() -> None:
     model = AutoModelForCausalLM.from_config(build_config(tok, hidden_size=args.hidden, layers=args.layers))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, {len(chats)} solutions + {n_checks} checks")
-    state = state_file(args.out)
+    state, flags = state_file(args.out), {k: str(v) for k, v in vars(args).items()}
     losses, t0 = train_steps(model, lambda r: r.sample(pool, args.batch_size), rng, args.steps, args.lr,
-                             tok.pad_token_id, state=state, run={k: str(v) for k, v in vars(args).items()})
+                             tok.pad_token_id, state=state, run=flags)
     record = {
         "script": "examples/train_embedded_policy.py",
-        "args": {k: str(v) for k, v in vars(args).items()},
+        "args": flags,
         "parameters": n_params,
         "torch": torch.__version__,
         "final_loss": sum(losses[-50:]) / len(losses[-50:]),

